@@ -1,0 +1,435 @@
+package rebound
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// State is a circuit breaker's state.
+type State uint8
+
+const (
+	// StateClosed lets every call through and counts failures.
+	StateClosed State = iota
+	// StateOpen rejects every call with an *OpenError until the open period ends.
+	StateOpen
+	// StateHalfOpen lets a bounded number of probe calls through; a success
+	// closes the breaker, a failure opens it again.
+	StateHalfOpen
+)
+
+// String returns "closed", "open" or "half-open".
+func (s State) String() string {
+	switch s {
+	case StateOpen:
+		return "open"
+	case StateHalfOpen:
+		return "half-open"
+	}
+	return "closed"
+}
+
+// BreakerConfig sets a Breaker. Its zero value is the mission's default:
+// open after 5 consecutive failures, stay open 60 s, then let one probe
+// through; its success closes the breaker.
+//
+// Only transient and throttled failures count. A permanent error (a 4xx, a
+// bad certificate) is the caller's fault and shows the server is alive, so it
+// counts as a success; a call cancelled by its caller counts as nothing.
+type BreakerConfig struct {
+	// Name appears in errors, logs and state-change events.
+	Name string
+
+	// FailureThreshold is the number of consecutive failures that opens the
+	// breaker in consecutive mode; 0 means 5.
+	FailureThreshold int
+
+	// FailureRate, when above 0, selects failure-rate mode: the breaker opens
+	// when at least this fraction (0 < FailureRate <= 1) of the calls in the
+	// sliding window failed, once the window holds MinCalls calls.
+	FailureRate float64
+	// WindowCalls is the size of a count-based window (the last N calls);
+	// 0 means 100. Ignored when WindowTime is set.
+	WindowCalls int
+	// WindowTime selects a time-based window (the calls of the last
+	// WindowTime, in 10 buckets). It reads the clock on every call.
+	WindowTime time.Duration
+	// MinCalls is how many calls the window needs before the rate counts;
+	// 0 means 10.
+	MinCalls int
+
+	// OpenFor is how long the breaker stays open; 0 means 60 s.
+	OpenFor time.Duration
+	// HalfOpenProbes is how many calls a half-open breaker lets through at
+	// once; 0 means 1.
+	HalfOpenProbes int
+	// SuccessThreshold is how many probe successes close the breaker; 0 means 1.
+	SuccessThreshold int
+
+	// OnStateChange, if set, is called after every transition, outside any lock.
+	OnStateChange func(name string, from, to State)
+	// Logger, if set, receives a record for every transition.
+	Logger *slog.Logger
+	// Clock is the time source; nil means the system clock.
+	Clock Clock
+}
+
+func (c *BreakerConfig) validate() error {
+	switch {
+	case c.FailureThreshold < 0:
+		return &ConfigError{"BreakerConfig.FailureThreshold", "negative"}
+	case c.FailureRate < 0 || c.FailureRate > 1 || math.IsNaN(c.FailureRate):
+		return &ConfigError{"BreakerConfig.FailureRate", "must be in (0, 1], or 0 for consecutive mode"}
+	case c.WindowCalls < 0:
+		return &ConfigError{"BreakerConfig.WindowCalls", "negative"}
+	case c.WindowTime < 0:
+		return &ConfigError{"BreakerConfig.WindowTime", "negative"}
+	case c.MinCalls < 0:
+		return &ConfigError{"BreakerConfig.MinCalls", "negative"}
+	case c.OpenFor < 0:
+		return &ConfigError{"BreakerConfig.OpenFor", "negative"}
+	case c.HalfOpenProbes < 0:
+		return &ConfigError{"BreakerConfig.HalfOpenProbes", "negative"}
+	case c.SuccessThreshold < 0:
+		return &ConfigError{"BreakerConfig.SuccessThreshold", "negative"}
+	case c.SuccessThreshold > max(c.HalfOpenProbes, 1):
+		return &ConfigError{"BreakerConfig.SuccessThreshold", "larger than HalfOpenProbes: the breaker could never close"}
+	}
+	return nil
+}
+
+// Breaker is a circuit breaker: after repeated failures it rejects calls at
+// once (ErrOpen) for a while instead of burying a failing service, then lets
+// a probe through to see whether it has recovered. Safe for concurrent use.
+//
+// Deciding and recording a call in the closed state takes no lock, reads no
+// clock (in consecutive mode and count-window mode) and allocates nothing; a
+// rejection is two atomic loads. State changes take a mutex, and the end of the
+// open period is a timer (Clock.AfterFunc), so rejecting needs no clock either.
+// A generation number in the state word drops the verdicts of calls that
+// began before a state change.
+type Breaker struct {
+	word   atomic.Uint64 // state in the low 2 bits, generation above
+	consec atomic.Int64  // consecutive failures (consecutive mode)
+	_      [48]byte      // the hot words above on their own cache line
+
+	probes    atomic.Int64 // probes admitted in this half-open period
+	successes atomic.Int64 // probe successes in this half-open period
+	openErr   atomic.Pointer[OpenError]
+	busyErr   *OpenError // rejection while half-open probes are all out
+
+	window window // failure-rate mode; nil in consecutive mode
+
+	cfg   BreakerConfig
+	clock Clock
+	mu    sync.Mutex // serialises transitions
+	timer Timer
+}
+
+// NewBreaker returns a closed Breaker, or a *ConfigError.
+func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.FailureThreshold == 0 {
+		cfg.FailureThreshold = 5
+	}
+	if cfg.OpenFor == 0 {
+		cfg.OpenFor = 60 * time.Second
+	}
+	if cfg.HalfOpenProbes == 0 {
+		cfg.HalfOpenProbes = 1
+	}
+	if cfg.SuccessThreshold == 0 {
+		cfg.SuccessThreshold = 1
+	}
+	if cfg.MinCalls == 0 {
+		cfg.MinCalls = 10
+	}
+	b := &Breaker{cfg: cfg, clock: clockOr(cfg.Clock)}
+	b.busyErr = &OpenError{Name: cfg.Name, clock: b.clock}
+	if cfg.FailureRate > 0 {
+		if cfg.WindowTime > 0 {
+			b.window = newTimeWindow(cfg.WindowTime, b.clock)
+		} else {
+			n := cfg.WindowCalls
+			if n == 0 {
+				n = 100
+			}
+			b.window = newCountWindow(n)
+		}
+	}
+	return b, nil
+}
+
+// MustBreaker is NewBreaker for configurations known to be valid, such as
+// literals in package variables; it panics on a *ConfigError.
+func MustBreaker(cfg BreakerConfig) *Breaker {
+	b, err := NewBreaker(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Name returns the configured name.
+func (b *Breaker) Name() string { return b.cfg.Name }
+
+// State returns the current state.
+func (b *Breaker) State() State { return State(b.word.Load() & 3) }
+
+// Permit is the right to make one call, from Allow. Report its outcome with
+// Done exactly once.
+type Permit struct {
+	b    *Breaker
+	word uint64
+}
+
+// Allow asks to make a call. It returns an *OpenError (errors.Is ErrOpen)
+// when the breaker is open, or half-open with all its probes out.
+func (b *Breaker) Allow() (Permit, error) {
+	w := b.word.Load()
+	switch State(w & 3) {
+	case StateClosed:
+		return Permit{b, w}, nil
+	case StateOpen:
+		return Permit{}, b.openErr.Load()
+	}
+	for {
+		n := b.probes.Load()
+		if n >= int64(b.cfg.HalfOpenProbes) {
+			return Permit{}, b.busyErr
+		}
+		if b.probes.CompareAndSwap(n, n+1) {
+			if b.word.Load() != w { // the period ended while we counted
+				return Permit{}, b.busyErr
+			}
+			return Permit{b, w}, nil
+		}
+	}
+}
+
+// Done reports the outcome of a permitted call: err is what the call
+// returned and c its Class (Classify(err), or any Classifier's verdict).
+func (p Permit) Done(err error, c Class) {
+	b := p.b
+	if b == nil {
+		return
+	}
+	switch {
+	case err == nil || c.Kind == KindPermanent && !errors.Is(err, context.Canceled):
+		b.onSuccess(p.word)
+	case c.Kind.Retryable():
+		b.onFailure(p.word)
+	default: // cancelled by the caller: no verdict on the server
+		if State(p.word&3) == StateHalfOpen && b.word.Load() == p.word {
+			b.probes.Add(-1)
+		}
+	}
+}
+
+func (b *Breaker) onSuccess(w uint64) {
+	switch State(w & 3) {
+	case StateClosed:
+		if b.window != nil {
+			b.window.record(false)
+			return
+		}
+		// Read before write: the common case (no failures) stays read-only,
+		// so parallel callers do not fight over the cache line.
+		if b.consec.Load() != 0 && b.word.Load() == w {
+			b.consec.Store(0)
+		}
+	case StateHalfOpen:
+		if b.word.Load() == w && b.successes.Add(1) >= int64(b.cfg.SuccessThreshold) {
+			b.transition(w, StateClosed)
+		}
+	}
+}
+
+func (b *Breaker) onFailure(w uint64) {
+	switch State(w & 3) {
+	case StateClosed:
+		if b.window != nil {
+			fails, total := b.window.record(true)
+			if total >= int64(b.cfg.MinCalls) && float64(fails) >= b.cfg.FailureRate*float64(total) {
+				b.transition(w, StateOpen)
+			}
+			return
+		}
+		if b.consec.Add(1) >= int64(b.cfg.FailureThreshold) {
+			b.transition(w, StateOpen)
+		}
+	case StateHalfOpen:
+		b.transition(w, StateOpen)
+	}
+}
+
+// transition moves the breaker from the state word from to the state to,
+// unless another transition got there first.
+func (b *Breaker) transition(from uint64, to State) {
+	b.mu.Lock()
+	if b.word.Load() != from {
+		b.mu.Unlock()
+		return
+	}
+	next := (from>>2+1)<<2 | uint64(to)
+	switch to {
+	case StateOpen:
+		until := b.clock.Now().Add(b.cfg.OpenFor)
+		b.openErr.Store(&OpenError{Name: b.cfg.Name, Until: until, clock: b.clock})
+		b.timer = b.clock.AfterFunc(b.cfg.OpenFor, func() { b.transition(next, StateHalfOpen) })
+	case StateHalfOpen:
+		b.probes.Store(0)
+		b.successes.Store(0)
+	case StateClosed:
+		b.consec.Store(0)
+		if b.window != nil {
+			b.window.reset()
+		}
+	}
+	b.word.Store(next)
+	b.mu.Unlock()
+
+	fromState := State(from & 3)
+	if l := b.cfg.Logger; l != nil {
+		l.LogAttrs(context.Background(), slog.LevelWarn, "breaker state change",
+			slog.String("breaker", b.cfg.Name), slog.String("from", fromState.String()), slog.String("to", to.String()))
+	}
+	if f := b.cfg.OnStateChange; f != nil {
+		f(b.cfg.Name, fromState, to)
+	}
+}
+
+// Do runs fn if the breaker allows it, and records the outcome with Classify.
+func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
+	p, err := b.Allow()
+	if err != nil {
+		return err
+	}
+	err = fn(ctx)
+	if err == nil {
+		p.Done(nil, Class{})
+		return nil
+	}
+	p.Done(err, Classify(err))
+	return err
+}
+
+// Stop cancels the timer of an open breaker, for a clean shutdown. The
+// breaker then stays open until the next transition.
+func (b *Breaker) Stop() {
+	b.mu.Lock()
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.mu.Unlock()
+}
+
+// window counts failures over the recent calls, for failure-rate mode.
+type window interface {
+	// record adds one outcome and returns the failures and calls now in the window.
+	record(failed bool) (fails, total int64)
+	reset()
+}
+
+// countWindow holds the outcomes of the last n calls in a ring of atomics.
+type countWindow struct {
+	next  atomic.Uint64
+	fails atomic.Int64
+	total atomic.Int64
+	slots []atomic.Uint32 // 0 empty, 1 success, 2 failure
+}
+
+func newCountWindow(n int) *countWindow { return &countWindow{slots: make([]atomic.Uint32, n)} }
+
+func (w *countWindow) record(failed bool) (int64, int64) {
+	out := uint32(1)
+	if failed {
+		out = 2
+	}
+	i := w.next.Add(1) - 1
+	old := w.slots[i%uint64(len(w.slots))].Swap(out)
+	if old == 0 {
+		w.total.Add(1)
+	}
+	var d int64
+	if failed {
+		d++
+	}
+	if old == 2 {
+		d--
+	}
+	fails := w.fails.Load()
+	if d != 0 {
+		fails = w.fails.Add(d)
+	}
+	return fails, w.total.Load()
+}
+
+func (w *countWindow) reset() {
+	for i := range w.slots {
+		w.slots[i].Store(0)
+	}
+	w.fails.Store(0)
+	w.total.Store(0)
+}
+
+// timeWindow counts outcomes of the last span in 10 buckets. A bucket whose
+// epoch is stale is reset by the first call that lands in it.
+type timeWindow struct {
+	span, size time.Duration
+	clock      Clock
+	buckets    [10]struct {
+		epoch      atomic.Int64
+		fails, oks atomic.Int64
+		_          [40]byte
+	}
+}
+
+func newTimeWindow(span time.Duration, c Clock) *timeWindow {
+	size := span / 10
+	if size <= 0 {
+		size = 1
+	}
+	w := &timeWindow{span: span, size: size, clock: c}
+	w.reset()
+	return w
+}
+
+func (w *timeWindow) record(failed bool) (int64, int64) {
+	epoch := w.clock.Now().UnixNano() / int64(w.size)
+	bk := &w.buckets[epoch%10]
+	if e := bk.epoch.Load(); e != epoch && bk.epoch.CompareAndSwap(e, epoch) {
+		bk.fails.Store(0)
+		bk.oks.Store(0)
+	}
+	if failed {
+		bk.fails.Add(1)
+	} else {
+		bk.oks.Add(1)
+	}
+	var fails, total int64
+	for i := range w.buckets {
+		b := &w.buckets[i]
+		if epoch-b.epoch.Load() < 10 {
+			f := b.fails.Load()
+			fails += f
+			total += f + b.oks.Load()
+		}
+	}
+	return fails, total
+}
+
+func (w *timeWindow) reset() {
+	for i := range w.buckets {
+		w.buckets[i].epoch.Store(math.MinInt64 / 2)
+		w.buckets[i].fails.Store(0)
+		w.buckets[i].oks.Store(0)
+	}
+}

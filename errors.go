@@ -1,0 +1,106 @@
+package rebound
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrOpen is matched (errors.Is) by every rejection of an open or saturated
+// half-open circuit breaker. The concrete error is an *OpenError.
+var ErrOpen = errors.New("circuit breaker open")
+
+// ErrBudgetExhausted is returned (wrapped in a *RetryError) when a retry was
+// due but the shared retry Budget had no allowance left.
+var ErrBudgetExhausted = errors.New("retry budget exhausted")
+
+// OpenError is the error of a call rejected by a Breaker. It matches ErrOpen.
+type OpenError struct {
+	// Name is the breaker's name, if it has one.
+	Name string
+	// Until is when the breaker lets the next probe through; zero while a
+	// half-open breaker is busy with its probes.
+	Until time.Time
+	clock Clock
+}
+
+// Error says which breaker rejected the call and when it will try again.
+func (e *OpenError) Error() string {
+	var b strings.Builder
+	b.WriteString("circuit breaker ")
+	if e.Name != "" {
+		b.WriteString(e.Name + " ")
+	}
+	if e.Until.IsZero() {
+		b.WriteString("half-open: probe in progress")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "open: next probe in %s", e.Remaining().Round(time.Millisecond))
+	return b.String()
+}
+
+// Remaining returns the time until the next probe (zero once it is due).
+func (e *OpenError) Remaining() time.Duration {
+	if e.Until.IsZero() {
+		return 0
+	}
+	return max(e.Until.Sub(clockOr(e.clock).Now()), 0)
+}
+
+// Is makes errors.Is(err, ErrOpen) true.
+func (e *OpenError) Is(target error) bool { return target == ErrOpen }
+
+// RetryError is the error of an operation that Retry gave up on. It unwraps
+// to the last attempt's error, so errors.Is and errors.As see the cause.
+type RetryError struct {
+	// Op names the operation (Retry.Name), if given.
+	Op string
+	// Attempts is how many times the operation ran.
+	Attempts int
+	// Elapsed is the time from the first attempt to giving up.
+	Elapsed time.Duration
+	// Class is the verdict on Last.
+	Class Class
+	// Reason says why retrying stopped: "permanent error", "attempts
+	// exhausted", "max elapsed time", "context deadline", "canceled",
+	// "retry budget exhausted".
+	Reason string
+	// Last is the last attempt's error.
+	Last error
+}
+
+// Error tells a person what happened: the operation, attempts, time spent,
+// why retrying stopped, and the last cause with its class.
+func (e *RetryError) Error() string {
+	var b strings.Builder
+	if e.Op != "" {
+		b.WriteString(e.Op + ": ")
+	}
+	word := "attempts"
+	if e.Attempts == 1 {
+		word = "attempt"
+	}
+	fmt.Fprintf(&b, "gave up after %d %s in %s (%s): %s error",
+		e.Attempts, word, e.Elapsed.Round(time.Millisecond), e.Reason, e.Class.Kind)
+	if e.Class.Reason != "" && e.Class.Reason != "error" {
+		b.WriteString(" (" + e.Class.Reason + ")")
+	}
+	if e.Last != nil {
+		b.WriteString(": " + e.Last.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the last attempt's error.
+func (e *RetryError) Unwrap() error { return e.Last }
+
+// ConfigError reports an invalid policy configuration, found before any call.
+type ConfigError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	return "rebound: invalid config: " + e.Field + ": " + e.Reason
+}
