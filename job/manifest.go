@@ -1,0 +1,260 @@
+package job
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// Request is one line of a manifest: an HTTP request to make once.
+//
+//	{"id": "user-42", "method": "PUT", "url": "https://api.example.com/users/42",
+//	 "headers": {"Content-Type": "application/json"}, "body": {"name": "Ada"}}
+//
+// Body is JSON: a JSON string is sent as its text, anything else (object,
+// array, number) as JSON with Content-Type application/json unless headers
+// say otherwise. BodyFile names a file to send instead (relative paths are
+// relative to the manifest's folder).
+type Request struct {
+	ID       string            `json:"id"`
+	Method   string            `json:"method,omitempty"`
+	URL      string            `json:"url"`
+	Headers  map[string]string `json:"headers,omitempty"`
+	Body     json.RawMessage   `json:"body,omitempty"`
+	BodyFile string            `json:"body_file,omitempty"`
+}
+
+// MaxLine is the longest manifest line accepted (a body inline in the
+// manifest; larger bodies belong in body_file).
+const MaxLine = 1 << 20
+
+// MaxIDLen bounds an item ID.
+const MaxIDLen = 512
+
+// LineError is what is wrong with one manifest line.
+type LineError struct {
+	Line int
+	Err  error
+}
+
+func (e LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+
+// ManifestError lists the bad lines of a manifest (the first 20) and how
+// many more there were. Nothing has been sent when it is returned.
+type ManifestError struct {
+	Path  string
+	Lines []LineError
+	More  int
+}
+
+func (e *ManifestError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "manifest %s has %d bad line(s):", e.Path, len(e.Lines)+e.More)
+	for _, l := range e.Lines {
+		b.WriteString("\n  " + l.Error())
+	}
+	if e.More > 0 {
+		fmt.Fprintf(&b, "\n  ... and %d more", e.More)
+	}
+	return b.String()
+}
+
+// maxReported is how many bad lines a ManifestError lists.
+const maxReported = 20
+
+// ScanManifest reads a JSONL manifest from r line by line, never holding more
+// than one line, and calls fn with each valid request and its raw line. Blank
+// lines and lines starting with '#' are skipped. dir resolves relative
+// body_file paths. Bad lines are collected (fn is not called for them) and
+// returned as a *ManifestError once the whole input is read; an error from fn
+// or from reading stops the scan at once.
+func ScanManifest(r io.Reader, name, dir string, fn func(line int, req Request, raw []byte) error) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	merr := &ManifestError{Path: name}
+	bad := func(line int, err error) {
+		if len(merr.Lines) < maxReported {
+			merr.Lines = append(merr.Lines, LineError{line, err})
+		} else {
+			merr.More++
+		}
+	}
+	for line := 1; ; line++ {
+		raw, err := readLine(br)
+		if errors.Is(err, errLineTooLong) {
+			bad(line, fmt.Errorf("longer than %d bytes (put large bodies in body_file)", MaxLine))
+			continue
+		}
+		if err == io.EOF && raw == nil {
+			break
+		}
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("reading manifest %s: %w", name, err)
+		}
+		trimmed := bytes.TrimSpace(raw)
+		if len(trimmed) == 0 || trimmed[0] == '#' {
+			continue
+		}
+		req, verr := parseLine(trimmed, dir)
+		if verr != nil {
+			bad(line, verr)
+			continue
+		}
+		if ferr := fn(line, req, trimmed); ferr != nil {
+			return ferr
+		}
+	}
+	if len(merr.Lines) > 0 {
+		return merr
+	}
+	return nil
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readLine returns the next line without its newline, or errLineTooLong
+// after skipping the rest of a line longer than MaxLine.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var buf []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(buf)+len(chunk) > MaxLine+1 {
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			return nil, errLineTooLong
+		}
+		buf = append(buf, chunk...)
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err == io.EOF:
+			if len(buf) == 0 {
+				return nil, io.EOF
+			}
+			return buf, nil
+		case err != nil:
+			return nil, err
+		}
+		return bytes.TrimRight(buf, "\r\n"), nil
+	}
+}
+
+// parseLine decodes and validates one manifest line.
+func parseLine(raw []byte, dir string) (Request, error) {
+	var req Request
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("not a JSON object with known fields: %v", err)
+	}
+	if dec.More() {
+		return req, errors.New("more than one JSON value on the line")
+	}
+	if err := req.validate(dir); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+func (r *Request) validate(dir string) error {
+	switch {
+	case r.ID == "":
+		return errors.New(`missing "id"`)
+	case len(r.ID) > MaxIDLen:
+		return fmt.Errorf(`"id" longer than %d bytes`, MaxIDLen)
+	case r.URL == "":
+		return errors.New(`missing "url"`)
+	}
+	if r.Method == "" {
+		r.Method = http.MethodGet
+	}
+	if !validMethod(r.Method) {
+		return fmt.Errorf("method %q is not a valid HTTP method", r.Method)
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return fmt.Errorf("url: %v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("url %q: scheme must be http or https", redactURL(u))
+	}
+	if u.Host == "" {
+		return fmt.Errorf("url %q has no host", redactURL(u))
+	}
+	for k := range r.Headers {
+		if !validToken(k) {
+			return fmt.Errorf("header name %q is not valid", k)
+		}
+	}
+	if len(r.Body) > 0 && r.BodyFile != "" {
+		return errors.New(`"body" and "body_file" are both set`)
+	}
+	if r.BodyFile != "" {
+		p := r.BodyPath(dir)
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("body_file: %v", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("body_file %s is not a regular file", p)
+		}
+	}
+	return nil
+}
+
+// BodyPath resolves BodyFile against the manifest's folder.
+func (r *Request) BodyPath(dir string) string {
+	if r.BodyFile == "" || strings.HasPrefix(r.BodyFile, "/") || dir == "" {
+		return r.BodyFile
+	}
+	return dir + string(os.PathSeparator) + r.BodyFile
+}
+
+// BodyBytes returns the inline body to send and whether it is JSON (an
+// object, array, number or literal rather than a JSON string).
+func (r *Request) BodyBytes() (body []byte, isJSON bool, err error) {
+	if len(r.Body) == 0 || string(r.Body) == "null" {
+		return nil, false, nil
+	}
+	if r.Body[0] == '"' {
+		var s string
+		if err := json.Unmarshal(r.Body, &s); err != nil {
+			return nil, false, err
+		}
+		return []byte(s), false, nil
+	}
+	return r.Body, true, nil
+}
+
+// redactURL drops userinfo and query, which may hold secrets, from messages.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	if c.RawQuery != "" {
+		c.RawQuery = "REDACTED"
+	}
+	return c.String()
+}
+
+func validMethod(m string) bool { return validToken(m) }
+
+// validToken reports whether s is an RFC 9110 token (method or header name).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
