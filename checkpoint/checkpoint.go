@@ -243,7 +243,8 @@ type Result struct {
 	// Attempts, if above 0, replaces the item's attempt count (e.g. the
 	// leased Item.Attempts plus retries the runner made within the lease).
 	Attempts int
-	// Err and ErrKind describe the failure; for Done they may be empty.
+	// Err and ErrKind describe the failure. If both are empty (a success,
+	// usually) the item keeps its last error.
 	Err     string
 	ErrKind string
 	// NextAt is when a Failed item becomes leasable again; zero means now.

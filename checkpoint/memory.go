@@ -321,7 +321,9 @@ func (m *Memory) Complete(ctx context.Context, results []Result) error {
 		if r.Attempts > 0 {
 			mi.it.Attempts = r.Attempts
 		}
-		mi.it.Err, mi.it.ErrKind = cutErr(r.Err), r.ErrKind
+		if r.Err != "" || r.ErrKind != "" {
+			mi.it.Err, mi.it.ErrKind = cutErr(r.Err), r.ErrKind
+		}
 		mi.it.Due = time.Time{}
 		if r.State == Failed {
 			mi.it.Due = now

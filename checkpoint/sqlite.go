@@ -215,7 +215,9 @@ func (s *SQLite) prepare(ctx context.Context) error {
 	s.completeStmt, err = s.db.PrepareContext(ctx, `UPDATE items SET
 		state = ?1,
 		attempts = CASE WHEN ?2 > 0 THEN ?2 ELSE attempts END,
-		err = ?3, err_kind = ?4, due = ?5, updated = ?6,
+		err = CASE WHEN ?3 <> '' OR ?4 <> '' THEN ?3 ELSE err END,
+		err_kind = CASE WHEN ?3 <> '' OR ?4 <> '' THEN ?4 ELSE err_kind END,
+		due = ?5, updated = ?6,
 		progress = CASE WHEN ?7 THEN ?8 ELSE progress END
 		WHERE job = ?9 AND id = ?10 AND lease = ?11`)
 	if err != nil {
