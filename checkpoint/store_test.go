@@ -32,7 +32,9 @@ func openSQLite(t *testing.T, path string, opts checkpoint.Options) checkpoint.S
 
 func TestSQLiteConformance(t *testing.T) {
 	storetest.Run(t, storetest.Config{
-		Open:       func(t *testing.T, path string, opts checkpoint.Options) checkpoint.Store { return openSQLite(t, path, opts) },
+		Open: func(t *testing.T, path string, opts checkpoint.Options) checkpoint.Store {
+			return openSQLite(t, path, opts)
+		},
 		Persistent: true,
 	})
 }
