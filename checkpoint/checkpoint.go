@@ -1,0 +1,439 @@
+// Package checkpoint is rebound's durable progress store: it remembers which
+// items of a batch job (or which bytes of a transfer) are done, so that a
+// program killed at any moment resumes where it stopped instead of starting
+// over.
+//
+// # Model
+//
+// A job is a named set of items. A job is created by [Store.OpenJob] with a
+// [JobMeta] that holds the fingerprint (a hash) of the manifest it was built
+// from; opening it again with another fingerprint is refused with
+// [ErrManifestChanged], so a changed manifest never mixes with old progress.
+// [Store.Restart] drops a job's state on purpose.
+//
+// An item has a stable string ID, a small opaque payload (the manifest line,
+// or only its offset: the runner decides), a [State], an attempt count, the
+// last error and its kind, timestamps, and a small [Progress] record (offset,
+// ETag, upload URL, cursor) for work that can be resumed half-way.
+//
+// Workers take items with [Store.Lease]: up to n items that are pending,
+// failed and due again, or held by a lease that has expired. Each lease
+// carries a token ([Item.Lease]) that is unique in the store; results and
+// progress are applied only while the token still matches, so a worker that
+// lost its lease (it stalled past the TTL and another worker took the item)
+// cannot overwrite the newer owner's state. [Store.Extend] is the heartbeat
+// for long items. Expiry is what brings back the items of a worker that died;
+// a single-process runner, which knows its predecessor is dead, calls
+// [Store.Reclaim] at start to get them back at once instead of after the TTL.
+//
+// Leasing counts an attempt: Lease increments [Item.Attempts], so work lost
+// in a crash counts too and an item that kills its worker every time ends up
+// dead instead of looping forever.
+//
+// # Durability and group commit
+//
+// [Store.Complete] and [Store.SaveProgress] hand their writes to the store
+// and return; the store batches the writes of all goroutines into one
+// transaction (group commit), so checkpointing does not cap throughput. A
+// write is durable once [Store.Flush] (called after it returns) has returned
+// nil, or once [Store.Close] has returned nil. Writes that were handed over
+// but not yet flushed may be lost in a crash; their items are then still
+// leased (or pending) and are done again, which is why the work itself must
+// be idempotent (rebound derives an idempotency key from job and item ID).
+// All other methods (OpenJob, Restart, AddItems, Lease, Extend, Reclaim,
+// RetryDead) write synchronously: their effect is durable when they return.
+// Readers (Item, Stats, TopErrors, Dead) see committed state; call Flush
+// first to include your own handed-over writes.
+//
+// A failed group commit is sticky: the writes in it are lost, and every later
+// Complete, SaveProgress, Flush and Close returns the error. Their items come
+// back through lease expiry (or Reclaim) after the store is reopened.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use by many goroutines. Two leases never
+// hold the same item at the same time (a lease that expired may be replaced;
+// the old token then stops working).
+//
+// # Stores
+//
+// [NewMemory] keeps everything in memory (tests, benchmarks). [OpenSQLite]
+// is the embedded default: one file, for one process at a time. A PostgreSQL
+// store for many workers on many machines implements the same interface and
+// passes the same conformance suite (package checkpoint/storetest).
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors returned by stores. They are wrapped with details (the job, the
+// item ID, the file); test for them with errors.Is.
+var (
+	// ErrNoJob: the job does not exist (never opened, or restarted).
+	ErrNoJob = errors.New("checkpoint: no such job")
+	// ErrNoItem: the item does not exist in the job.
+	ErrNoItem = errors.New("checkpoint: no such item")
+	// ErrManifestChanged: OpenJob was given a JobMeta that differs from the
+	// one the job was created with.
+	ErrManifestChanged = errors.New("checkpoint: job was started with a different manifest")
+	// ErrDuplicateID: AddItems was given an ID the job already has, or the
+	// same ID twice.
+	ErrDuplicateID = errors.New("checkpoint: duplicate item ID")
+	// ErrLeaseLost: Extend was called with a lease token that no longer
+	// holds the item.
+	ErrLeaseLost = errors.New("checkpoint: lease lost")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("checkpoint: store closed")
+	// ErrBadFile: a store file cannot be used (not a database, damaged,
+	// written by a newer version, or unsafe permissions). The file is left
+	// as it was.
+	ErrBadFile = errors.New("checkpoint: unusable store file")
+	// ErrInvalid: an argument is out of range (empty ID, oversized payload,
+	// unknown state, n < 1, ...).
+	ErrInvalid = errors.New("checkpoint: invalid argument")
+)
+
+// Limits that keep every item small, so that memory is bounded by the number
+// of items in flight, not by the job's size.
+const (
+	// MaxIDLen is the longest item ID, in bytes.
+	MaxIDLen = 1024
+	// MaxPayloadLen is the largest item payload, in bytes. Keep a pointer
+	// (a manifest offset) in the payload if lines may be larger.
+	MaxPayloadLen = 64 << 10
+	// MaxErrLen is how much of an error text is kept, in bytes; longer
+	// texts are cut.
+	MaxErrLen = 4 << 10
+	// MaxProgressExtraLen is the largest Progress.Extra, in bytes.
+	MaxProgressExtraLen = 16 << 10
+)
+
+// State is where an item is in its life. The zero value is not a valid state.
+type State uint8
+
+// Item states. The numbers are stored in files; never renumber them.
+const (
+	// Pending: not yet tried, or given back by Reclaim or RetryDead.
+	Pending State = 1
+	// Leased: a worker holds it until its lease expires.
+	Leased State = 2
+	// Done: finished successfully. Final.
+	Done State = 3
+	// Failed: the last attempt failed and the item will be retried once
+	// NextAt has passed.
+	Failed State = 4
+	// Dead: failed for good (permanent error or out of attempts); only
+	// RetryDead brings it back.
+	Dead State = 5
+)
+
+// String returns the lower-case name of the state.
+func (s State) String() string {
+	switch s {
+	case Pending:
+		return "pending"
+	case Leased:
+		return "leased"
+	case Done:
+		return "done"
+	case Failed:
+		return "failed"
+	case Dead:
+		return "dead"
+	}
+	return fmt.Sprintf("State(%d)", uint8(s))
+}
+
+// JobMeta describes the input a job was built from. OpenJob refuses to
+// resume a job whose stored JobMeta differs from the one given.
+type JobMeta struct {
+	// Fingerprint identifies the manifest, e.g. a hex SHA-256 of it.
+	Fingerprint string
+	// Total is the number of items the manifest holds; 0 if unknown.
+	// AddItems refuses to add more than Total items when it is set.
+	Total int64
+}
+
+// Job is a job as stored.
+type Job struct {
+	Name string
+	Meta JobMeta
+	// Items is how many items have been added so far. AddItems is atomic
+	// per call, so a runner that was killed while loading a manifest skips
+	// the first Items entries of the same manifest and adds the rest.
+	Items int64
+	// Created is when the job was first opened.
+	Created time.Time
+	// Resumed reports that OpenJob found the job already stored.
+	Resumed bool
+}
+
+// Progress is the partial-work record of an item: enough to resume a
+// transfer or a paginated sync where it stopped. The store does not
+// interpret it. Its zero value means "no progress".
+type Progress struct {
+	// Offset is the number of bytes (or records) already done.
+	Offset int64 `json:"offset,omitempty"`
+	// Size is the total size, if known.
+	Size int64 `json:"size,omitempty"`
+	// ETag identifies the remote version the offset refers to.
+	ETag string `json:"etag,omitempty"`
+	// UploadURL is a resumable upload's location (tus).
+	UploadURL string `json:"upload_url,omitempty"`
+	// UploadID is a multipart upload's ID.
+	UploadID string `json:"upload_id,omitempty"`
+	// Cursor is an opaque page cursor.
+	Cursor string `json:"cursor,omitempty"`
+	// Extra is anything else, at most MaxProgressExtraLen bytes.
+	Extra []byte `json:"extra,omitempty"`
+}
+
+// IsZero reports whether p records no progress.
+func (p Progress) IsZero() bool {
+	return p.Offset == 0 && p.Size == 0 && p.ETag == "" && p.UploadURL == "" &&
+		p.UploadID == "" && p.Cursor == "" && len(p.Extra) == 0
+}
+
+// Item is one unit of work. AddItems reads only ID and Payload; the other
+// fields are filled in by the store.
+type Item struct {
+	// Job is the job's name.
+	Job string
+	// ID is stable across runs and unique in the job; 1..MaxIDLen bytes.
+	ID string
+	// Payload is opaque to the store; at most MaxPayloadLen bytes.
+	Payload []byte
+
+	State State
+	// Attempts counts the leases handed out for the item (or the value the
+	// last Result set).
+	Attempts int
+	// Err and ErrKind are the last failure's text and class, e.g.
+	// "connection refused" and "transient". Kept after success.
+	Err     string
+	ErrKind string
+	// Progress is the last saved partial-work record.
+	Progress Progress
+
+	// Worker and Lease identify the current (or last) lease. Lease is the
+	// token to pass to Complete, Extend and SaveProgress.
+	Worker string
+	Lease  int64
+	// Due is when the item may be leased again: for Failed items the next
+	// attempt time, for Leased items the lease expiry. Zero otherwise.
+	Due time.Time
+
+	Created time.Time
+	Updated time.Time
+}
+
+// Result is the outcome of one lease of an item, handed to Complete.
+type Result struct {
+	Job string
+	ID  string
+	// Lease is the token of the lease the work was done under; the result
+	// is dropped if the item has since been leased again (see package doc).
+	Lease int64
+	// State is Done, Failed (retry at NextAt) or Dead.
+	State State
+	// Attempts, if above 0, replaces the item's attempt count (e.g. the
+	// leased Item.Attempts plus retries the runner made within the lease).
+	Attempts int
+	// Err and ErrKind describe the failure. If both are empty (a success,
+	// usually) the item keeps its last error.
+	Err     string
+	ErrKind string
+	// NextAt is when a Failed item becomes leasable again; zero means now.
+	NextAt time.Time
+	// Progress, if not nil, is saved along with the result.
+	Progress *Progress
+}
+
+// Stats counts a job's items.
+type Stats struct {
+	Job Job
+	// Items per state.
+	Pending, Leased, Done, Failed, Dead int64
+	// Attempts is the sum of all items' attempts.
+	Attempts int64
+	// FirstDone and LastDone are the earliest and latest update times of
+	// Done items (zero if none): Done / (LastDone - FirstDone) is the
+	// throughput.
+	FirstDone, LastDone time.Time
+}
+
+// Items returns the number of items in all states.
+func (s Stats) Items() int64 { return s.Pending + s.Leased + s.Done + s.Failed + s.Dead }
+
+// ErrorCount is one line of TopErrors: how many Failed and Dead items have
+// this last error.
+type ErrorCount struct {
+	Kind  string
+	Err   string
+	Count int64
+}
+
+// Store is durable job progress. See the package doc for the model, the
+// durability of each method and the concurrency guarantees. Every
+// implementation must pass checkpoint/storetest.
+type Store interface {
+	// OpenJob creates the job if it does not exist, or returns the stored
+	// one (Resumed set) if its JobMeta equals meta; otherwise it returns an
+	// error wrapping ErrManifestChanged that names the job.
+	OpenJob(ctx context.Context, name string, meta JobMeta) (Job, error)
+	// Restart deletes the job and all its items. Restarting a job that does
+	// not exist is not an error. Writes of the job that were handed over
+	// earlier are flushed first; late results for its old leases are
+	// dropped. Do not run it while workers of the job are running.
+	Restart(ctx context.Context, name string) error
+
+	// AddItems adds items to the job as Pending, all or none. An ID that
+	// the job already has, or that appears twice, gives an error wrapping
+	// ErrDuplicateID that names it.
+	AddItems(ctx context.Context, job string, items []Item) error
+
+	// Lease hands out up to n items to worker until now+ttl: first items
+	// whose lease expired, then Failed items that are due (earliest first),
+	// then Pending items (in the order they were added). It increments each
+	// item's Attempts and gives it a new lease token. Fewer than n (maybe
+	// none) means nothing else is leasable now.
+	Lease(ctx context.Context, job, worker string, n int, ttl time.Duration) ([]Item, error)
+	// Extend moves the expiry of the lease on item id to now+ttl. It returns
+	// an error wrapping ErrLeaseLost if lease no longer holds the item.
+	Extend(ctx context.Context, job, id string, lease int64, ttl time.Duration) error
+	// Reclaim makes every Leased item of the job Pending again, at once,
+	// and returns how many there were. Only a runner that owns the job alone
+	// (one process: memory or SQLite) may call it, at start: the leases it
+	// takes back belong to a run that is dead. With shared stores rely on
+	// lease expiry instead.
+	Reclaim(ctx context.Context, job string) (int, error)
+
+	// Complete hands results over for the next group commit and returns;
+	// it blocks only while the store's queue is full. Results whose lease
+	// token no longer holds the item are dropped.
+	Complete(ctx context.Context, results []Result) error
+	// SaveProgress hands a progress record over for the next group commit.
+	// It applies only while lease holds the item; lease 0 applies
+	// unconditionally (a transfer that keeps one item per job as a
+	// key/value record need not lease it).
+	SaveProgress(ctx context.Context, job, id string, lease int64, p Progress) error
+	// Flush returns once every write handed over before it was called is
+	// durable, or the error that prevented it.
+	Flush(ctx context.Context) error
+
+	// Item returns one item.
+	Item(ctx context.Context, job, id string) (Item, error)
+	// Stats counts the job's items per state.
+	Stats(ctx context.Context, job string) (Stats, error)
+	// TopErrors returns the n most common (kind, error) pairs among the
+	// job's Failed and Dead items, most common first.
+	TopErrors(ctx context.Context, job string, n int) ([]ErrorCount, error)
+	// Dead returns up to limit Dead items, in the order they were added.
+	Dead(ctx context.Context, job string, limit int) ([]Item, error)
+	// RetryDead makes every Dead item of the job Pending with zero attempts
+	// and returns how many there were.
+	RetryDead(ctx context.Context, job string) (int64, error)
+
+	// Close flushes, then releases the store. It returns the flush error,
+	// if any. Later calls return ErrClosed.
+	Close() error
+}
+
+// Options configures a store. The zero value is the default for each field.
+type Options struct {
+	// Now returns the current time; nil means time.Now. Tests pass a fake
+	// clock so lease expiry and retry times need no sleeping.
+	Now func() time.Time
+	// QueueSize is how many Complete/SaveProgress calls may wait for the
+	// group commit before callers block; 0 means 1024. (SQLite only.)
+	QueueSize int
+	// MaxBatch is the most results one group commit writes; 0 means 4096.
+	// (SQLite only.)
+	MaxBatch int
+	// BusyTimeout is how long SQLite waits for a lock held by another
+	// connection; 0 means 5 s. (SQLite only.)
+	BusyTimeout time.Duration
+	// SkipQuickCheck skips PRAGMA quick_check when opening a file. The
+	// check reads the whole file (about 0.X s per 100 MB); skip it only for
+	// very large files you trust. (SQLite only.)
+	SkipQuickCheck bool
+}
+
+func (o Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+// validation shared by all stores, so they reject the same inputs.
+
+func checkJobName(name string) error {
+	if name == "" || len(name) > MaxIDLen {
+		return fmt.Errorf("%w: job name must be 1..%d bytes, got %d", ErrInvalid, MaxIDLen, len(name))
+	}
+	return nil
+}
+
+func checkItem(it Item) error {
+	if it.ID == "" || len(it.ID) > MaxIDLen {
+		return fmt.Errorf("%w: item ID must be 1..%d bytes, got %d", ErrInvalid, MaxIDLen, len(it.ID))
+	}
+	if len(it.Payload) > MaxPayloadLen {
+		return fmt.Errorf("%w: item %q: payload of %d bytes exceeds %d", ErrInvalid, it.ID, len(it.Payload), MaxPayloadLen)
+	}
+	return nil
+}
+
+func checkLease(n int, ttl time.Duration) error {
+	if n < 1 {
+		return fmt.Errorf("%w: lease count %d < 1", ErrInvalid, n)
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("%w: lease TTL %v <= 0", ErrInvalid, ttl)
+	}
+	return nil
+}
+
+func checkProgress(p *Progress) error {
+	if p != nil && len(p.Extra) > MaxProgressExtraLen {
+		return fmt.Errorf("%w: progress extra of %d bytes exceeds %d", ErrInvalid, len(p.Extra), MaxProgressExtraLen)
+	}
+	return nil
+}
+
+func checkResult(r Result) error {
+	switch r.State {
+	case Done, Failed, Dead:
+	default:
+		return fmt.Errorf("%w: result for item %q has state %v, want done, failed or dead", ErrInvalid, r.ID, r.State)
+	}
+	if r.Attempts < 0 {
+		return fmt.Errorf("%w: result for item %q has %d attempts", ErrInvalid, r.ID, r.Attempts)
+	}
+	return checkProgress(r.Progress)
+}
+
+// cutErr bounds an error text, keeping valid UTF-8 at the cut.
+func cutErr(s string) string {
+	if len(s) <= MaxErrLen {
+		return s
+	}
+	i := MaxErrLen
+	for i > 0 && s[i]&0xC0 == 0x80 { // do not split a UTF-8 sequence
+		i--
+	}
+	return s[:i]
+}
+
+func manifestChanged(name string, have, want JobMeta) error {
+	return fmt.Errorf("%w: job %q was started from a manifest with fingerprint %q (%d items), this run has %q (%d items); "+
+		"to start over run with --restart (rebound run --restart), or use another job name",
+		ErrManifestChanged, name, have.Fingerprint, have.Total, want.Fingerprint, want.Total)
+}
+
+func noJob(name string) error { return fmt.Errorf("%w: %q", ErrNoJob, name) }

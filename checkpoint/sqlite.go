@@ -1,0 +1,887 @@
+package checkpoint
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go)
+)
+
+// SchemaVersion is the version of the SQLite file layout this build writes
+// (PRAGMA user_version). Files with a higher version are refused.
+const SchemaVersion = 1
+
+// applicationID marks the file as a rebound checkpoint store ("RBND").
+const applicationID = 0x52424E44
+
+const schema = `
+CREATE TABLE jobs (
+	id          INTEGER PRIMARY KEY,
+	name        TEXT    NOT NULL UNIQUE,
+	fingerprint TEXT    NOT NULL,
+	total       INTEGER NOT NULL,
+	items       INTEGER NOT NULL DEFAULT 0,
+	created     INTEGER NOT NULL
+);
+CREATE TABLE items (
+	job      INTEGER NOT NULL,
+	id       TEXT    NOT NULL,
+	payload  BLOB,
+	state    INTEGER NOT NULL,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	err      TEXT    NOT NULL DEFAULT '',
+	err_kind TEXT    NOT NULL DEFAULT '',
+	progress BLOB,
+	worker   TEXT    NOT NULL DEFAULT '',
+	lease    INTEGER NOT NULL DEFAULT 0,
+	due      INTEGER NOT NULL DEFAULT 0, -- failed: next attempt; leased: expiry; else 0
+	created  INTEGER NOT NULL,
+	updated  INTEGER NOT NULL,
+	UNIQUE (job, id)
+);
+-- Lease reads the head of one (job, state) range in due order, then rowid
+-- (insertion) order: no scan, no sort, whatever the job's size.
+CREATE INDEX items_due ON items (job, state, due);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO meta (key, value) VALUES ('lease_seq', 0);
+`
+
+// SQLite is the embedded Store: one database file, used by one process at a
+// time. Open it with OpenSQLite; it is safe for concurrent use.
+//
+// The file is in WAL mode with synchronous=NORMAL: a committed transaction
+// survives the process being killed (SIGKILL), which is what a resumable run
+// needs; a power loss may lose the last transactions before the next WAL
+// checkpoint, but never corrupts the file. Writes go through one connection;
+// Complete and SaveProgress are queued to a committer goroutine that writes
+// everything queued so far in one transaction (group commit): under load the
+// queue fills while a transaction commits, so batches grow with the load
+// and no timer delays a lone write.
+//
+// Memory is bounded by the queue (Options.QueueSize) and the items leased,
+// never by the job's size: no method loads all items.
+type SQLite struct {
+	path string
+	opts Options
+	db   *sql.DB
+
+	completeStmt, progressStmt *sql.Stmt
+
+	jobMu  sync.Mutex
+	jobIDs map[string]int64 // name -> jobs.id, for opened jobs
+
+	sendMu sync.RWMutex // held for reading while sending to ops; Close takes it to close ops
+	closed bool
+	ops    chan sqlOp
+	done   chan struct{} // closed when the committer exits
+
+	errMu sync.Mutex
+	err   error // sticky group-commit failure
+}
+
+var _ Store = (*SQLite)(nil)
+
+// sqlOp is one hand-over to the committer.
+type sqlOp struct {
+	results []Result
+	prog    *progOp
+	flush   chan error
+}
+
+type progOp struct {
+	job, id string
+	lease   int64
+	data    []byte // encoded Progress; nil for the zero value
+}
+
+// OpenSQLite opens the store in the file at path, creating it (mode 0600)
+// if it does not exist. It refuses, with an error wrapping ErrBadFile that
+// names the file and says what to do, a file that is not a SQLite database,
+// is truncated or damaged (PRAGMA quick_check), belongs to another program,
+// was written by a newer schema version, or is readable by other users; it
+// never writes to such a file.
+func OpenSQLite(path string, opts Options) (*SQLite, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: empty store path", ErrInvalid)
+	}
+	if err := prepareFile(path); err != nil {
+		return nil, err
+	}
+	busy := opts.BusyTimeout
+	if busy <= 0 {
+		busy = 5 * time.Second
+	}
+	// journal_mode is set only after the checks below: switching to WAL
+	// writes to the file, and a file we refuse must stay as it was.
+	dsn := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_txlock=immediate",
+		escapeURIPath(path), busy.Milliseconds())
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: open %s: %w", path, err)
+	}
+	// One connection: SQLite has one writer anyway, and one connection
+	// keeps per-connection pragmas and the transaction order simple.
+	db.SetMaxOpenConns(1)
+	s := &SQLite{path: path, opts: opts, db: db, jobIDs: make(map[string]int64)}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	q := opts.QueueSize
+	if q <= 0 {
+		q = 1024
+	}
+	s.ops = make(chan sqlOp, q)
+	s.done = make(chan struct{})
+	go s.committer()
+	return s, nil
+}
+
+// escapeURIPath escapes the characters that would end or alter the path in
+// a file: URI.
+func escapeURIPath(p string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
+}
+
+func (s *SQLite) init() error {
+	ctx := context.Background()
+	var appID, version, tables int64
+	err := s.db.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID)
+	if err == nil {
+		err = s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
+	}
+	if err == nil {
+		err = s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&tables)
+	}
+	if err != nil {
+		return badFile(s.path, "cannot read it as a SQLite database ("+err.Error()+")", hintStartOver)
+	}
+	switch {
+	case appID == 0 && version == 0 && tables == 0:
+		return s.create(ctx)
+	case appID != applicationID:
+		return badFile(s.path, fmt.Sprintf("a SQLite database of another program (application_id %#x), not a rebound checkpoint store", appID),
+			"Use another path for rebound's store")
+	case version > SchemaVersion:
+		return badFile(s.path, fmt.Sprintf("written by a newer rebound (schema version %d, this build knows up to %d)", version, SchemaVersion),
+			"Use the newer rebound to resume it, or move the file away to start over")
+	case version < 1:
+		return badFile(s.path, fmt.Sprintf("damaged rebound store (schema version %d)", version), hintStartOver)
+	}
+	if !s.opts.SkipQuickCheck {
+		var res string
+		if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&res); err != nil {
+			return badFile(s.path, "damaged SQLite database ("+err.Error()+")", hintStartOver)
+		}
+		if res != "ok" {
+			return badFile(s.path, "damaged SQLite database (quick_check: "+res+")", hintStartOver)
+		}
+	}
+	return s.prepare(ctx)
+}
+
+func (s *SQLite) create(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("checkpoint: create schema in %s: %w", s.path, err)
+	}
+	defer tx.Rollback()
+	stmts := schema + fmt.Sprintf("PRAGMA application_id = %d; PRAGMA user_version = %d;", applicationID, SchemaVersion)
+	if _, err := tx.ExecContext(ctx, stmts); err != nil {
+		return fmt.Errorf("checkpoint: create schema in %s: %w", s.path, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("checkpoint: create schema in %s: %w", s.path, err)
+	}
+	return s.prepare(ctx)
+}
+
+// prepare switches the (checked) file to WAL and prepares the hot statements.
+func (s *SQLite) prepare(ctx context.Context) error {
+	var mode string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
+		return fmt.Errorf("checkpoint: %s: set WAL mode: %w", s.path, err)
+	}
+	if mode != "wal" {
+		return fmt.Errorf("checkpoint: %s: journal mode is %q, want wal (is the file on a network file system?)", s.path, mode)
+	}
+	var err error
+	s.completeStmt, err = s.db.PrepareContext(ctx, `UPDATE items SET
+		state = ?1,
+		attempts = CASE WHEN ?2 > 0 THEN ?2 ELSE attempts END,
+		err = CASE WHEN ?3 <> '' OR ?4 <> '' THEN ?3 ELSE err END,
+		err_kind = CASE WHEN ?3 <> '' OR ?4 <> '' THEN ?4 ELSE err_kind END,
+		due = ?5, updated = ?6,
+		progress = CASE WHEN ?7 THEN ?8 ELSE progress END
+		WHERE job = ?9 AND id = ?10 AND lease = ?11`)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %s: %w", s.path, err)
+	}
+	s.progressStmt, err = s.db.PrepareContext(ctx, `UPDATE items SET progress = ?1, updated = ?2
+		WHERE job = ?3 AND id = ?4 AND (?5 = 0 OR lease = ?5)`)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// querier is what both *sql.DB and *sql.Tx offer. With one connection, code
+// inside a transaction must use the transaction, never s.db.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// jobID returns the row id of the named job, or ErrNoJob.
+func (s *SQLite) jobID(ctx context.Context, q querier, name string) (int64, error) {
+	s.jobMu.Lock()
+	id, ok := s.jobIDs[name]
+	s.jobMu.Unlock()
+	if ok {
+		return id, nil
+	}
+	err := q.QueryRowContext(ctx, "SELECT id FROM jobs WHERE name = ?", name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, noJob(name)
+	}
+	if err != nil {
+		return 0, s.wrap(err)
+	}
+	s.jobMu.Lock()
+	s.jobIDs[name] = id
+	s.jobMu.Unlock()
+	return id, nil
+}
+
+func (s *SQLite) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("checkpoint: %s: %w", s.path, err)
+}
+
+func (s *SQLite) isClosed() bool {
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	return s.closed
+}
+
+func (s *SQLite) now() time.Time { return s.opts.now().UTC() }
+
+// OpenJob implements Store.
+func (s *SQLite) OpenJob(ctx context.Context, name string, meta JobMeta) (Job, error) {
+	if err := checkJobName(name); err != nil {
+		return Job{}, err
+	}
+	if s.isClosed() {
+		return Job{}, ErrClosed
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Job{}, s.wrap(err)
+	}
+	defer tx.Rollback()
+	var (
+		j       = Job{Name: name}
+		id      int64
+		created int64
+	)
+	err = tx.QueryRowContext(ctx, "SELECT id, fingerprint, total, items, created FROM jobs WHERE name = ?", name).
+		Scan(&id, &j.Meta.Fingerprint, &j.Meta.Total, &j.Items, &created)
+	switch {
+	case err == nil:
+		if j.Meta != meta {
+			return Job{}, manifestChanged(name, j.Meta, meta)
+		}
+		j.Created, j.Resumed = fromNano(created), true
+	case errors.Is(err, sql.ErrNoRows):
+		j.Meta, j.Created = meta, s.now()
+		err = tx.QueryRowContext(ctx, "INSERT INTO jobs (name, fingerprint, total, created) VALUES (?, ?, ?, ?) RETURNING id",
+			name, meta.Fingerprint, meta.Total, j.Created.UnixNano()).Scan(&id)
+		if err != nil {
+			return Job{}, s.wrap(err)
+		}
+		if err := tx.Commit(); err != nil {
+			return Job{}, s.wrap(err)
+		}
+	default:
+		return Job{}, s.wrap(err)
+	}
+	s.jobMu.Lock()
+	s.jobIDs[name] = id
+	s.jobMu.Unlock()
+	return j, nil
+}
+
+// Restart implements Store.
+func (s *SQLite) Restart(ctx context.Context, name string) error {
+	if err := s.Flush(ctx); err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap(err)
+	}
+	defer tx.Rollback()
+	var id int64
+	err = tx.QueryRowContext(ctx, "DELETE FROM jobs WHERE name = ? RETURNING id", name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return s.wrap(err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM items WHERE job = ?", id); err != nil {
+		return s.wrap(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.wrap(err)
+	}
+	s.jobMu.Lock()
+	delete(s.jobIDs, name)
+	s.jobMu.Unlock()
+	return nil
+}
+
+// AddItems implements Store.
+func (s *SQLite) AddItems(ctx context.Context, job string, items []Item) error {
+	for _, it := range items {
+		if err := checkItem(it); err != nil {
+			return err
+		}
+	}
+	if s.isClosed() {
+		return ErrClosed
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap(err)
+	}
+	defer tx.Rollback()
+	id, err := s.jobID(ctx, tx, job)
+	if err != nil {
+		return err
+	}
+	var total, have int64
+	if err := tx.QueryRowContext(ctx, "SELECT total, items FROM jobs WHERE id = ?", id).Scan(&total, &have); err != nil {
+		return s.wrap(err)
+	}
+	if total > 0 && have+int64(len(items)) > total {
+		return fmt.Errorf("%w: job %q: adding %d items to %d would exceed its total of %d", ErrInvalid, job, len(items), have, total)
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO items (job, id, payload, state, created, updated)
+		VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (job, id) DO NOTHING`)
+	if err != nil {
+		return s.wrap(err)
+	}
+	defer stmt.Close()
+	now := s.now().UnixNano()
+	for _, it := range items {
+		res, err := stmt.ExecContext(ctx, id, it.ID, it.Payload, Pending, now)
+		if err != nil {
+			return s.wrap(err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return s.wrap(err)
+		} else if n == 0 {
+			return fmt.Errorf("%w: job %q: item %q", ErrDuplicateID, job, it.ID)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE jobs SET items = items + ? WHERE id = ?", len(items), id); err != nil {
+		return s.wrap(err)
+	}
+	return s.wrap(tx.Commit())
+}
+
+const itemCols = "rowid, id, payload, state, attempts, err, err_kind, progress, worker, lease, due, created, updated"
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanItem(sc scanner, job string) (rowid int64, it Item, err error) {
+	var (
+		state                 int64
+		prog                  []byte
+		due, created, updated int64
+	)
+	err = sc.Scan(&rowid, &it.ID, &it.Payload, &state, &it.Attempts, &it.Err, &it.ErrKind, &prog,
+		&it.Worker, &it.Lease, &due, &created, &updated)
+	if err != nil {
+		return 0, Item{}, err
+	}
+	it.Job, it.State = job, State(state)
+	it.Due, it.Created, it.Updated = fromNano(due), fromNano(created), fromNano(updated)
+	if len(prog) > 0 {
+		if err := json.Unmarshal(prog, &it.Progress); err != nil {
+			return 0, Item{}, fmt.Errorf("item %q: bad progress record: %w", it.ID, err)
+		}
+	}
+	return rowid, it, nil
+}
+
+// Lease implements Store.
+func (s *SQLite) Lease(ctx context.Context, job, worker string, n int, ttl time.Duration) ([]Item, error) {
+	if err := checkLease(n, ttl); err != nil {
+		return nil, err
+	}
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer tx.Rollback()
+	id, err := s.jobID(ctx, tx, job)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	nowN := now.UnixNano()
+	var (
+		rowids []int64
+		out    []Item
+	)
+	// Expired leases first (a dead worker's items), then due retries, then
+	// new work. Each query reads the head of the index range.
+	for _, st := range []State{Leased, Failed, Pending} {
+		if len(out) == n {
+			break
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT "+itemCols+" FROM items WHERE job = ? AND state = ? AND due <= ? ORDER BY due, rowid LIMIT ?",
+			id, st, nowN, n-len(out))
+		if err != nil {
+			return nil, s.wrap(err)
+		}
+		for rows.Next() {
+			rowid, it, err := scanItem(rows, job)
+			if err != nil {
+				rows.Close()
+				return nil, s.wrap(err)
+			}
+			rowids = append(rowids, rowid)
+			out = append(out, it)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, s.wrap(err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, s.wrap(err)
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	var last int64
+	if err := tx.QueryRowContext(ctx, "UPDATE meta SET value = value + ? WHERE key = 'lease_seq' RETURNING value", len(out)).Scan(&last); err != nil {
+		return nil, s.wrap(err)
+	}
+	stmt, err := tx.PrepareContext(ctx, "UPDATE items SET state = ?, worker = ?, lease = ?, due = ?, attempts = attempts + 1, updated = ? WHERE rowid = ?")
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer stmt.Close()
+	due := now.Add(ttl)
+	for i := range out {
+		tok := last - int64(len(out)) + 1 + int64(i)
+		if _, err := stmt.ExecContext(ctx, Leased, worker, tok, due.UnixNano(), nowN, rowids[i]); err != nil {
+			return nil, s.wrap(err)
+		}
+		it := &out[i]
+		it.State, it.Worker, it.Lease, it.Due, it.Updated = Leased, worker, tok, due, now
+		it.Attempts++
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, s.wrap(err)
+	}
+	return out, nil
+}
+
+// Extend implements Store.
+func (s *SQLite) Extend(ctx context.Context, job, id string, lease int64, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("%w: lease TTL %v <= 0", ErrInvalid, ttl)
+	}
+	if s.isClosed() {
+		return ErrClosed
+	}
+	jid, err := s.jobID(ctx, s.db, job)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	res, err := s.db.ExecContext(ctx, "UPDATE items SET due = ?, updated = ? WHERE job = ? AND id = ? AND lease = ? AND state = ? AND lease <> 0",
+		now.Add(ttl).UnixNano(), now.UnixNano(), jid, id, lease, Leased)
+	if err != nil {
+		return s.wrap(err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return s.wrap(err)
+	} else if n == 0 {
+		return fmt.Errorf("%w: job %q item %q lease %d", ErrLeaseLost, job, id, lease)
+	}
+	return nil
+}
+
+// Reclaim implements Store.
+func (s *SQLite) Reclaim(ctx context.Context, job string) (int, error) {
+	if s.isClosed() {
+		return 0, ErrClosed
+	}
+	jid, err := s.jobID(ctx, s.db, job)
+	if err != nil {
+		return 0, err
+	}
+	res, err := s.db.ExecContext(ctx, "UPDATE items SET state = ?, due = 0, updated = ? WHERE job = ? AND state = ?",
+		Pending, s.now().UnixNano(), jid, Leased)
+	if err != nil {
+		return 0, s.wrap(err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), s.wrap(err)
+}
+
+// send hands an operation to the committer, waiting while the queue is full.
+func (s *SQLite) send(ctx context.Context, op sqlOp) error {
+	if err := s.stickyErr(); err != nil {
+		return err
+	}
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	select {
+	case s.ops <- op:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *SQLite) stickyErr() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// Complete implements Store. It copies results; the caller may reuse them.
+func (s *SQLite) Complete(ctx context.Context, results []Result) error {
+	for _, r := range results {
+		if err := checkResult(r); err != nil {
+			return err
+		}
+	}
+	if len(results) == 0 {
+		return nil
+	}
+	return s.send(ctx, sqlOp{results: append([]Result(nil), results...)})
+}
+
+// SaveProgress implements Store.
+func (s *SQLite) SaveProgress(ctx context.Context, job, id string, lease int64, p Progress) error {
+	if err := checkProgress(&p); err != nil {
+		return err
+	}
+	data, err := encodeProgress(p)
+	if err != nil {
+		return err
+	}
+	return s.send(ctx, sqlOp{prog: &progOp{job: job, id: id, lease: lease, data: data}})
+}
+
+func encodeProgress(p Progress) ([]byte, error) {
+	if p.IsZero() {
+		return nil, nil
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: encode progress: %w", err)
+	}
+	return b, nil
+}
+
+// Flush implements Store.
+func (s *SQLite) Flush(ctx context.Context) error {
+	ch := make(chan error, 1)
+	if err := s.send(ctx, sqlOp{flush: ch}); err != nil {
+		return err
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// committer writes the queued operations in as few transactions as the load
+// allows: it takes one operation, then everything else already queued (up
+// to MaxBatch results), writes it all in one transaction, and answers the
+// flushes among them once it has committed.
+func (s *SQLite) committer() {
+	defer close(s.done)
+	maxBatch := s.opts.MaxBatch
+	if maxBatch <= 0 {
+		maxBatch = 4096
+	}
+	var batch []sqlOp
+	for {
+		op, ok := <-s.ops
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], op)
+		size := len(op.results) + 1
+	drain:
+		for size < maxBatch {
+			select {
+			case op, ok := <-s.ops:
+				if !ok {
+					break drain // Close: write what we have, then the loop exits
+				}
+				batch = append(batch, op)
+				size += len(op.results) + 1
+			default:
+				break drain
+			}
+		}
+		err := s.stickyErr()
+		if err == nil {
+			if err = s.commit(batch); err != nil {
+				err = fmt.Errorf("checkpoint: %s: group commit failed, its results are lost and the store is unusable (reopen it): %w", s.path, err)
+				s.errMu.Lock()
+				s.err = err
+				s.errMu.Unlock()
+			}
+		}
+		for i := range batch {
+			if batch[i].flush != nil {
+				batch[i].flush <- err
+			}
+			batch[i] = sqlOp{} // let the results be collected
+		}
+	}
+}
+
+func (s *SQLite) commit(batch []sqlOp) error {
+	ctx := context.Background()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	complete := tx.StmtContext(ctx, s.completeStmt)
+	progress := tx.StmtContext(ctx, s.progressStmt)
+	now := s.now()
+	nowN := now.UnixNano()
+	for _, op := range batch {
+		for _, r := range op.results {
+			if r.Lease == 0 {
+				continue // never leased: no lease token can hold it
+			}
+			jid, err := s.jobID(ctx, tx, r.Job)
+			if errors.Is(err, ErrNoJob) {
+				continue // restarted: the result belongs to nothing now
+			} else if err != nil {
+				return err
+			}
+			var due int64
+			if r.State == Failed {
+				due = nowN
+				if !r.NextAt.IsZero() {
+					due = r.NextAt.UnixNano()
+				}
+			}
+			var prog []byte
+			if r.Progress != nil {
+				if prog, err = encodeProgress(*r.Progress); err != nil {
+					return err
+				}
+			}
+			if _, err := complete.ExecContext(ctx, r.State, r.Attempts, cutErr(r.Err), r.ErrKind, due, nowN,
+				r.Progress != nil, prog, jid, r.ID, r.Lease); err != nil {
+				return err
+			}
+		}
+		if p := op.prog; p != nil {
+			jid, err := s.jobID(ctx, tx, p.job)
+			if errors.Is(err, ErrNoJob) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if _, err := progress.ExecContext(ctx, p.data, nowN, jid, p.id, p.lease); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Commit()
+}
+
+// Item implements Store.
+func (s *SQLite) Item(ctx context.Context, job, id string) (Item, error) {
+	if s.isClosed() {
+		return Item{}, ErrClosed
+	}
+	jid, err := s.jobID(ctx, s.db, job)
+	if err != nil {
+		return Item{}, err
+	}
+	_, it, err := scanItem(s.db.QueryRowContext(ctx, "SELECT "+itemCols+" FROM items WHERE job = ? AND id = ?", jid, id), job)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Item{}, fmt.Errorf("%w: job %q item %q", ErrNoItem, job, id)
+	}
+	return it, s.wrap(err)
+}
+
+// Stats implements Store. It reads every item of the job (in SQLite, not
+// in memory).
+func (s *SQLite) Stats(ctx context.Context, job string) (Stats, error) {
+	if s.isClosed() {
+		return Stats{}, ErrClosed
+	}
+	var (
+		st      = Stats{Job: Job{Name: job, Resumed: true}}
+		created int64
+	)
+	err := s.db.QueryRowContext(ctx, "SELECT fingerprint, total, items, created FROM jobs WHERE name = ?", job).
+		Scan(&st.Job.Meta.Fingerprint, &st.Job.Meta.Total, &st.Job.Items, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Stats{}, noJob(job)
+	} else if err != nil {
+		return Stats{}, s.wrap(err)
+	}
+	st.Job.Created = fromNano(created)
+	jid, err := s.jobID(ctx, s.db, job)
+	if err != nil {
+		return Stats{}, err
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT state, count(*), sum(attempts), min(updated), max(updated) FROM items WHERE job = ? GROUP BY state", jid)
+	if err != nil {
+		return Stats{}, s.wrap(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var state, n, attempts, first, last int64
+		if err := rows.Scan(&state, &n, &attempts, &first, &last); err != nil {
+			return Stats{}, s.wrap(err)
+		}
+		st.Attempts += attempts
+		switch State(state) {
+		case Pending:
+			st.Pending = n
+		case Leased:
+			st.Leased = n
+		case Done:
+			st.Done, st.FirstDone, st.LastDone = n, fromNano(first), fromNano(last)
+		case Failed:
+			st.Failed = n
+		case Dead:
+			st.Dead = n
+		}
+	}
+	return st, s.wrap(rows.Err())
+}
+
+// TopErrors implements Store.
+func (s *SQLite) TopErrors(ctx context.Context, job string, n int) ([]ErrorCount, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("%w: n %d < 1", ErrInvalid, n)
+	}
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	jid, err := s.jobID(ctx, s.db, job)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT err_kind, err, count(*) AS c FROM items
+		WHERE job = ? AND state IN (?, ?) GROUP BY err_kind, err ORDER BY c DESC, err_kind, err LIMIT ?`,
+		jid, Failed, Dead, n)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []ErrorCount
+	for rows.Next() {
+		var e ErrorCount
+		if err := rows.Scan(&e.Kind, &e.Err, &e.Count); err != nil {
+			return nil, s.wrap(err)
+		}
+		out = append(out, e)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+// Dead implements Store.
+func (s *SQLite) Dead(ctx context.Context, job string, limit int) ([]Item, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("%w: limit %d < 1", ErrInvalid, limit)
+	}
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	jid, err := s.jobID(ctx, s.db, job)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT "+itemCols+" FROM items WHERE job = ? AND state = ? ORDER BY due, rowid LIMIT ?", jid, Dead, limit)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []Item
+	for rows.Next() {
+		_, it, err := scanItem(rows, job)
+		if err != nil {
+			return nil, s.wrap(err)
+		}
+		out = append(out, it)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+// RetryDead implements Store. It flushes first, so results handed over
+// before it are included.
+func (s *SQLite) RetryDead(ctx context.Context, job string) (int64, error) {
+	if err := s.Flush(ctx); err != nil {
+		return 0, err
+	}
+	jid, err := s.jobID(ctx, s.db, job)
+	if err != nil {
+		return 0, err
+	}
+	res, err := s.db.ExecContext(ctx, "UPDATE items SET state = ?, attempts = 0, due = 0, updated = ? WHERE job = ? AND state = ?",
+		Pending, s.now().UnixNano(), jid, Dead)
+	if err != nil {
+		return 0, s.wrap(err)
+	}
+	n, err := res.RowsAffected()
+	return n, s.wrap(err)
+}
+
+// Close implements Store: it waits for the committer to write everything
+// handed over, then closes the file.
+func (s *SQLite) Close() error {
+	s.sendMu.Lock()
+	if s.closed {
+		s.sendMu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	close(s.ops)
+	s.sendMu.Unlock()
+	<-s.done
+	err := s.stickyErr()
+	s.completeStmt.Close()
+	s.progressStmt.Close()
+	if cerr := s.db.Close(); err == nil && cerr != nil {
+		err = s.wrap(cerr)
+	}
+	return err
+}
