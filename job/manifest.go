@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/rebound-go/rebound/checkpoint"
 )
 
 // Request is one line of a manifest: an HTTP request to make once.
@@ -31,9 +33,9 @@ type Request struct {
 	BodyFile string            `json:"body_file,omitempty"`
 }
 
-// MaxLine is the longest manifest line accepted (a body inline in the
-// manifest; larger bodies belong in body_file).
-const MaxLine = 1 << 20
+// MaxLine is the longest manifest line accepted: the line is the item's
+// stored payload. Larger bodies belong in body_file.
+const MaxLine = checkpoint.MaxPayloadLen
 
 // MaxIDLen bounds an item ID.
 const MaxIDLen = 512

@@ -1,0 +1,285 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/job"
+)
+
+func init() { commands = append(commands, newRunCmd, newStatusCmd) }
+
+type runFlags struct {
+	state, jobName                    string
+	restart, retryDead, json, quiet   bool
+	concurrency, attempts             int
+	connectTimeout, readTimeout, wait time.Duration
+	maxWait, grace                    time.Duration
+	breakerFailures                   int
+	breakerOpen                       time.Duration
+}
+
+func newRunCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run MANIFEST.jsonl",
+		Short: "Send a batch of HTTP requests, checkpointed, resuming where a previous run stopped",
+		Long: `run sends every request of a JSONL manifest, one JSON object per line:
+
+  {"id": "user-42", "method": "PUT", "url": "https://api.example.com/users/42",
+   "headers": {"Authorization": "Bearer …"}, "body": {"name": "Ada"}}
+
+("body" is JSON or a string; "body_file" names a file to send instead.)
+
+Progress goes to a state file (.rebound/<manifest name>.db unless --state says
+otherwise). Running the same command again resumes: finished items are
+skipped, interrupted ones continue. Every request carries an Idempotency-Key
+derived from the job and the item ID, the same after any crash, so a server
+that deduplicates applies each item exactly once.
+
+Failures are classified: connection errors, timeouts, 408, 429 and 5xx are
+retried with jittered exponential backoff (Retry-After honoured); other 4xx
+make the item dead at once. A circuit breaker per host stops sending to a
+host that keeps failing. 'rebound status' shows the dead items and why;
+--retry-dead gives them another chance.
+
+Exit codes: 0 all done, 1 some items dead, 2 usage or input error (a bad
+manifest is refused before anything is sent), 130 interrupted (SIGINT or
+SIGTERM: in-flight items finish, progress is saved; a second signal exits at
+once, and the state file stays consistent).`,
+		Example: `  rebound run users.jsonl
+  rebound run users.jsonl --concurrency 32 --json > events.jsonl
+  rebound status users.jsonl`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runManifest(cmd, args[0], &f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.state, "state", "", "state file (default .rebound/<manifest name>.db; env REBOUND_STATE)")
+	fl.StringVar(&f.jobName, "job", "", "job name in the state file (default: the manifest's file name)")
+	fl.BoolVar(&f.restart, "restart", false, "forget saved progress and start the job over")
+	fl.BoolVar(&f.retryDead, "retry-dead", false, "give dead items another full set of attempts")
+	fl.IntVar(&f.concurrency, "concurrency", 8, "requests in flight at once")
+	fl.IntVar(&f.attempts, "attempts", 5, "attempts per item in all, across retries and restarts")
+	fl.DurationVar(&f.wait, "backoff", time.Second, "wait after the first failure (doubles each time, ×[0.8, 1.2] jitter)")
+	fl.DurationVar(&f.maxWait, "max-backoff", 30*time.Second, "longest wait between attempts")
+	fl.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "TCP connect and TLS handshake timeout")
+	fl.DurationVar(&f.readTimeout, "read-timeout", 30*time.Second, "timeout for the response headers of each attempt")
+	fl.IntVar(&f.breakerFailures, "breaker-failures", 5, "consecutive failures that open a host's circuit breaker")
+	fl.DurationVar(&f.breakerOpen, "breaker-open", 60*time.Second, "how long an open breaker rejects requests before a probe")
+	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
+	fl.BoolVar(&f.json, "json", false, "write one JSON event per line to stdout (item outcomes, retries, summary)")
+	fl.BoolVar(&f.quiet, "quiet", false, "no progress display")
+	return cmd
+}
+
+// jobNameFor is the default job name: the manifest's file name without its extension.
+func jobNameFor(manifest string) string {
+	base := filepath.Base(manifest)
+	return strings.TrimSuffix(base, filepath.Ext(base))
+}
+
+// statePathFor is where a manifest's progress lives unless told otherwise.
+func statePathFor(flag, manifest string) string {
+	if flag != "" {
+		return flag
+	}
+	if env := os.Getenv("REBOUND_STATE"); env != "" {
+		return env
+	}
+	return filepath.Join(filepath.Dir(manifest), ".rebound", jobNameFor(manifest)+".db")
+}
+
+// openStore opens the store a --state value names.
+func openStore(path string) (checkpoint.Store, error) {
+	if strings.HasPrefix(path, "postgres://") || strings.HasPrefix(path, "postgresql://") {
+		return nil, usageErr(errors.New("a PostgreSQL state store is not available in this build; use a state file"))
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	st, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return st, nil
+}
+
+func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
+	ctx := cmd.Context()
+	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	if f.concurrency < 1 || f.attempts < 1 || f.breakerFailures < 1 {
+		return usageErr(errors.New("--concurrency, --attempts and --breaker-failures must be at least 1"))
+	}
+	if _, err := os.Stat(manifest); err != nil {
+		return usageErr(fmt.Errorf("manifest: %w", err))
+	}
+	name := f.jobName
+	if name == "" {
+		name = jobNameFor(manifest)
+	}
+	st, err := openStore(statePathFor(f.state, manifest))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	if f.restart {
+		if err := st.Restart(ctx, name); err != nil {
+			return err
+		}
+	}
+	jb, err := job.LoadManifest(ctx, st, name, manifest)
+	if err != nil {
+		var merr *job.ManifestError
+		if errors.As(err, &merr) || errors.Is(err, checkpoint.ErrManifestChanged) {
+			return usageErr(err)
+		}
+		return err
+	}
+	if f.retryDead {
+		n, err := st.RetryDead(ctx, name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "rebound: %d dead item(s) will be tried again\n", n)
+	}
+	before, err := st.Stats(ctx, name)
+	if err != nil {
+		return err
+	}
+
+	// After the first signal the run winds down; a second one must kill the
+	// process at once, so stop catching signals then.
+	context.AfterFunc(ctx, func() { signal.Reset(os.Interrupt, syscall.SIGTERM) })
+
+	var jsonOut *jsonLines
+	if f.json {
+		jsonOut = newJSONLines(stdout)
+	}
+	var retries, openBreakers atomic.Int64
+	remaining := before.Pending + before.Leased + before.Failed
+	bar := newCounter(stderr, name, remaining, f.quiet || f.json, func() string {
+		return fmt.Sprintf("retries %d, open breakers %d", retries.Load(), openBreakers.Load())
+	})
+	if jb.Resumed && !f.quiet && !f.json {
+		fmt.Fprintf(stderr, "rebound: resuming %s: %d done, %d dead, %d to go\n", name, before.Done, before.Dead, remaining)
+	}
+
+	breakers, err := rebound.NewBreakerSet(rebound.BreakerConfig{
+		FailureThreshold: f.breakerFailures, OpenFor: f.breakerOpen,
+		OnStateChange: func(host string, from, to rebound.State) {
+			switch {
+			case to == rebound.StateOpen && from == rebound.StateClosed:
+				openBreakers.Add(1)
+			case to == rebound.StateClosed:
+				openBreakers.Add(-1)
+			}
+			if jsonOut != nil {
+				jsonOut.write(map[string]string{"event": "breaker", "host": host, "from": from.String(), "to": to.String()})
+			}
+		},
+	}, 0)
+	if err != nil {
+		return usageErr(err)
+	}
+	cfg := job.Config{
+		Job: name, Store: st, Concurrency: f.concurrency, MaxAttempts: f.attempts, Exclusive: true,
+		Retry:    rebound.Retry{Backoff: rebound.Backoff{Initial: f.wait, Max: f.maxWait}},
+		Breakers: breakers, BreakerKey: hostOf, Grace: f.grace,
+		OnEvent: func(e job.Event) {
+			switch e.Type {
+			case job.EventRetry:
+				retries.Add(1)
+			case job.EventDone, job.EventDead:
+				bar.add(1)
+			case job.EventStart:
+				return
+			}
+			if jsonOut != nil {
+				jsonOut.write(e)
+			}
+		},
+	}
+	if err := cfg.Retry.Validate(); err != nil {
+		return usageErr(err)
+	}
+	sum, runErr := job.Run(ctx, cfg, job.HTTPHandler(newRunClient(f), filepath.Dir(manifest)))
+	bar.finish()
+	report(stdout, stderr, jsonOut, name, sum, f.quiet)
+	switch {
+	case errors.Is(runErr, job.ErrInterrupted):
+		return withCode(ExitInterrupted, runErr)
+	case runErr != nil:
+		return runErr
+	case sum.Stats.Dead > 0:
+		return withCode(ExitFailed, fmt.Errorf("%d item(s) dead; see 'rebound status %s'", sum.Stats.Dead, manifest))
+	}
+	return nil
+}
+
+// hostOf keys an item's circuit breaker by the scheme and host it calls.
+func hostOf(it checkpoint.Item) string {
+	var r struct {
+		URL string `json:"url"`
+	}
+	if err := json.Unmarshal(it.Payload, &r); err != nil {
+		return ""
+	}
+	if i := strings.Index(r.URL, "://"); i >= 0 {
+		rest := r.URL[i+3:]
+		if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+			rest = rest[:j]
+		}
+		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+			rest = rest[at+1:]
+		}
+		return r.URL[:i] + "://" + rest
+	}
+	return ""
+}
+
+// newRunClient is an http.Client with the mission's timeouts; retries are
+// the job runner's, so the client makes one attempt per call.
+func newRunClient(f *runFlags) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: f.connectTimeout, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSHandshakeTimeout = f.connectTimeout
+	tr.ResponseHeaderTimeout = f.readTimeout
+	tr.MaxIdleConnsPerHost = max(f.concurrency, 2)
+	return &http.Client{Transport: tr}
+}
+
+func report(stdout, stderr io.Writer, jsonOut *jsonLines, name string, sum job.Summary, quiet bool) {
+	s := sum.Stats
+	if jsonOut != nil {
+		jsonOut.write(map[string]any{"event": "summary", "job": name, "done": s.Done, "dead": s.Dead,
+			"failed": s.Failed, "pending": s.Pending + s.Leased, "this_run_done": sum.Done,
+			"this_run_retries": sum.Retries, "elapsed_ms": sum.Elapsed.Milliseconds()})
+		return
+	}
+	if quiet {
+		return
+	}
+	rate := 0.0
+	if sec := sum.Elapsed.Seconds(); sec > 0 {
+		rate = float64(sum.Done+sum.Dead) / sec
+	}
+	fmt.Fprintf(stderr, "rebound: %s: %d done, %d dead, %d left; this run: %d done, %d dead, %d retries in %s (%.0f items/s)\n",
+		name, s.Done, s.Dead, s.Pending+s.Leased+s.Failed, sum.Done, sum.Dead, sum.Retries, sum.Elapsed.Round(time.Millisecond), rate)
+}

@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rebound-go/rebound/checkpoint"
+)
+
+
+func newStatusCmd() *cobra.Command {
+	var state, jobName string
+	var asJSON bool
+	var deadLimit int
+	cmd := &cobra.Command{
+		Use:   "status [MANIFEST.jsonl]",
+		Short: "Show a job's progress: counts per state, throughput, common errors, dead items",
+		Long: `status reads a job's state file and shows how far it got: items per state,
+attempts, throughput, the most common errors, and the dead items with their
+reasons. Give the manifest (as for 'rebound run'), or --state and --job.`,
+		Example: `  rebound status users.jsonl
+  rebound status --state .rebound/users.db --json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := state
+			switch {
+			case len(args) == 1:
+				path = statePathFor(state, args[0])
+				if jobName == "" {
+					jobName = jobNameFor(args[0])
+				}
+			case path == "":
+				path = os.Getenv("REBOUND_STATE")
+			}
+			if path == "" {
+				return usageErr(errors.New("give a manifest, or --state FILE"))
+			}
+			if jobName == "" {
+				jobName = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+			}
+			if _, err := os.Stat(path); err != nil {
+				return usageErr(fmt.Errorf("state: %w (has 'rebound run' been started for this manifest?)", err))
+			}
+			st, err := openStore(path)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			return showStatus(cmd, st, jobName, asJSON, deadLimit)
+		},
+	}
+	cmd.Flags().StringVar(&state, "state", "", "state file (default .rebound/<manifest name>.db; env REBOUND_STATE)")
+	cmd.Flags().StringVar(&jobName, "job", "", "job name (default: the manifest's or state file's name)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	cmd.Flags().IntVar(&deadLimit, "dead", 20, "how many dead items to list")
+	return cmd
+}
+
+func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON bool, deadLimit int) error {
+	ctx := cmd.Context()
+	s, err := st.Stats(ctx, name)
+	if err != nil {
+		if errors.Is(err, checkpoint.ErrNoJob) {
+			return usageErr(err)
+		}
+		return err
+	}
+	top, err := st.TopErrors(ctx, name, 5)
+	if err != nil {
+		return err
+	}
+	dead, err := st.Dead(ctx, name, max(deadLimit, 0))
+	if err != nil {
+		return err
+	}
+	rate := 0.0
+	if d := s.LastDone.Sub(s.FirstDone).Seconds(); d > 0 {
+		rate = float64(s.Done) / d
+	}
+	out := cmd.OutOrStdout()
+	if asJSON {
+		type deadItem struct {
+			ID       string `json:"id"`
+			Attempts int    `json:"attempts"`
+			Kind     string `json:"kind"`
+			Err      string `json:"error"`
+		}
+		v := struct {
+			Job        string                  `json:"job"`
+			Total      int64                   `json:"total"`
+			Pending    int64                   `json:"pending"`
+			Leased     int64                   `json:"leased"`
+			Done       int64                   `json:"done"`
+			Failed     int64                   `json:"failed"`
+			Dead       int64                   `json:"dead"`
+			Attempts   int64                   `json:"attempts"`
+			PerSecond  float64                 `json:"items_per_second"`
+			TopErrors  []checkpoint.ErrorCount `json:"top_errors"`
+			DeadItems  []deadItem              `json:"dead_items"`
+			Complete   bool                    `json:"complete"`
+			LastUpdate time.Time               `json:"last_done,omitzero"`
+		}{Job: name, Total: s.Items(), Pending: s.Pending, Leased: s.Leased, Done: s.Done, Failed: s.Failed,
+			Dead: s.Dead, Attempts: s.Attempts, PerSecond: rate, TopErrors: top,
+			Complete: s.Pending+s.Leased+s.Failed == 0, LastUpdate: s.LastDone, DeadItems: []deadItem{}}
+		for _, d := range dead {
+			v.DeadItems = append(v.DeadItems, deadItem{d.ID, d.Attempts, d.ErrKind, d.Err})
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "job\t%s\n", name)
+	fmt.Fprintf(tw, "items\t%d\n", s.Items())
+	fmt.Fprintf(tw, "done\t%d\n", s.Done)
+	fmt.Fprintf(tw, "pending\t%d\n", s.Pending)
+	fmt.Fprintf(tw, "in flight\t%d\n", s.Leased)
+	fmt.Fprintf(tw, "failed, will retry\t%d\n", s.Failed)
+	fmt.Fprintf(tw, "dead\t%d\n", s.Dead)
+	fmt.Fprintf(tw, "attempts\t%d\n", s.Attempts)
+	if rate > 0 {
+		fmt.Fprintf(tw, "throughput\t%.0f items/s\n", rate)
+	}
+	tw.Flush()
+	if len(top) > 0 {
+		fmt.Fprintln(out, "\nmost common errors:")
+		for _, e := range top {
+			fmt.Fprintf(out, "  %6d  %s: %s\n", e.Count, e.Kind, e.Err)
+		}
+	}
+	if len(dead) > 0 {
+		fmt.Fprintf(out, "\ndead items (%d of %d; 'rebound run --retry-dead' tries them again):\n", len(dead), s.Dead)
+		for _, d := range dead {
+			fmt.Fprintf(out, "  %s  after %d attempt(s): %s\n", d.ID, d.Attempts, d.Err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+package job
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/rebound-go/rebound"
+)
+
+// HTTPHandler returns a Handler that sends each item's manifest request (its
+// payload is a manifest line) with client, one attempt per call. Every
+// request carries the item's Idempotency-Key unless the manifest sets one,
+// so a replay after a crash is deduplicated by a server that honours it. A
+// status below 400 is success; others become errors classified by
+// rebound.ClassifyStatus (408, 429, 5xx retried; 4xx dead). dir resolves
+// relative body_file paths.
+func HTTPHandler(client *http.Client, dir string) Handler {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return func(ctx context.Context, t *Task) error {
+		var req Request
+		if err := json.Unmarshal(t.Payload, &req); err != nil {
+			return rebound.Permanent(fmt.Errorf("item %q: stored request is not valid JSON: %w", t.ID, err))
+		}
+		if req.Method == "" {
+			req.Method = http.MethodGet
+		}
+		var body io.Reader
+		isJSON := false
+		if req.BodyFile != "" {
+			f, err := os.Open(req.BodyPath(dir))
+			if err != nil {
+				return rebound.Permanent(fmt.Errorf("item %q: body_file: %w", t.ID, err))
+			}
+			defer f.Close()
+			body = f
+		} else {
+			b, j, err := req.BodyBytes()
+			if err != nil {
+				return rebound.Permanent(fmt.Errorf("item %q: body: %w", t.ID, err))
+			}
+			if b != nil {
+				body, isJSON = bytes.NewReader(b), j
+			}
+		}
+		hreq, err := http.NewRequestWithContext(ctx, req.Method, req.URL, body)
+		if err != nil {
+			return rebound.Permanent(fmt.Errorf("item %q: %w", t.ID, err))
+		}
+		for k, v := range req.Headers {
+			hreq.Header.Set(k, v)
+		}
+		if hreq.Header.Get("Idempotency-Key") == "" {
+			hreq.Header.Set("Idempotency-Key", t.Key)
+		}
+		if isJSON && hreq.Header.Get("Content-Type") == "" {
+			hreq.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := client.Do(hreq)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				ue.URL = redactString(ue.URL) // queries and userinfo may hold secrets
+			}
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode < 400 {
+			// Drain so the connection is reused; the answer itself is not kept.
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+			return nil
+		}
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		ra, _ := rebound.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		// Every request carries an Idempotency-Key, so even a 500 is safe to retry.
+		return &StatusError{
+			Method: req.Method, URL: redactString(req.URL), Status: resp.StatusCode,
+			Body: oneLine(snippet, 200), class: rebound.ClassifyStatus(resp.StatusCode, true, ra),
+		}
+	}
+}
+
+// StatusError is an HTTP answer of 400 or more to a job's request.
+type StatusError struct {
+	Method, URL string
+	Status      int
+	Body        string // the start of the answer, on one line, at most 200 bytes
+	class       rebound.Class
+}
+
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("%s %s: HTTP %d %s", e.Method, e.URL, e.Status, http.StatusText(e.Status))
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	return msg
+}
+
+// Class implements rebound.Classed.
+func (e *StatusError) Class() rebound.Class { return e.class }
+
+func redactString(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable url)"
+	}
+	return redactURL(u)
+}
+
+// oneLine folds a response body into one short line for messages: runs of
+// white space and control characters become one space, and it is cut at n
+// bytes on a UTF-8 boundary.
+func oneLine(b []byte, n int) string {
+	var sb strings.Builder
+	space := false
+	for _, r := range string(b) {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			space = sb.Len() > 0
+			continue
+		}
+		if space {
+			sb.WriteByte(' ')
+			space = false
+		}
+		if sb.Len()+utf8.RuneLen(r) > n {
+			sb.WriteString("…")
+			break
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}

@@ -1,0 +1,492 @@
+package job
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/checkpoint"
+)
+
+// Config sets a Run. Job and Store are required; every other zero value is
+// the documented default.
+type Config struct {
+	// Job names the job in the store.
+	Job string
+	// Store keeps the job's progress.
+	Store checkpoint.Store
+	// Concurrency is how many items run at once; 0 means 8. It also bounds
+	// the items that may be sent again after a crash: a worker takes its next
+	// item only once the last one's outcome is durable.
+	Concurrency int
+	// MaxAttempts is the most attempts per item, across retries and restarts;
+	// 0 means 5. An item out of attempts is dead.
+	MaxAttempts int
+	// Retry is the in-run retry policy for each item (backoff, Retry-After
+	// cap, classifier, logger); its MaxAttempts is replaced by the item's
+	// remaining attempts, and Clock and Budget by those below.
+	Retry rebound.Retry
+	// Breakers holds the circuit breakers; nil means a set with the default
+	// BreakerConfig (5 failures, open 60 s).
+	Breakers *rebound.BreakerSet
+	// BreakerKey picks an item's breaker (e.g. its URL's host); nil means one
+	// breaker for the whole job.
+	BreakerKey func(checkpoint.Item) string
+	// Budget caps retries across all items; nil means the default budget
+	// (retries add at most 20% to the calls of the last 10 s).
+	Budget *rebound.Budget
+	// Timeout bounds each attempt; 0 means none beyond the handler's own.
+	Timeout time.Duration
+	// LeaseTTL is how long an item stays leased to this worker without a
+	// heartbeat; 0 means 2 min. Leases are renewed every LeaseTTL/3.
+	LeaseTTL time.Duration
+	// Worker names this worker in the store; empty means host-pid-random.
+	Worker string
+	// Exclusive says this run owns the job alone (one process; SQLite or
+	// memory store): items leased by a previous, crashed run are taken back
+	// at start instead of after their lease expires.
+	Exclusive bool
+	// Grace is how long in-flight items may run on after ctx is cancelled;
+	// 0 means 10 s. Items still running then are abandoned and come back on
+	// the next run (their idempotency key makes the replay harmless).
+	Grace time.Duration
+	// PollInterval is how often an idle worker looks for work that other
+	// workers or timers will release; 0 means 250 ms.
+	PollInterval time.Duration
+	// OnEvent, if set, receives every item event. It is called from the
+	// worker goroutines and must be safe for concurrent use and quick.
+	OnEvent func(Event)
+	// Logger, if set, receives a record per item outcome (Info done, Warn dead).
+	Logger *slog.Logger
+	// Clock is the time source for waits; nil means the system clock.
+	Clock rebound.Clock
+}
+
+// EventType says what happened to an item.
+type EventType string
+
+// Event types.
+const (
+	EventStart  EventType = "start"  // an attempt began
+	EventRetry  EventType = "retry"  // an attempt failed and another follows after Wait
+	EventDone   EventType = "done"   // the item succeeded
+	EventFailed EventType = "failed" // the item will be tried again later (breaker open, budget, interrupted)
+	EventDead   EventType = "dead"   // the item failed for good
+)
+
+// Event is one thing that happened to an item.
+type Event struct {
+	Type    EventType     `json:"event"`
+	Job     string        `json:"job"`
+	ID      string        `json:"id"`
+	Attempt int           `json:"attempt,omitempty"`
+	Kind    string        `json:"kind,omitempty"`
+	Err     string        `json:"error,omitempty"`
+	Wait    time.Duration `json:"wait_ns,omitempty"`
+}
+
+// Task is the item a Handler works on.
+type Task struct {
+	Job string
+	ID  string
+	// Payload is what was stored with the item (a manifest line).
+	Payload []byte
+	// Attempt counts this item's attempts across runs, from 1.
+	Attempt int
+	// Key is the item's idempotency key: the same for every attempt and
+	// after any restart. Send it as Idempotency-Key.
+	Key string
+	// Progress is the item's last saved partial-work record.
+	Progress checkpoint.Progress
+
+	store checkpoint.Store
+	lease int64
+}
+
+// SaveProgress records partial work so a retry or a restart resumes from it.
+func (t *Task) SaveProgress(ctx context.Context, p checkpoint.Progress) error {
+	t.Progress = p
+	return t.store.SaveProgress(ctx, t.Job, t.ID, t.lease, p)
+}
+
+// Handler does one attempt of one item. Its error is classified with the
+// Retry's classifier (rebound.Classify by default): mark errors with
+// rebound.Permanent to make the item dead at once.
+type Handler func(ctx context.Context, t *Task) error
+
+// Summary is what a Run did.
+type Summary struct {
+	// Done, Dead and Failed count this run's item outcomes; Retries its
+	// in-run retries; Reclaimed the items taken back from a crashed run.
+	Done, Dead, Failed, Retries, Reclaimed int64
+	// Stats is the job's state at the end of the run.
+	Stats checkpoint.Stats
+	// Elapsed is the run's duration.
+	Elapsed time.Duration
+}
+
+// ErrInterrupted is returned by Run when ctx was cancelled: progress is
+// saved, and running the job again resumes it.
+var ErrInterrupted = errors.New("job interrupted; progress is saved, run again to resume")
+
+// IdempotencyKey derives an item's idempotency key from the job and the item
+// ID, so it is the same for every attempt on every machine and after every
+// restart: a server that deduplicates by it applies each item once.
+func IdempotencyKey(job, id string) string {
+	h := sha256.New()
+	h.Write([]byte(job))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	return "rb-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Run works through the job's items until none is left to do, ctx is
+// cancelled (ErrInterrupted), or the store fails. Items must already be in
+// the store (see LoadManifest).
+func Run(ctx context.Context, cfg Config, h Handler) (Summary, error) {
+	r, err := newRunner(cfg, h)
+	if err != nil {
+		return Summary{}, err
+	}
+	return r.run(ctx)
+}
+
+type runner struct {
+	cfg    Config
+	h      Handler
+	clock  rebound.Clock
+	sum    Summary
+	failed atomic.Pointer[error] // the first store error; it stops the run
+	live   sync.Map     // item ID -> lease token, for heartbeats
+}
+
+func newRunner(cfg Config, h Handler) (*runner, error) {
+	switch {
+	case cfg.Job == "":
+		return nil, &rebound.ConfigError{Field: "job.Config.Job", Reason: "empty"}
+	case cfg.Store == nil:
+		return nil, &rebound.ConfigError{Field: "job.Config.Store", Reason: "nil"}
+	case h == nil:
+		return nil, &rebound.ConfigError{Field: "handler", Reason: "nil"}
+	case cfg.Concurrency < 0, cfg.MaxAttempts < 0, cfg.LeaseTTL < 0, cfg.Grace < 0, cfg.Timeout < 0, cfg.PollInterval < 0:
+		return nil, &rebound.ConfigError{Field: "job.Config", Reason: "negative concurrency, attempts or duration"}
+	}
+	if err := cfg.Retry.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = 2 * time.Minute
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 250 * time.Millisecond
+	}
+	if cfg.Worker == "" {
+		cfg.Worker = defaultWorker()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = rebound.SystemClock{}
+	}
+	if cfg.Breakers == nil {
+		bs, err := rebound.NewBreakerSet(rebound.BreakerConfig{Clock: cfg.Clock, Logger: cfg.Logger}, 0)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Breakers = bs
+	}
+	if cfg.Budget == nil {
+		b, err := rebound.NewBudget(rebound.BudgetConfig{})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Budget = b
+	}
+	return &runner{cfg: cfg, h: h, clock: cfg.Clock}, nil
+}
+
+func defaultWorker() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+func (r *runner) run(ctx context.Context) (Summary, error) {
+	start := time.Now()
+	st := r.cfg.Store
+	if r.cfg.Exclusive {
+		n, err := st.Reclaim(ctx, r.cfg.Job)
+		if err != nil {
+			return r.sum, fmt.Errorf("job %s: taking back items of a crashed run: %w", r.cfg.Job, err)
+		}
+		r.sum.Reclaimed = int64(n)
+	}
+
+	// In-flight items outlive ctx by Grace, so an interrupt lets them finish
+	// and checkpoint instead of cutting requests half-way.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := r.clock.AfterFunc(r.cfg.Grace, cancelWork)
+		context.AfterFunc(workCtx, func() { t.Stop() })
+	})
+	defer stopGrace()
+
+	n := r.cfg.Concurrency
+	slots := make(chan struct{}, n)
+	for range n {
+		slots <- struct{}{}
+	}
+	work := make(chan checkpoint.Item)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for it := range work {
+				r.complete(workCtx, it, r.runItem(workCtx, ctx, it))
+				slots <- struct{}{}
+			}
+		})
+	}
+	hbDone := make(chan struct{})
+	go r.heartbeat(workCtx, hbDone)
+
+	leaseErr := r.lease(ctx, slots, work)
+	close(work)
+	wg.Wait()
+	cancelWork()
+	<-hbDone
+
+	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancelFlush()
+	if err := st.Flush(flushCtx); err != nil && leaseErr == nil {
+		leaseErr = fmt.Errorf("job %s: saving progress: %w", r.cfg.Job, err)
+	}
+	if e := r.failed.Load(); e != nil && leaseErr == nil {
+		leaseErr = *e
+	}
+	stats, err := st.Stats(flushCtx, r.cfg.Job)
+	if err == nil {
+		r.sum.Stats = stats
+	} else if leaseErr == nil {
+		leaseErr = err
+	}
+	r.sum.Elapsed = time.Since(start)
+	if leaseErr == nil && ctx.Err() != nil {
+		leaseErr = ErrInterrupted
+	}
+	return r.sum, leaseErr
+}
+
+// lease hands items to the workers while slots are free, until nothing is
+// left or ctx ends.
+func (r *runner) lease(ctx context.Context, slots chan struct{}, work chan<- checkpoint.Item) error {
+	st, n := r.cfg.Store, r.cfg.Concurrency
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-slots:
+		}
+		free := 1
+	more:
+		for free < n {
+			select {
+			case <-slots:
+				free++
+			default:
+				break more
+			}
+		}
+		items, err := st.Lease(ctx, r.cfg.Job, r.cfg.Worker, free, r.cfg.LeaseTTL)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("job %s: leasing items: %w", r.cfg.Job, err)
+		}
+		for range free - len(items) {
+			slots <- struct{}{}
+		}
+		for _, it := range items {
+			r.live.Store(it.ID, it.Lease)
+			work <- it
+		}
+		if r.failed.Load() != nil {
+			return nil
+		}
+		if len(items) > 0 {
+			continue
+		}
+		// Nothing leasable now. Finished if nothing is in flight here and
+		// nothing is left anywhere; otherwise wait for a worker or a timer.
+		if len(slots) == n {
+			s, err := st.Stats(ctx, r.cfg.Job)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("job %s: reading progress: %w", r.cfg.Job, err)
+			}
+			if s.Pending+s.Leased+s.Failed == 0 {
+				return nil
+			}
+		}
+		t := r.clock.NewTimer(r.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C():
+		}
+	}
+}
+
+// heartbeat renews the leases of in-flight items until ctx ends.
+func (r *runner) heartbeat(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	for {
+		t := r.clock.NewTimer(r.cfg.LeaseTTL / 3)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		r.live.Range(func(k, v any) bool {
+			// A lost lease means another worker took the item over after
+			// ours expired; our late result will be dropped by the store.
+			_ = r.cfg.Store.Extend(ctx, r.cfg.Job, k.(string), v.(int64), r.cfg.LeaseTTL)
+			return true
+		})
+	}
+}
+
+// runItem runs one leased item through the pipeline and decides its outcome.
+// workCtx bounds the attempts; runCtx says whether the run was interrupted.
+func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item) checkpoint.Result {
+	prior := it.Attempts - 1 // Lease counted this lease as an attempt
+	res := checkpoint.Result{Job: r.cfg.Job, ID: it.ID, Lease: it.Lease}
+	remaining := r.cfg.MaxAttempts - prior
+	if remaining <= 0 {
+		res.State, res.Attempts = checkpoint.Dead, prior
+		res.Err, res.ErrKind = fmt.Sprintf("out of attempts (%d) after earlier runs stopped mid-attempt", r.cfg.MaxAttempts), "permanent"
+		return res
+	}
+	task := &Task{Job: r.cfg.Job, ID: it.ID, Payload: it.Payload, Key: IdempotencyKey(r.cfg.Job, it.ID),
+		Progress: it.Progress, store: r.cfg.Store, lease: it.Lease}
+	retry := r.cfg.Retry
+	retry.MaxAttempts, retry.Clock, retry.Budget = remaining, r.clock, r.cfg.Budget
+	userOnRetry := retry.OnRetry
+	retry.OnRetry = func(e rebound.RetryEvent) {
+		atomic.AddInt64(&r.sum.Retries, 1)
+		r.emit(Event{Type: EventRetry, ID: it.ID, Attempt: prior + e.Attempt, Kind: e.Class.Kind.String(), Err: e.Err.Error(), Wait: e.Wait})
+		if userOnRetry != nil {
+			userOnRetry(e)
+		}
+	}
+	key := ""
+	if r.cfg.BreakerKey != nil {
+		key = r.cfg.BreakerKey(it)
+	}
+	p := rebound.Pipeline{Retry: retry, Breaker: r.cfg.Breakers.Get(key), Timeout: r.cfg.Timeout}
+	made := 0
+	err := p.Do(workCtx, func(ctx context.Context) error {
+		made++
+		task.Attempt = prior + made
+		r.emit(Event{Type: EventStart, ID: it.ID, Attempt: task.Attempt})
+		return r.h(ctx, task)
+	})
+	res.Attempts = prior + made
+	if made == 0 {
+		res.Attempts = prior // nothing was sent (breaker open)
+	}
+	if err == nil {
+		res.State = checkpoint.Done
+		return res
+	}
+	var re *rebound.RetryError
+	class := rebound.Class{Kind: rebound.KindTransient}
+	res.Err = err.Error()
+	if errors.As(err, &re) {
+		// Attempts are counted separately: keep the cause, not the summary.
+		class, res.Err = re.Class, re.Last.Error()
+	}
+	res.ErrKind = class.Kind.String()
+	var open *rebound.OpenError
+	switch {
+	case workCtx.Err() != nil || runCtx.Err() != nil:
+		res.State, res.Err = checkpoint.Failed, "interrupted: "+res.Err
+	case errors.As(err, &open):
+		res.State, res.NextAt = checkpoint.Failed, open.Until
+	case errors.Is(err, rebound.ErrBudgetExhausted):
+		res.State, res.NextAt = checkpoint.Failed, r.clock.Now().Add(time.Second)
+	case !class.Kind.Retryable() || res.Attempts >= r.cfg.MaxAttempts:
+		res.State = checkpoint.Dead
+	default: // stopped by MaxElapsed or an attempt deadline: try again later
+		res.State, res.NextAt = checkpoint.Failed, r.clock.Now().Add(time.Second)
+	}
+	return res
+}
+
+// complete checkpoints an item's outcome and waits until it is durable, so
+// that at most Concurrency items can be replayed after a crash.
+func (r *runner) complete(ctx context.Context, it checkpoint.Item, res checkpoint.Result) {
+	r.live.Delete(it.ID)
+	// The result must be saved even while the run winds down.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := r.cfg.Store.Complete(ctx, []checkpoint.Result{res})
+	if err == nil {
+		err = r.cfg.Store.Flush(ctx)
+	}
+	if err != nil {
+		e := fmt.Errorf("job %s: saving the result of item %q: %w", r.cfg.Job, it.ID, err)
+		r.failed.CompareAndSwap(nil, &e)
+		return
+	}
+	ev := Event{ID: it.ID, Attempt: res.Attempts, Kind: res.ErrKind, Err: res.Err}
+	switch res.State {
+	case checkpoint.Done:
+		atomic.AddInt64(&r.sum.Done, 1)
+		ev.Type, ev.Kind, ev.Err = EventDone, "", ""
+	case checkpoint.Dead:
+		atomic.AddInt64(&r.sum.Dead, 1)
+		ev.Type = EventDead
+	default:
+		atomic.AddInt64(&r.sum.Failed, 1)
+		ev.Type = EventFailed
+	}
+	r.emit(ev)
+	if l := r.cfg.Logger; l != nil {
+		level := slog.LevelInfo
+		if res.State == checkpoint.Dead {
+			level = slog.LevelWarn
+		}
+		l.LogAttrs(ctx, level, "item "+res.State.String(), slog.String("job", r.cfg.Job),
+			slog.String("id", it.ID), slog.Int("attempts", res.Attempts), slog.String("error", res.Err))
+	}
+}
+
+func (r *runner) emit(e Event) {
+	if r.cfg.OnEvent != nil {
+		e.Job = r.cfg.Job
+		r.cfg.OnEvent(e)
+	}
+}

@@ -1,0 +1,255 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/checkpoint"
+)
+
+// effects counts requests per Idempotency-Key, as a deduplicating server would.
+type effects struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (e *effects) add(key string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.seen == nil {
+		e.seen = map[string]int{}
+	}
+	e.seen[key]++
+	return e.seen[key]
+}
+
+func writeManifest(t *testing.T, lines []string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "m.jsonl")
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func fastRetry() rebound.Retry { return rebound.Retry{Backoff: rebound.NoDelay} }
+
+func TestRunHTTPManifest(t *testing.T) {
+	var eff effects
+	var flaky sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("Idempotency-Key")
+		if key == "" {
+			t.Errorf("request without Idempotency-Key: %s", r.URL)
+		}
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/gone"):
+			http.Error(w, "no such thing", http.StatusNotFound)
+			return
+		case strings.HasPrefix(r.URL.Path, "/flaky"):
+			if _, loaded := flaky.LoadOrStore(r.URL.Path, true); !loaded {
+				w.Header().Set("Retry-After", "0")
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		eff.add(key)
+	}))
+	defer srv.Close()
+
+	var lines []string
+	for i := range 50 {
+		lines = append(lines, fmt.Sprintf(`{"id":"ok-%d","method":"POST","url":"%s/ok/%d","body":{"n":%d}}`, i, srv.URL, i, i))
+	}
+	for i := range 5 {
+		lines = append(lines, fmt.Sprintf(`{"id":"flaky-%d","url":"%s/flaky/%d"}`, i, srv.URL, i))
+	}
+	lines = append(lines, fmt.Sprintf(`{"id":"gone","url":"%s/gone"}`, srv.URL))
+	path := writeManifest(t, lines)
+
+	st := checkpoint.NewMemory(checkpoint.Options{})
+	ctx := context.Background()
+	if _, err := LoadManifest(ctx, st, "j", path); err != nil {
+		t.Fatal(err)
+	}
+	// Five flaky items failing at once would open a default breaker (and
+	// defer the rest for 60 s); this test is about outcomes, not the breaker.
+	bs, err := rebound.NewBreakerSet(rebound.BreakerConfig{FailureThreshold: 100}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Run(ctx, Config{Job: "j", Store: st, Retry: fastRetry(), Exclusive: true, Breakers: bs}, HTTPHandler(srv.Client(), filepath.Dir(path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Done != 55 || sum.Dead != 1 || sum.Stats.Done != 55 || sum.Stats.Dead != 1 {
+		t.Fatalf("summary %+v", sum)
+	}
+	if sum.Retries != 5 {
+		t.Errorf("retries = %d, want 5 (one per flaky item)", sum.Retries)
+	}
+	for k, n := range eff.seen {
+		if n != 1 {
+			t.Errorf("key %s applied %d times", k, n)
+		}
+	}
+	dead, err := st.Dead(ctx, "j", 10)
+	if err != nil || len(dead) != 1 || dead[0].ID != "gone" || !strings.Contains(dead[0].Err, "HTTP 404") || dead[0].ErrKind != "permanent" {
+		t.Fatalf("dead = %+v, %v", dead, err)
+	}
+	if dead[0].Attempts != 1 {
+		t.Errorf("a 404 was tried %d times, want 1", dead[0].Attempts)
+	}
+
+	// A second run has nothing to do and sends nothing.
+	before := len(eff.seen)
+	sum, err = Run(ctx, Config{Job: "j", Store: st, Retry: fastRetry(), Exclusive: true}, HTTPHandler(srv.Client(), ""))
+	if err != nil || sum.Done != 0 || len(eff.seen) != before {
+		t.Fatalf("second run: %+v %v", sum, err)
+	}
+}
+
+func TestRunOutOfAttemptsAndKey(t *testing.T) {
+	st := checkpoint.NewMemory(checkpoint.Options{})
+	ctx := context.Background()
+	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddItems(ctx, "j", []checkpoint.Item{{ID: "a"}, {ID: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	keys := map[string]map[string]bool{}
+	calls := 0
+	h := func(ctx context.Context, task *Task) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if keys[task.ID] == nil {
+			keys[task.ID] = map[string]bool{}
+		}
+		keys[task.ID][task.Key] = true
+		if task.ID == "a" {
+			return errors.New("always fails")
+		}
+		return nil
+	}
+	sum, err := Run(ctx, Config{Job: "j", Store: st, Retry: fastRetry(), MaxAttempts: 3}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Done != 1 || sum.Dead != 1 || calls != 4 {
+		t.Fatalf("summary %+v calls %d", sum, calls)
+	}
+	it, _ := st.Item(ctx, "j", "a")
+	if it.State != checkpoint.Dead || it.Attempts != 3 {
+		t.Fatalf("item a: %+v", it)
+	}
+	if len(keys["a"]) != 1 || keys["a"][IdempotencyKey("j", "a")] != true {
+		t.Fatalf("key changed between attempts: %v", keys["a"])
+	}
+	if IdempotencyKey("j", "a") == IdempotencyKey("j", "b") || IdempotencyKey("j", "a") == IdempotencyKey("k", "a") {
+		t.Fatal("keys collide")
+	}
+}
+
+func TestRunInterruptSavesProgress(t *testing.T) {
+	st := checkpoint.NewMemory(checkpoint.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	var items []checkpoint.Item
+	for i := range 100 {
+		items = append(items, checkpoint.Item{ID: fmt.Sprint(i)})
+	}
+	if err := st.AddItems(ctx, "j", items); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	done := 0
+	h := func(ctx context.Context, task *Task) error {
+		mu.Lock()
+		done++
+		if done == 20 {
+			cancel() // as SIGINT would
+		}
+		mu.Unlock()
+		return nil
+	}
+	sum, err := Run(ctx, Config{Job: "j", Store: st, Concurrency: 4}, h)
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("err = %v, want ErrInterrupted", err)
+	}
+	if sum.Stats.Done < 20 || sum.Stats.Done >= 100 {
+		t.Fatalf("done after interrupt: %+v", sum.Stats)
+	}
+	// Resume finishes the rest, and nothing done is done again.
+	mu.Lock()
+	first := done
+	mu.Unlock()
+	sum2, err := Run(context.Background(), Config{Job: "j", Store: st, Concurrency: 4, Exclusive: true}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum2.Stats.Done != 100 {
+		t.Fatalf("after resume: %+v", sum2.Stats)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if replays := done - first - int(100-sum.Stats.Done); replays != 0 {
+		t.Fatalf("%d items ran again after being checkpointed done", replays)
+	}
+}
+
+func TestRunBreakerOpenDefersItems(t *testing.T) {
+	st := checkpoint.NewMemory(checkpoint.Options{})
+	ctx := context.Background()
+	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	var items []checkpoint.Item
+	for i := range 10 {
+		items = append(items, checkpoint.Item{ID: fmt.Sprint(i)})
+	}
+	if err := st.AddItems(ctx, "j", items); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := rebound.NewBreakerSet(rebound.BreakerConfig{FailureThreshold: 2, OpenFor: time.Hour}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	h := func(ctx context.Context, task *Task) error { return errors.New("down") }
+	cfg := Config{Job: "j", Store: st, Concurrency: 1, Breakers: bs, Retry: fastRetry(), MaxAttempts: 5,
+		OnEvent: func(e Event) {
+			if e.Type == EventFailed {
+				cancel() // the breaker deferred an item: enough seen
+			}
+		}}
+	_, err = Run(ctx, cfg, h)
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("err = %v", err)
+	}
+	s, _ := st.Stats(context.Background(), "j")
+	if s.Failed == 0 {
+		t.Fatalf("no item deferred by the open breaker: %+v", s)
+	}
+	bs.Each(func(_ string, b *rebound.Breaker) {
+		if b.State() != rebound.StateOpen {
+			t.Errorf("breaker %v", b.State())
+		}
+		b.Stop()
+	})
+}
