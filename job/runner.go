@@ -249,26 +249,33 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	})
 	defer stopGrace()
 
+	// Items are leased ahead into a queue (one store transaction leases
+	// many), but only Concurrency of them are in flight: a worker takes its
+	// next item once the last one's outcome is durable. Queued items were
+	// never sent, so a crash replays at most Concurrency requests.
 	n := r.cfg.Concurrency
-	slots := make(chan struct{}, n)
-	for range n {
-		slots <- struct{}{}
-	}
-	work := make(chan checkpoint.Item)
+	queue := make(chan checkpoint.Item, 2*n)
+	kick := make(chan struct{}, 1)
+	var inflight atomic.Int64
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			for it := range work {
+			for it := range queue {
+				inflight.Add(1)
 				r.complete(workCtx, it, r.runItem(workCtx, ctx, it))
-				slots <- struct{}{}
+				inflight.Add(-1)
+				select {
+				case kick <- struct{}{}:
+				default:
+				}
 			}
 		})
 	}
 	hbDone := make(chan struct{})
 	go r.heartbeat(workCtx, hbDone)
 
-	leaseErr := r.lease(ctx, slots, work)
-	close(work)
+	leaseErr := r.lease(ctx, queue, kick, &inflight)
+	close(queue)
 	wg.Wait()
 	cancelWork()
 	<-hbDone
@@ -294,68 +301,54 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	return r.sum, leaseErr
 }
 
-// lease hands items to the workers while slots are free, until nothing is
-// left or ctx ends.
-func (r *runner) lease(ctx context.Context, slots chan struct{}, work chan<- checkpoint.Item) error {
+// lease keeps the queue filled until nothing is left or ctx ends. When the
+// run ends, items still queued stay leased; the next run takes them back
+// (Exclusive) or they return when their lease expires.
+func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-chan struct{}, inflight *atomic.Int64) error {
 	st, n := r.cfg.Store, r.cfg.Concurrency
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-slots:
-		}
-		free := 1
-	more:
-		for free < n {
-			select {
-			case <-slots:
-				free++
-			default:
-				break more
-			}
-		}
-		items, err := st.Lease(ctx, r.cfg.Job, r.cfg.Worker, free, r.cfg.LeaseTTL)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("job %s: leasing items: %w", r.cfg.Job, err)
-		}
-		for range free - len(items) {
-			slots <- struct{}{}
-		}
-		for _, it := range items {
-			r.live.Store(it.ID, it.Lease)
-			work <- it
-		}
-		if r.failed.Load() != nil {
-			return nil
-		}
-		if len(items) > 0 {
-			continue
-		}
-		// Nothing leasable now. Finished if nothing is in flight here and
-		// nothing is left anywhere; otherwise wait for a worker or a timer.
-		if len(slots) == n {
-			s, err := st.Stats(ctx, r.cfg.Job)
+	for ctx.Err() == nil && r.failed.Load() == nil {
+		room := cap(queue) - len(queue)
+		if room >= n || len(queue) == 0 {
+			items, err := st.Lease(ctx, r.cfg.Job, r.cfg.Worker, room, r.cfg.LeaseTTL)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
-				return fmt.Errorf("job %s: reading progress: %w", r.cfg.Job, err)
+				return fmt.Errorf("job %s: leasing items: %w", r.cfg.Job, err)
 			}
-			if s.Pending+s.Leased+s.Failed == 0 {
-				return nil
+			for _, it := range items {
+				r.live.Store(it.ID, it.Lease)
+				queue <- it // never blocks: there was room
+			}
+			if len(items) > 0 {
+				continue
+			}
+			// Nothing leasable now. Finished if nothing is queued or in
+			// flight here and nothing is left anywhere.
+			if len(queue) == 0 && inflight.Load() == 0 {
+				s, err := st.Stats(ctx, r.cfg.Job)
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return fmt.Errorf("job %s: reading progress: %w", r.cfg.Job, err)
+				}
+				if s.Pending+s.Leased+s.Failed == 0 {
+					return nil
+				}
 			}
 		}
+		// Wait for a worker to finish an item, or for the poll interval:
+		// deferred items, other workers' expired leases.
 		t := r.clock.NewTimer(r.cfg.PollInterval)
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return nil
+		case <-kick:
 		case <-t.C():
 		}
+		t.Stop()
 	}
+	return nil
 }
 
 // heartbeat renews the leases of in-flight items until ctx ends.

@@ -1,0 +1,79 @@
+package job
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/rebound-go/rebound/checkpoint"
+)
+
+// benchItems is the job size per benchmark iteration; REBOUND_BENCH_ITEMS
+// overrides it (BENCHMARKS.md uses 100000).
+func benchItems() int {
+	if n, err := strconv.Atoi(os.Getenv("REBOUND_BENCH_ITEMS")); err == nil && n > 0 {
+		return n
+	}
+	return 5000
+}
+
+// BenchmarkRunHTTP runs a whole job of GETs against a loopback server that
+// answers 200 at once, with the in-memory store and with SQLite, and reports
+// items/s: the cost of durable checkpoints is the gap between the two.
+func BenchmarkRunHTTP(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	n := benchItems()
+	dir := b.TempDir()
+	manifest := filepath.Join(dir, "m.jsonl")
+	f, err := os.Create(manifest)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		fmt.Fprintf(f, `{"id":"item-%d","url":"%s/items/%d"}`+"\n", i, srv.URL, i)
+	}
+	f.Close()
+	client := srv.Client()
+	client.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
+
+	stores := []struct {
+		name string
+		open func(i int) checkpoint.Store
+	}{
+		{"memory", func(int) checkpoint.Store { return checkpoint.NewMemory(checkpoint.Options{}) }},
+		{"sqlite", func(i int) checkpoint.Store {
+			st, err := checkpoint.OpenSQLite(filepath.Join(dir, fmt.Sprintf("s%d.db", i)), checkpoint.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return st
+		}},
+	}
+	for _, s := range stores {
+		b.Run(s.name, func(b *testing.B) {
+			ctx := context.Background()
+			i := 0
+			for b.Loop() {
+				b.StopTimer()
+				i++
+				st := s.open(i)
+				if _, err := LoadManifest(ctx, st, "bench", manifest); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				sum, err := Run(ctx, Config{Job: "bench", Store: st, Concurrency: 16, Exclusive: true}, HTTPHandler(client, dir))
+				if err != nil || sum.Done != int64(n) {
+					b.Fatalf("run: %+v %v", sum, err)
+				}
+				st.Close()
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "items/s")
+		})
+	}
+}
