@@ -1,0 +1,248 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// dedupServer counts effects per Idempotency-Key, as a server that
+// deduplicates would: the first request with a key applies its effect, a
+// repeat is a replay and applies nothing.
+type dedupServer struct {
+	mu       sync.Mutex
+	keyOf    map[string]map[string]bool // item (URL path) -> keys seen for it
+	effects  map[string]int             // key -> effects applied
+	replays  map[int]int                // epoch -> replays seen in it
+	requests int
+	epoch    int
+	notify   chan struct{}
+	delay    time.Duration
+}
+
+func newDedupServer(delay time.Duration) *dedupServer {
+	return &dedupServer{keyOf: map[string]map[string]bool{}, effects: map[string]int{},
+		replays: map[int]int{}, notify: make(chan struct{}, 1), delay: delay}
+}
+
+func (s *dedupServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key := r.Header.Get("Idempotency-Key")
+	s.mu.Lock()
+	s.requests++
+	if s.keyOf[r.URL.Path] == nil {
+		s.keyOf[r.URL.Path] = map[string]bool{}
+	}
+	s.keyOf[r.URL.Path][key] = true
+	if s.effects[key] == 0 {
+		s.effects[key] = 1
+	} else {
+		s.replays[s.epoch]++
+	}
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+	if s.delay > 0 {
+		time.Sleep(s.delay) // pacing, so a kill lands mid-run
+	}
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (s *dedupServer) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+// waitRequests waits until the server has seen at least n requests, or the
+// process exits, or a bound passes.
+func (s *dedupServer) waitRequests(n int, exited <-chan struct{}) {
+	deadline := time.After(time.Minute)
+	for s.count() < n {
+		select {
+		case <-s.notify:
+		case <-exited:
+			return
+		case <-deadline:
+			return
+		}
+	}
+}
+
+func writeManifest(t *testing.T, dir, url string, n int) string {
+	t.Helper()
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `{"id":"order-%d","method":"POST","url":"%s/orders/%d","body":{"n":%d}}`+"\n", i, url, i, i)
+	}
+	p := filepath.Join(dir, "orders.jsonl")
+	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestCrashResumeExactlyOnce kills the real CLI with SIGKILL at random
+// moments, at least ten times, and re-runs it until it finishes: every item
+// must be done, every item's effect applied once, the replays after each
+// kill no more than the concurrency, and the state file must open cleanly
+// every time.
+func TestCrashResumeExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the real CLI")
+	}
+	const items, concurrency, kills = 2000, 8, 10
+	srv := newDedupServer(2 * time.Millisecond)
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	dir := t.TempDir()
+	writeManifest(t, dir, ts.URL, items)
+	args := []string{"run", "orders.jsonl", "--quiet", "--concurrency", fmt.Sprint(concurrency)}
+	rng := rand.New(rand.NewPCG(1, 2))
+
+	killed := 0
+	for killed < kills {
+		cmd := exec.Command(rebound(t), args...)
+		cmd.Dir = dir
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		var waitErr error
+		go func() { waitErr = cmd.Wait(); close(exited) }()
+		srv.waitRequests(srv.count()+20+rng.IntN(120), exited)
+		select {
+		case <-exited:
+			t.Fatalf("run finished before kill %d (exit %v): %s", killed+1, waitErr, stderr.String())
+		default:
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-exited
+		killed++
+		srv.mu.Lock()
+		srv.epoch++
+		srv.mu.Unlock()
+
+		// The state file must open cleanly after every kill.
+		st := runCLI(t, dir, "status", "orders.jsonl", "--json")
+		if st.code != 0 {
+			t.Fatalf("status after kill %d: exit %d: %s", killed, st.code, st.stderr)
+		}
+	}
+	for run := 0; ; run++ {
+		if run == 5 {
+			t.Fatal("the job did not finish in 5 runs after the kills")
+		}
+		res := runCLI(t, dir, args...)
+		if res.code == 0 {
+			break
+		}
+		t.Logf("run after kills: exit %d: %s", res.code, res.stderr)
+	}
+
+	st := runCLI(t, dir, "status", "orders.jsonl", "--json")
+	var status struct {
+		Done, Dead, Pending, Failed int64
+		Complete                    bool
+	}
+	if err := json.Unmarshal([]byte(st.stdout), &status); err != nil {
+		t.Fatalf("status --json: %v: %s", err, st.stdout)
+	}
+	if status.Done != items || !status.Complete {
+		t.Fatalf("status after the final run: %+v", status)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.keyOf) != items {
+		t.Fatalf("server saw %d items, want %d", len(srv.keyOf), items)
+	}
+	for item, keys := range srv.keyOf {
+		if len(keys) != 1 {
+			t.Fatalf("item %s arrived with %d different idempotency keys: its effect would apply twice", item, len(keys))
+		}
+	}
+	total := 0
+	for epoch, n := range srv.replays {
+		total += n
+		if n > concurrency {
+			t.Errorf("after kill %d: %d replays, more than the concurrency %d", epoch, n, concurrency)
+		}
+	}
+	t.Logf("%d kills, %d requests for %d items, %d replays (deduplicated by key)", killed, srv.requests, items, total)
+}
+
+// TestInterruptExits130AndResumes sends SIGINT mid-run: the CLI must stop
+// with exit 130 and a consistent checkpoint, and the same command finishes
+// the job.
+func TestInterruptExits130AndResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real CLI")
+	}
+	srv := newDedupServer(5 * time.Millisecond)
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	dir := t.TempDir()
+	writeManifest(t, dir, ts.URL, 600)
+	args := []string{"run", "orders.jsonl", "--quiet", "--concurrency", "4"}
+
+	cmd := exec.Command(rebound(t), args...)
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	srv.waitRequests(50, exited)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatal("no exit within a minute of SIGINT")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Fatalf("exit %d after SIGINT, want 130: %s", code, stderr.String())
+	}
+	mid := runCLI(t, dir, "status", "orders.jsonl", "--json")
+	var status struct{ Done, Leased int64 }
+	if err := json.Unmarshal([]byte(mid.stdout), &status); err != nil {
+		t.Fatal(err, mid.stdout)
+	}
+	if status.Done == 0 || status.Done == 600 {
+		t.Fatalf("interrupted run saved %d done items", status.Done)
+	}
+	if res := runCLI(t, dir, args...); res.code != 0 {
+		t.Fatalf("resume: exit %d: %s", res.code, res.stderr)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	replays := 0
+	for _, n := range srv.replays {
+		replays += n
+	}
+	if replays != 0 {
+		t.Errorf("%d requests sent again after a graceful interrupt; in-flight items should have finished", replays)
+	}
+	if len(srv.effects) != 600 {
+		t.Fatalf("%d effects, want 600", len(srv.effects))
+	}
+}

@@ -1,0 +1,5 @@
+module github.com/rebound-go/rebound/e2e
+
+go 1.26.0
+
+replace github.com/rebound-go/rebound => ../
