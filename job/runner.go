@@ -166,7 +166,7 @@ type runner struct {
 	clock  rebound.Clock
 	sum    Summary
 	failed atomic.Pointer[error] // the first store error; it stops the run
-	live   sync.Map     // item ID -> lease token, for heartbeats
+	live   sync.Map              // item ID -> lease token, for heartbeats
 }
 
 func newRunner(cfg Config, h Handler) (*runner, error) {

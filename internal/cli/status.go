@@ -15,7 +15,6 @@ import (
 	"github.com/rebound-go/rebound/checkpoint"
 )
 
-
 func newStatusCmd() *cobra.Command {
 	var state, jobName string
 	var asJSON bool
