@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// cliRun runs the CLI in-process and returns its exit code and output.
+func cliRun(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Main(args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func countingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		if strings.HasPrefix(r.URL.Path, "/missing") {
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func TestRunAndStatus(t *testing.T) {
+	srv, hits := countingServer(t)
+	dir := t.TempDir()
+	m := filepath.Join(dir, "jobs.jsonl")
+	var lines []string
+	for i := range 20 {
+		lines = append(lines, fmt.Sprintf(`{"id":"%d","url":"%s/ok/%d"}`, i, srv.URL, i))
+	}
+	lines = append(lines, fmt.Sprintf(`{"id":"lost","url":"%s/missing"}`, srv.URL))
+	if err := os.WriteFile(m, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cliRun("run", m, "--json")
+	if code != ExitFailed {
+		t.Fatalf("exit %d, want 1 (one dead item): %s", code, errOut)
+	}
+	var last map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if err := json.Unmarshal([]byte(l), &last); err != nil {
+			t.Fatalf("--json line %q: %v", l, err)
+		}
+	}
+	if last["event"] != "summary" || last["done"] != float64(20) || last["dead"] != float64(1) {
+		t.Fatalf("summary event %v", last)
+	}
+	fi, err := os.Stat(filepath.Join(dir, ".rebound", "jobs.db"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file: %v %v", fi, err)
+	}
+
+	code, out, _ = cliRun("status", m)
+	if code != 0 || !strings.Contains(out, "dead items") || !strings.Contains(out, "HTTP 404") {
+		t.Fatalf("status: %d %s", code, out)
+	}
+	// Re-running sends nothing new except nothing at all: done items are skipped,
+	// dead ones stay dead until --retry-dead.
+	before := hits.Load()
+	if code, _, _ = cliRun("run", m, "--quiet"); code != ExitFailed || hits.Load() != before {
+		t.Fatalf("re-run: exit %d, %d new requests", code, hits.Load()-before)
+	}
+	if code, _, _ = cliRun("run", m, "--quiet", "--retry-dead"); code != ExitFailed || hits.Load() != before+1 {
+		t.Fatalf("--retry-dead: exit %d, %d new requests", code, hits.Load()-before)
+	}
+}
+
+func TestRunRefusesBadInput(t *testing.T) {
+	srv, hits := countingServer(t)
+	cases := []struct {
+		name, manifest, want string
+	}{
+		{"bad json", `{"id":"a","url":"` + srv.URL + `/"}` + "\n{oops\n", "line 2"},
+		{"not http", `{"id":"a","url":"file:///etc/passwd"}`, "scheme must be http or https"},
+		{"missing body_file", `{"id":"a","method":"PUT","url":"` + srv.URL + `/","body_file":"nope.bin"}`, "body_file"},
+		{"duplicate id", `{"id":"a","url":"` + srv.URL + `/"}` + "\n" + `{"id":"a","url":"` + srv.URL + `/"}`, "duplicate id"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := filepath.Join(t.TempDir(), "m.jsonl")
+			if err := os.WriteFile(m, []byte(c.manifest), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, _, errOut := cliRun("run", m, "--quiet")
+			if code != ExitUsage || !strings.Contains(errOut, c.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, errOut, c.want)
+			}
+		})
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("%d requests sent for refused manifests", hits.Load())
+	}
+}
+
+func TestRunRefusesDamagedState(t *testing.T) {
+	srv, hits := countingServer(t)
+	dir := t.TempDir()
+	m := filepath.Join(dir, "m.jsonl")
+	if err := os.WriteFile(m, []byte(`{"id":"a","url":"`+srv.URL+`/"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := cliRun("run", m, "--quiet"); code != 0 {
+		t.Fatalf("first run: %d %s", code, errOut)
+	}
+	state := filepath.Join(dir, ".rebound", "m.db")
+	good, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := map[string][]byte{
+		"garbage":   bytes.Repeat([]byte("not a database "), 500),
+		"truncated": good[:len(good)/3],
+	}
+	for name, data := range damaged {
+		t.Run(name, func(t *testing.T) {
+			if err := os.WriteFile(state, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, _, errOut := cliRun("run", m, "--quiet")
+			if code != ExitUsage || !strings.Contains(errOut, state) {
+				t.Fatalf("exit %d, stderr %q: want 2 and the file's name", code, errOut)
+			}
+			after, _ := os.ReadFile(state)
+			if !bytes.Equal(after, data) {
+				t.Fatal("the damaged state file was changed")
+			}
+		})
+	}
+	if hits.Load() != 1 {
+		t.Fatalf("%d requests, want only the first run's 1", hits.Load())
+	}
+}
+
+func TestHelpAndUsageErrors(t *testing.T) {
+	code, out, _ := cliRun("--help")
+	if code != 0 || !strings.Contains(out, "Exit codes") {
+		t.Fatalf("--help: %d %s", code, out)
+	}
+	if code, _, _ := cliRun("run"); code != ExitUsage {
+		t.Fatalf("run without a manifest: exit %d", code)
+	}
+	if code, _, _ := cliRun("no-such-command"); code != ExitUsage {
+		t.Fatalf("unknown command: exit %d", code)
+	}
+	if code, _, errOut := cliRun("status", "--state", filepath.Join(t.TempDir(), "none.db")); code != ExitUsage || !strings.Contains(errOut, "none.db") {
+		t.Fatalf("status of a missing file: %d %s", code, errOut)
+	}
+}
