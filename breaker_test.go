@@ -431,3 +431,37 @@ func TestPipelineStopsOnOpenBreaker(t *testing.T) {
 	}
 	b.Stop()
 }
+
+// TestBreakerStaleFailureIgnored: a failure from a call that began before the
+// breaker last changed state says nothing about the new closed period.
+func TestBreakerStaleFailureIgnored(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		cfg  rebound.BreakerConfig
+	}{
+		{"consecutive", rebound.BreakerConfig{FailureThreshold: 2}},
+		{"count window", rebound.BreakerConfig{FailureRate: 1, WindowCalls: 2, MinCalls: 2}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			clk := reboundtest.NewClock(time.Time{})
+			cfg := mode.cfg
+			cfg.Clock = clk
+			b := rebound.MustBreaker(cfg)
+			ctx := context.Background()
+			old, _ := b.Allow() // a slow call from the first closed period
+			_ = b.Do(ctx, failing)
+			_ = b.Do(ctx, failing)
+			clk.Advance(time.Minute)
+			_ = b.Do(ctx, okCall) // the probe closes the breaker
+			if b.State() != rebound.StateClosed {
+				t.Fatalf("state %s, want closed", b.State())
+			}
+			old.Done(errReset, rebound.Classify(errReset)) // arrives late
+			_ = b.Do(ctx, failing)                         // one fresh failure
+			if b.State() != rebound.StateClosed {
+				t.Fatalf("a stale failure counted in the new closed period: %s", b.State())
+			}
+			b.Stop()
+		})
+	}
+}
