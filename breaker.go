@@ -237,7 +237,9 @@ func (b *Breaker) onSuccess(w uint64) {
 	switch State(w & 3) {
 	case StateClosed:
 		if b.window != nil {
-			b.window.record(false)
+			if b.word.Load() == w { // a call from an earlier period does not count
+				b.window.record(false)
+			}
 			return
 		}
 		// Read before write: the common case (no failures) stays read-only,
@@ -255,6 +257,11 @@ func (b *Breaker) onSuccess(w uint64) {
 func (b *Breaker) onFailure(w uint64) {
 	switch State(w & 3) {
 	case StateClosed:
+		if b.word.Load() != w {
+			// The call began before the breaker last changed state: its
+			// failure says nothing about the current closed period.
+			return
+		}
 		if b.window != nil {
 			fails, total := b.window.record(true)
 			if total >= int64(b.cfg.MinCalls) && float64(fails) >= b.cfg.FailureRate*float64(total) {

@@ -17,6 +17,11 @@ type BudgetConfig struct {
 	// MinPerSecond is the retry rate always allowed; 0 means 10. A negative
 	// value means no floor.
 	MinPerSecond float64
+	// Clock is read once, by NewBudget, to mark when the budget began, so the
+	// calls recorded before the first retry decision are spread over the time
+	// since then; nil means the system clock. AllowRetry takes its time as an
+	// argument; pass times from the same clock.
+	Clock Clock
 }
 
 const budgetBuckets = 10
@@ -39,7 +44,7 @@ type Budget struct {
 	_       [56]byte     // keep the hot counter on its own cache line
 
 	mu      sync.Mutex
-	last    int64 // index of the newest bucket
+	last    int64 // index of the newest bucket (at first, the one NewBudget began in)
 	calls   [budgetBuckets]float64
 	retries [budgetBuckets]float64
 }
@@ -75,7 +80,11 @@ func NewBudget(cfg BudgetConfig) (*Budget, error) {
 		ratio:    cfg.Ratio,
 		minRetry: cfg.MinPerSecond * cfg.Window.Seconds(),
 		bucket:   bucket,
-		last:     -1,
+		// Start the window now: calls recorded before the first retry
+		// decision are then spread over the time since, not piled into one
+		// bucket (which let a long-healthy client's first outage retry
+		// without limit).
+		last: clockOr(cfg.Clock).Now().UnixNano() / int64(bucket),
 	}, nil
 }
 
@@ -106,9 +115,6 @@ func (b *Budget) AllowRetry(now time.Time) bool {
 func (b *Budget) rotate(now time.Time) {
 	idx := now.UnixNano() / int64(b.bucket)
 	p := float64(b.pending.Swap(0))
-	if b.last < 0 {
-		b.last = idx
-	}
 	gap := idx - b.last
 	if gap <= 0 { // same bucket, or the clock went back
 		b.calls[b.last%budgetBuckets] += p

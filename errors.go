@@ -95,6 +95,13 @@ func (e *RetryError) Error() string {
 // Unwrap returns the last attempt's error.
 func (e *RetryError) Unwrap() error { return e.Last }
 
+// Is makes errors.Is(err, ErrBudgetExhausted) true when the retry budget is
+// what stopped the retries; the last attempt's own error stays reachable
+// through Unwrap.
+func (e *RetryError) Is(target error) bool {
+	return target == ErrBudgetExhausted && e.Reason == reasonBudget
+}
+
 // ConfigError reports an invalid policy configuration, found before any call.
 type ConfigError struct {
 	Field  string

@@ -1,0 +1,5 @@
+//go:build !race
+
+package rebound_test
+
+const raceEnabled = false
