@@ -426,7 +426,11 @@ func TestPipelineStopsOnOpenBreaker(t *testing.T) {
 	calls := 0
 	err := p.Do(context.Background(), func(context.Context) error { calls++; return errReset })
 	var re *rebound.RetryError
-	if !errors.Is(err, rebound.ErrOpen) || !errors.As(err, &re) || calls != 2 || re.Attempts != 3 {
+	// The second failure opens the breaker: Retry gives up at once instead
+	// of waiting for an attempt the breaker would refuse, and the error
+	// still carries the last real failure.
+	if !errors.Is(err, rebound.ErrOpen) || !errors.Is(err, errReset) || !errors.As(err, &re) ||
+		calls != 2 || re.Attempts != 2 || re.Reason != "circuit open" {
 		t.Fatalf("err %v, calls %d: want 2 calls, then the open breaker ends the retries", err, calls)
 	}
 	b.Stop()

@@ -58,13 +58,15 @@ type RetryError struct {
 	Op string
 	// Attempts is how many times the operation ran.
 	Attempts int
-	// Elapsed is the time from the first attempt to giving up.
+	// Elapsed is the time from the first failure to giving up. The clock is
+	// read only when a wait, MaxElapsed or a Budget needs it, so retries
+	// with no wait between them report 0.
 	Elapsed time.Duration
 	// Class is the verdict on Last.
 	Class Class
-	// Reason says why retrying stopped: "permanent error", "attempts
+	// Reason says why retrying stopped: "not retryable", "attempts
 	// exhausted", "max elapsed time", "context deadline", "canceled",
-	// "retry budget exhausted".
+	// "retry budget exhausted", "circuit open".
 	Reason string
 	// Last is the last attempt's error.
 	Last error

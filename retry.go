@@ -2,6 +2,7 @@ package rebound
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -61,6 +62,7 @@ const (
 	reasonDeadline  = "context deadline"
 	reasonCanceled  = "canceled"
 	reasonBudget    = "retry budget exhausted"
+	reasonOpen      = "circuit open"
 )
 
 // Validate reports a configuration that cannot work.
@@ -164,6 +166,16 @@ func (r *Retry) run(ctx context.Context, br *Breaker, timeout time.Duration, fn 
 		if wait > 0 {
 			if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
 				return giveUp(reasonDeadline)
+			}
+		}
+		// A breaker that opened during this call (maybe on this very
+		// failure) would refuse the next attempt: fail fast instead of
+		// waiting for a refusal.
+		if br != nil && br.State() == StateOpen {
+			if open := br.openErr.Load(); open != nil && open.Until.After(clock.Now().Add(wait)) {
+				err = fmt.Errorf("%w (last failure: %w)", open, err)
+				class = Class{Kind: KindPermanent, Reason: "circuit open"}
+				return giveUp(reasonOpen)
 			}
 		}
 		if r.Budget != nil && !r.Budget.AllowRetry(clock.Now()) {
