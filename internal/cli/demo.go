@@ -33,7 +33,12 @@ every attempt, its classification, each wait and each breaker transition.
 
 Waits are scaled down (backoff from 100ms, Retry-After ×0.1, breaker open 2s,
 per-attempt timeout 300ms) so the demo takes a few seconds; the real defaults
-are 1s, Retry-After as sent, 60s and what your Pipeline says.`,
+are 1s, Retry-After as sent, 60s and what your Pipeline says.
+
+Then a durable batch job: 3,000 POSTs from a JSONL manifest to a flaky API,
+checkpointed in SQLite, interrupted a third of the way as Ctrl-C would, and
+resumed by a second run that skips what is done. The server counts effects
+per Idempotency-Key to show that no item was applied twice.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), opts)
@@ -105,7 +110,7 @@ func (p *demoPrinter) emit(e demoEvent) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e.T = time.Since(p.start).Seconds()
-	if p.quiet && e.Event != "summary" {
+	if p.quiet && e.Event != "summary" && e.Event != "batch-summary" {
 		return
 	}
 	if p.json {
@@ -352,7 +357,11 @@ func runDemo(ctx context.Context, w io.Writer, opts demoOptions) error {
 	if breaker.State() != rebound.StateClosed {
 		return withCode(ExitFailed, errors.New("demo: the breaker did not close again after recovery"))
 	}
-	return nil
+	items := 3000
+	if opts.fast {
+		items = 600
+	}
+	return runBatchDemo(ctx, p, items)
 }
 
 // demoOne makes call n through a fresh Pipeline sharing the breaker, and
