@@ -55,9 +55,20 @@ func TestDemoJSON(t *testing.T) {
 	})
 	has("a call served by the fallback", func(e demoEvent) bool { return e.Event == "result" && e.Reason == "circuit open" })
 
-	last := events[len(events)-1]
-	if last.Event != "summary" || last.Summary == nil {
-		t.Fatalf("last event %+v, want the summary", last)
+	var last demoEvent
+	for _, e := range events {
+		if e.Event == "summary" {
+			last = e
+		}
+	}
+	if last.Summary == nil {
+		t.Fatal("no summary event")
+	}
+	has("the batch resumed after the interruption", func(e demoEvent) bool {
+		return e.Event == "batch" && strings.Contains(e.Message, "run 2 resumed")
+	})
+	if end := events[len(events)-1]; end.Event != "batch-summary" || !strings.Contains(end.Message, "600 items done, 0 dead") {
+		t.Errorf("last event %+v, want the batch summary", end)
 	}
 	s := last.Summary
 	if s.Calls != 12 || s.Rejected == 0 || s.AfterRetries < 3 || s.Transitions < 3 || s.ServerRequests >= s.Attempts {
@@ -74,8 +85,10 @@ func TestDemoTextQuiet(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 1 || !strings.Contains(lines[0], "summary: 12 calls") {
-		t.Errorf("quiet output %q, want only the summary line", out.String())
+	if len(lines) != 2 || !strings.Contains(lines[0], "summary: 12 calls") ||
+		!strings.Contains(lines[1], "batch summary: 600 items done, 0 dead") ||
+		!strings.Contains(lines[1], "applied 600 effects") {
+		t.Errorf("quiet output %q, want only the two summary lines", out.String())
 	}
 }
 
