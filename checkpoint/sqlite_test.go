@@ -296,3 +296,39 @@ func crashChild(path string) {
 		}
 	}
 }
+
+// TestSQLiteQueryPlans pins the plans of the queries that must not scan or
+// sort the whole job: Lease and Dead read the head of the items_due index.
+func TestSQLiteQueryPlans(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	makeStore(t, path, 10)
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	queries := []string{checkpoint.DeadSQL}
+	for _, q := range checkpoint.LeaseSQL {
+		queries = append(queries, q)
+	}
+	for _, q := range queries {
+		rows, err := db.Query("EXPLAIN QUERY PLAN "+q, 1, 2, 3, 4, 5, 6, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		p := strings.Join(plan, "; ")
+		if !strings.Contains(p, "INDEX items_due") || strings.Contains(p, "TEMP B-TREE") || strings.Contains(p, "SCAN") {
+			t.Errorf("plan %q\nfor %s\nwant a search of items_due without sorting", p, q)
+		}
+	}
+}
