@@ -361,8 +361,9 @@ type Options struct {
 	// connection; 0 means 5 s. (SQLite only.)
 	BusyTimeout time.Duration
 	// SkipQuickCheck skips PRAGMA quick_check when opening a file. The
-	// check reads the whole file (about 0.X s per 100 MB); skip it only for
-	// very large files you trust. (SQLite only.)
+	// check reads the whole file (measured: 0.2 s for a 39 MB file of 200k
+	// items, on a busy 2-core machine); skip it only for very large files
+	// you trust. (SQLite only.)
 	SkipQuickCheck bool
 }
 
