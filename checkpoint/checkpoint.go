@@ -18,7 +18,8 @@
 //
 // Workers take items with [Store.Lease]: up to n items that are pending,
 // failed and due again, or held by a lease that has expired. Each lease
-// carries a token ([Item.Lease]) that is unique in the store; results and
+// carries a token ([Item.Lease]) that the item never had before (the store
+// draws it from a sequence, one value per Lease call); results and
 // progress are applied only while the token still matches, so a worker that
 // lost its lease (it stalled past the TTL and another worker took the item)
 // cannot overwrite the newer owner's state. [Store.Extend] is the heartbeat
@@ -298,8 +299,10 @@ type Store interface {
 
 	// Lease hands out up to n items to worker until now+ttl: first items
 	// whose lease expired, then Failed items that are due (earliest first),
-	// then Pending items (in the order they were added). It increments each
-	// item's Attempts and gives it a new lease token. Fewer than n (maybe
+	// then Pending items (in the order they were added); within each of
+	// these three groups the items it returns are in the order they were
+	// added. It increments each item's Attempts and sets its lease token to
+	// a new value (the items of one call share it). Fewer than n (maybe
 	// none) means nothing else is leasable now.
 	Lease(ctx context.Context, job, worker string, n int, ttl time.Duration) ([]Item, error)
 	// Extend moves the expiry of the lease on item id to now+ttl. It returns
@@ -358,8 +361,9 @@ type Options struct {
 	// connection; 0 means 5 s. (SQLite only.)
 	BusyTimeout time.Duration
 	// SkipQuickCheck skips PRAGMA quick_check when opening a file. The
-	// check reads the whole file (about 0.X s per 100 MB); skip it only for
-	// very large files you trust. (SQLite only.)
+	// check reads the whole file (measured: 0.2 s for a 39 MB file of 200k
+	// items, on a busy 2-core machine); skip it only for very large files
+	// you trust. (SQLite only.)
 	SkipQuickCheck bool
 }
 

@@ -213,7 +213,9 @@ func (m *Memory) Lease(ctx context.Context, job, worker string, n int, ttl time.
 	}
 	now := m.opts.now().UTC()
 	nowN := now.UnixNano()
+	m.token++ // one token per call, as in the SQLite store
 	var out []Item
+	var classStart int
 	// take pops valid entries from q while they are due.
 	take := func(q *memQueue, state State) {
 		for len(out) < n && q.Len() > 0 {
@@ -227,7 +229,6 @@ func (m *Memory) Lease(ctx context.Context, job, worker string, n int, ttl time.
 			}
 			heap.Pop(q)
 			mi := e.m
-			m.token++
 			mi.ver++
 			mi.it.State = Leased
 			mi.it.Worker = worker
@@ -239,9 +240,16 @@ func (m *Memory) Lease(ctx context.Context, job, worker string, n int, ttl time.
 			out = append(out, cloneItem(mi.it))
 		}
 	}
-	take(&j.leased, Leased)
-	take(&j.failed, Failed)
-	take(&j.pending, Pending)
+	// Each class in added order, as SQLite returns it.
+	for _, q := range []struct {
+		q     *memQueue
+		state State
+	}{{&j.leased, Leased}, {&j.failed, Failed}, {&j.pending, Pending}} {
+		classStart = len(out)
+		take(q.q, q.state)
+		class := out[classStart:]
+		sort.Slice(class, func(a, b int) bool { return j.items[class[a].ID].seq < j.items[class[b].ID].seq })
+	}
 	return out, nil
 }
 

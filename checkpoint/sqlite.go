@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -46,8 +47,12 @@ CREATE TABLE items (
 	UNIQUE (job, id)
 );
 -- Lease reads the head of one (job, state) range in due order, then rowid
--- (insertion) order: no scan, no sort, whatever the job's size.
-CREATE INDEX items_due ON items (job, state, due);
+-- (insertion) order: no scan, no sort, whatever the job's size. Done items
+-- (most of them, in the end) leave the index, so completing an item only
+-- deletes an entry and the index shrinks as the job progresses. SQLite uses
+-- a partial index only for queries that contain its WHERE term verbatim, so
+-- they say "state <> 3" too (TestSQLiteQueryPlans checks it).
+CREATE INDEX items_due ON items (job, state, due) WHERE state <> 3;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO meta (key, value) VALUES ('lease_seq', 0);
 `
@@ -442,21 +447,26 @@ func (s *SQLite) Lease(ctx context.Context, job, worker string, n int, ttl time.
 	}
 	now := s.now()
 	nowN := now.UnixNano()
-	var (
-		rowids []int64
-		out    []Item
-	)
+	// One token per call: a token only has to differ from every earlier
+	// token of the same item, and the sequence never goes back.
+	var tok int64
+	if err := tx.QueryRowContext(ctx, "UPDATE meta SET value = value + 1 WHERE key = 'lease_seq' RETURNING value").Scan(&tok); err != nil {
+		return nil, s.wrap(err)
+	}
+	due := now.Add(ttl).UnixNano()
+	var out []Item
 	// Expired leases first (a dead worker's items), then due retries, then
-	// new work. Each query reads the head of the index range.
+	// new work. Each statement takes the head of one index range.
 	for _, st := range []State{Leased, Failed, Pending} {
 		if len(out) == n {
 			break
 		}
-		rows, err := tx.QueryContext(ctx, "SELECT "+itemCols+" FROM items WHERE job = ? AND state = ? AND due <= ? ORDER BY due, rowid LIMIT ?",
-			id, st, nowN, n-len(out))
+		rows, err := tx.QueryContext(ctx, leaseSQL[st], Leased, worker, tok, due, nowN, id, n-len(out))
 		if err != nil {
 			return nil, s.wrap(err)
 		}
+		first := len(out)
+		var rowids []int64
 		for rows.Next() {
 			rowid, it, err := scanItem(rows, job)
 			if err != nil {
@@ -472,33 +482,43 @@ func (s *SQLite) Lease(ctx context.Context, job, worker string, n int, ttl time.
 		if err := rows.Err(); err != nil {
 			return nil, s.wrap(err)
 		}
+		// RETURNING has no defined order; give each class in added order.
+		sort.Sort(byRowid{rowids, out[first:]})
 	}
 	if len(out) == 0 {
-		return nil, nil
-	}
-	var last int64
-	if err := tx.QueryRowContext(ctx, "UPDATE meta SET value = value + ? WHERE key = 'lease_seq' RETURNING value", len(out)).Scan(&last); err != nil {
-		return nil, s.wrap(err)
-	}
-	stmt, err := tx.PrepareContext(ctx, "UPDATE items SET state = ?, worker = ?, lease = ?, due = ?, attempts = attempts + 1, updated = ? WHERE rowid = ?")
-	if err != nil {
-		return nil, s.wrap(err)
-	}
-	defer stmt.Close()
-	due := now.Add(ttl)
-	for i := range out {
-		tok := last - int64(len(out)) + 1 + int64(i)
-		if _, err := stmt.ExecContext(ctx, Leased, worker, tok, due.UnixNano(), nowN, rowids[i]); err != nil {
-			return nil, s.wrap(err)
-		}
-		it := &out[i]
-		it.State, it.Worker, it.Lease, it.Due, it.Updated = Leased, worker, tok, due, now
-		it.Attempts++
+		return nil, nil // nothing leasable; the rollback undoes the token
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, s.wrap(err)
 	}
 	return out, nil
+}
+
+// leaseSQL takes up to ?7 leasable items of one state, through the partial
+// index items_due (see schema).
+var leaseSQL = func() map[State]string {
+	m := make(map[State]string)
+	for _, st := range []State{Leased, Failed, Pending} {
+		m[st] = fmt.Sprintf(`UPDATE items SET state = ?1, worker = ?2, lease = ?3, due = ?4, attempts = attempts + 1, updated = ?5
+			WHERE rowid IN (SELECT rowid FROM items WHERE job = ?6 AND state = %d AND state <> 3 AND due <= ?5 ORDER BY due, rowid LIMIT ?7)
+			RETURNING %s`, st, itemCols)
+	}
+	return m
+}()
+
+// deadSQL lists Dead items in added order through items_due.
+var deadSQL = "SELECT " + itemCols + " FROM items WHERE job = ? AND state = 5 AND state <> 3 ORDER BY due, rowid LIMIT ?"
+
+type byRowid struct {
+	rowids []int64
+	items  []Item
+}
+
+func (b byRowid) Len() int           { return len(b.rowids) }
+func (b byRowid) Less(i, j int) bool { return b.rowids[i] < b.rowids[j] }
+func (b byRowid) Swap(i, j int) {
+	b.rowids[i], b.rowids[j] = b.rowids[j], b.rowids[i]
+	b.items[i], b.items[j] = b.items[j], b.items[i]
 }
 
 // Extend implements Store.
@@ -536,8 +556,8 @@ func (s *SQLite) Reclaim(ctx context.Context, job string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	res, err := s.db.ExecContext(ctx, "UPDATE items SET state = ?, due = 0, updated = ? WHERE job = ? AND state = ?",
-		Pending, s.now().UnixNano(), jid, Leased)
+	res, err := s.db.ExecContext(ctx, "UPDATE items SET state = 1, due = 0, updated = ? WHERE job = ? AND state = 2 AND state <> 3",
+		s.now().UnixNano(), jid)
 	if err != nil {
 		return 0, s.wrap(err)
 	}
@@ -801,8 +821,8 @@ func (s *SQLite) TopErrors(ctx context.Context, job string, n int) ([]ErrorCount
 		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT err_kind, err, count(*) AS c FROM items
-		WHERE job = ? AND state IN (?, ?) GROUP BY err_kind, err ORDER BY c DESC, err_kind, err LIMIT ?`,
-		jid, Failed, Dead, n)
+		WHERE job = ? AND state IN (4, 5) GROUP BY err_kind, err ORDER BY c DESC, err_kind, err LIMIT ?`,
+		jid, n)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -830,7 +850,7 @@ func (s *SQLite) Dead(ctx context.Context, job string, limit int) ([]Item, error
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT "+itemCols+" FROM items WHERE job = ? AND state = ? ORDER BY due, rowid LIMIT ?", jid, Dead, limit)
+	rows, err := s.db.QueryContext(ctx, deadSQL, jid, limit)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -856,8 +876,8 @@ func (s *SQLite) RetryDead(ctx context.Context, job string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	res, err := s.db.ExecContext(ctx, "UPDATE items SET state = ?, attempts = 0, due = 0, updated = ? WHERE job = ? AND state = ?",
-		Pending, s.now().UnixNano(), jid, Dead)
+	res, err := s.db.ExecContext(ctx, "UPDATE items SET state = 1, attempts = 0, due = 0, updated = ? WHERE job = ? AND state = 5 AND state <> 3",
+		s.now().UnixNano(), jid)
 	if err != nil {
 		return 0, s.wrap(err)
 	}

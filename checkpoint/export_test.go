@@ -1,0 +1,7 @@
+package checkpoint
+
+// Exported for tests only.
+var (
+	LeaseSQL = leaseSQL
+	DeadSQL  = deadSQL
+)

@@ -1,0 +1,334 @@
+package checkpoint_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rebound-go/rebound/checkpoint"
+)
+
+var ctx = context.Background()
+
+// makeStore writes a real store with n items (some done) at path and closes it.
+func makeStore(t *testing.T, path string, n int) {
+	t.Helper()
+	s := openSQLite(t, path, checkpoint.Options{})
+	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	items := make([]checkpoint.Item, n)
+	for i := range items {
+		items[i] = checkpoint.Item{ID: fmt.Sprintf("item-%06d", i), Payload: bytes.Repeat([]byte{'p'}, 100)}
+	}
+	if err := s.AddItems(ctx, "j", items); err != nil {
+		t.Fatal(err)
+	}
+	if n < 2 {
+		s.Close()
+		return
+	}
+	got, err := s.Lease(ctx, "j", "w", n/2, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []checkpoint.Result
+	for _, it := range got {
+		rs = append(rs, checkpoint.Result{Job: "j", ID: it.ID, Lease: it.Lease, State: checkpoint.Done})
+	}
+	if err := s.Complete(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rawExec(t *testing.T, path, stmt string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(stmt); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSQLiteCreatesFile0600(t *testing.T) {
+	old := setUmask(0) // the store must not depend on the umask
+	defer setUmask(old)
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := openSQLite(t, path, checkpoint.Options{})
+	defer s.Close()
+	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{}); err != nil { // a write creates the WAL
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal"} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", p, st.Mode().Perm())
+		}
+	}
+	var mode string
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != checkpoint.SchemaVersion {
+		t.Errorf("user_version = %d, %v; want %d", v, err, checkpoint.SchemaVersion)
+	}
+}
+
+func TestSQLiteRefusesBadFiles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	randomBytes := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	cases := []struct {
+		name string
+		make func(t *testing.T, path string)
+		want string // in the error message
+	}{
+		{"random bytes", func(t *testing.T, path string) {
+			os.WriteFile(path, randomBytes(8192), 0o600)
+		}, "not a SQLite database"},
+		{"short random bytes", func(t *testing.T, path string) {
+			os.WriteFile(path, randomBytes(10), 0o600)
+		}, "not a SQLite database"},
+		{"text file", func(t *testing.T, path string) {
+			os.WriteFile(path, []byte(`{"id":"a","url":"http://x"}`+"\n"), 0o600)
+		}, "not a SQLite database"},
+		{"truncated header", func(t *testing.T, path string) {
+			makeStore(t, path, 10)
+			os.Truncate(path, 50)
+		}, "truncated"},
+		{"truncated", func(t *testing.T, path string) {
+			makeStore(t, path, 2000)
+			st, _ := os.Stat(path)
+			os.Truncate(path, st.Size()/2)
+		}, "truncated"},
+		{"damaged page", func(t *testing.T, path string) {
+			makeStore(t, path, 2000)
+			b, _ := os.ReadFile(path)
+			copy(b[len(b)/2:], randomBytes(4096)) // garbage over a b-tree page
+			os.WriteFile(path, b, 0o600)
+		}, "damaged"},
+		{"newer schema", func(t *testing.T, path string) {
+			makeStore(t, path, 10)
+			rawExec(t, path, "PRAGMA user_version = 99")
+		}, "newer rebound (schema version 99"},
+		{"another program's database", func(t *testing.T, path string) {
+			rawExec(t, path, "CREATE TABLE songs (title TEXT)")
+			os.Chmod(path, 0o600)
+		}, "another program"},
+		{"world-readable", func(t *testing.T, path string) {
+			makeStore(t, path, 10)
+			os.Chmod(path, 0o644)
+		}, "chmod 600"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "state.db")
+			tc.make(t, path)
+			before, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+			if err == nil {
+				s.Close()
+				t.Fatal("OpenSQLite accepted the file")
+			}
+			msg := err.Error()
+			if !errors.Is(err, checkpoint.ErrBadFile) || !strings.Contains(msg, path) || !strings.Contains(msg, tc.want) {
+				t.Fatalf("err = %v\nwant ErrBadFile naming %s and saying %q", err, path, tc.want)
+			}
+			if !strings.Contains(msg, "left unchanged") {
+				t.Errorf("error does not say the file is untouched: %v", err)
+			}
+			t.Logf("%v", err)
+			after, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(before, after) {
+				t.Fatalf("the refused file changed (%d bytes before, %d after)", len(before), len(after))
+			}
+		})
+	}
+}
+
+func TestSQLiteOpenEmptyFileAndOddPath(t *testing.T) {
+	// An empty file holds no progress; it is used as a new store. A path
+	// with URI-special characters must name that very file.
+	path := filepath.Join(t.TempDir(), "a ?b#c%d.db")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	makeStore(t, path, 3)
+	s := openSQLite(t, path, checkpoint.Options{})
+	defer s.Close()
+	st, err := s.Stats(ctx, "j")
+	if err != nil || st.Items() != 3 {
+		t.Fatalf("Stats = %+v, %v", st, err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) > 3 {
+		t.Fatalf("unexpected files beside the store: %v", ents)
+	}
+}
+
+func TestSQLiteRefusesDirectory(t *testing.T) {
+	_, err := checkpoint.OpenSQLite(t.TempDir(), checkpoint.Options{})
+	if !errors.Is(err, checkpoint.ErrBadFile) {
+		t.Fatalf("err = %v, want ErrBadFile", err)
+	}
+}
+
+// crashEnv names the variable that turns the test binary into the crashing
+// child of TestSQLiteSurvivesSIGKILL.
+const crashEnv = "REBOUND_CHECKPOINT_CRASH_CHILD"
+
+// TestSQLiteSurvivesSIGKILL runs a child process that adds and leases items
+// in batches, completes half of each, flushes every other batch, reports how
+// far it got, and goes on until it is killed with SIGKILL. Everything it
+// reported as flushed must be in the file afterwards, the file must open
+// cleanly (quick_check), and Reclaim must give the leased items back.
+func TestSQLiteSurvivesSIGKILL(t *testing.T) {
+	if path := os.Getenv(crashEnv); path != "" {
+		crashChild(path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "state.db")
+	makeStore(t, path, 0)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSQLiteSurvivesSIGKILL$")
+	cmd.Env = append(os.Environ(), crashEnv+"="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	flushed := -1
+	for sc.Scan() {
+		if _, err := fmt.Sscanf(sc.Text(), "flushed %d", &flushed); err == nil && flushed >= 150 {
+			break
+		}
+	}
+	cmd.Process.Kill() // SIGKILL: no deferred Close, no final flush
+	cmd.Wait()
+	if flushed < 150 {
+		t.Fatalf("child stopped early (flushed %d)", flushed)
+	}
+	s := openSQLite(t, path, checkpoint.Options{})
+	defer s.Close()
+	st, err := s.Stats(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Done < int64(flushed) || st.Leased < int64(flushed) || st.Items()%100 != 0 || st.Items() != st.Job.Items {
+		t.Fatalf("after SIGKILL: %+v; but the child had flushed %d done and held as many leased", st, flushed)
+	}
+	t.Logf("flushed %d before the kill, %d done in the file, %d still leased", flushed, st.Done, st.Leased)
+	n, err := s.Reclaim(ctx, "j")
+	if err != nil || int64(n) != st.Leased {
+		t.Fatalf("Reclaim = %d, %v; want %d", n, err, st.Leased)
+	}
+}
+
+func crashChild(path string) {
+	s, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	for batch := 0; ; batch++ {
+		items := make([]checkpoint.Item, 100)
+		for i := range items {
+			items[i] = checkpoint.Item{ID: fmt.Sprintf("b%d-%d", batch, i)}
+		}
+		if err := s.AddItems(ctx, "j", items); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		got, err := s.Lease(ctx, "j", "child", 100, time.Hour)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		// Half of each batch is completed, one result per call as a
+		// runner's workers do; the other half stays leased, as if in flight.
+		for _, it := range got[:50] {
+			s.Complete(ctx, []checkpoint.Result{{Job: "j", ID: it.ID, Lease: it.Lease, State: checkpoint.Done}})
+		}
+		if batch%2 == 0 { // every other batch is left unflushed
+			if err := s.Flush(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(2)
+			}
+			fmt.Printf("flushed %d\n", (batch+1)*50)
+		}
+	}
+}
+
+// TestSQLiteQueryPlans pins the plans of the queries that must not scan or
+// sort the whole job: Lease and Dead read the head of the items_due index.
+func TestSQLiteQueryPlans(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	makeStore(t, path, 10)
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	queries := []string{checkpoint.DeadSQL}
+	for _, q := range checkpoint.LeaseSQL {
+		queries = append(queries, q)
+	}
+	for _, q := range queries {
+		rows, err := db.Query("EXPLAIN QUERY PLAN "+q, 1, 2, 3, 4, 5, 6, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		p := strings.Join(plan, "; ")
+		if !strings.Contains(p, "INDEX items_due") || strings.Contains(p, "TEMP B-TREE") || strings.Contains(p, "SCAN") {
+			t.Errorf("plan %q\nfor %s\nwant a search of items_due without sorting", p, q)
+		}
+	}
+}
