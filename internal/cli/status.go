@@ -109,6 +109,9 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 		}{Job: name, Total: s.Items(), Pending: s.Pending, Leased: s.Leased, Done: s.Done, Failed: s.Failed,
 			Dead: s.Dead, Attempts: s.Attempts, PerSecond: rate, TopErrors: top,
 			Complete: s.Pending+s.Leased+s.Failed == 0, LastUpdate: s.LastDone, DeadItems: []deadItem{}}
+		if v.TopErrors == nil {
+			v.TopErrors = []checkpoint.ErrorCount{} // [] rather than null for scripts
+		}
 		for _, d := range dead {
 			v.DeadItems = append(v.DeadItems, deadItem{d.ID, d.Attempts, d.ErrKind, d.Err})
 		}
