@@ -49,7 +49,7 @@
 // Claiming a key is atomic in every Store (across processes for SQLStore):
 // of many concurrent requests with one key exactly one runs the handler.
 // If the handler panics, or the request is cancelled before the handler
-// wrote anything, or it answers 5xx (see Config.Store), the key is
+// wrote anything, or it answers 5xx (see Config.StoreStatus), the key is
 // released and a retry runs the handler again. A key left in flight by a
 // crashed process becomes free after Config.LockTimeout (5 min). A
 // handler that runs longer than LockTimeout may therefore run twice; keep

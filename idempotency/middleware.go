@@ -40,8 +40,8 @@ var DefaultStoredHeaders = []string{
 // must not outlive the first response.
 var neverStored = map[string]bool{
 	"Set-Cookie": true, "Set-Cookie2": true, "Cookie": true,
-	"Authorization": true, "Proxy-Authorization": true, "Proxy-Authenticate": true,
-	"Www-Authenticate": true, "Authentication-Info": true, "Proxy-Authentication-Info": true,
+	"Authorization": true, "Proxy-Authorization": true,
+	"Authentication-Info": true, "Proxy-Authentication-Info": true,
 }
 
 // Config configures a Middleware. The zero value of every field means the
@@ -87,11 +87,11 @@ type Config struct {
 	// means DefaultStoredHeaders. Set-Cookie, Authorization and the other
 	// credential headers are never stored, whatever this says.
 	StoredHeaders []string
-	// Store decides from the status whether a response is stored. Nil
+	// StoreStatus decides from the status whether a response is stored. Nil
 	// means every status below 500: a 5xx releases the key so that the
 	// client's retry runs the handler again, which is right as long as a
 	// handler answers 5xx only when it made no change.
-	Store func(status int) bool
+	StoreStatus func(status int) bool
 	// Now is the clock; nil means time.Now. Tests pass a fake.
 	Now func() time.Time
 	// PruneInterval is how often, at most, a request also prunes expired
@@ -139,8 +139,8 @@ func New(store Store, cfg Config) *Middleware {
 	if cfg.StoredHeaders == nil {
 		cfg.StoredHeaders = DefaultStoredHeaders
 	}
-	if cfg.Store == nil {
-		cfg.Store = func(status int) bool { return status < 500 }
+	if cfg.StoreStatus == nil {
+		cfg.StoreStatus = func(status int) bool { return status < 500 }
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -314,7 +314,7 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 		rw.status = http.StatusOK
 		rw.header = w.Header()
 	}
-	if !m.cfg.Store(rw.status) {
+	if !m.cfg.StoreStatus(rw.status) {
 		m.release(bg, scope, key, token)
 		return
 	}

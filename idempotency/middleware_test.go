@@ -77,6 +77,9 @@ func TestReplay(t *testing.T) {
 		if first.Code != http.StatusCreated || first.Header().Get(idempotency.HeaderReplayed) != "" {
 			t.Fatalf("first: %d %v", first.Code, first.Header())
 		}
+		if !strings.Contains(first.Body.String(), `"echo":"{\"qty\":2}"`) {
+			t.Fatalf("handler did not read the original body: %s", first.Body)
+		}
 		if got := first.Header().Get("Set-Cookie"); got != "session=secret" {
 			t.Fatalf("first response lost its Set-Cookie: %q", got)
 		}

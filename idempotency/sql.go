@@ -120,9 +120,15 @@ func (s *SQLStore) Init(ctx context.Context) error {
 	if s.dialect == Postgres {
 		blob = "BYTEA"
 	}
-	index := strings.ReplaceAll(s.table, ".", "_") + "_expires"
-	if i := strings.IndexByte(s.table, '.'); i >= 0 && s.dialect == Postgres {
-		index = s.table[i+1:] + "_expires" // PostgreSQL puts the index in the table's schema
+	// The index lives in the table's schema: PostgreSQL puts an unqualified
+	// index name there; SQLite wants the schema on the index name instead.
+	index, on := s.table+"_expires", s.table
+	if i := strings.IndexByte(s.table, '.'); i >= 0 {
+		if s.dialect == Postgres {
+			index = s.table[i+1:] + "_expires"
+		} else {
+			on = s.table[i+1:]
+		}
 	}
 	stmts := []string{
 		`CREATE TABLE IF NOT EXISTS ` + s.table + `_meta (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)`,
@@ -139,7 +145,7 @@ func (s *SQLStore) Init(ctx context.Context) error {
 			header       TEXT,             -- JSON object of the kept headers
 			body         ` + blob + `,
 			PRIMARY KEY (scope, idem_key))`,
-		`CREATE INDEX IF NOT EXISTS ` + index + ` ON ` + s.table + ` (expires_at)`,
+		`CREATE INDEX IF NOT EXISTS ` + index + ` ON ` + on + ` (expires_at)`,
 	}
 	for i, st := range stmts {
 		var err error
