@@ -46,8 +46,8 @@ var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Z
 // one machine (records survive a restart), PostgreSQL for many servers that
 // share keys. Claims are atomic across processes: each is an
 // INSERT ... ON CONFLICT DO NOTHING, then a conditional UPDATE that takes
-// over an expired or abandoned record, then a SELECT; each statement is
-// atomic on its own, so no transaction is held open. The table is created
+// over an expired or abandoned record, after a SELECT that answers replays
+// and conflicts without writing; each statement is atomic on its own, so no transaction is held open. The table is created
 // on first use. SQLStore is safe for concurrent use.
 type SQLStore struct {
 	db      *sql.DB
@@ -80,7 +80,7 @@ func NewSQLStore(db *sql.DB, dialect Dialect, table string) *SQLStore {
 		VALUES (?, ?, ?, 1, ?, ?, ?, 0) ON CONFLICT (scope, idem_key) DO NOTHING`)
 	s.qTakeover = s.q(`UPDATE ` + table + ` SET ` + cols + `
 		WHERE scope = ? AND idem_key = ? AND (expires_at <= ? OR (state = 1 AND locked_until <= ?))`)
-	s.qSelect = s.q(`SELECT fingerprint, state, status, header, body FROM ` + table + ` WHERE scope = ? AND idem_key = ?`)
+	s.qSelect = s.q(`SELECT fingerprint, state, status, locked_until, expires_at, header, body FROM ` + table + ` WHERE scope = ? AND idem_key = ?`)
 	s.qComplete = s.q(`UPDATE ` + table + ` SET state = ?, status = ?, header = ?, body = ?, expires_at = ?
 		WHERE scope = ? AND idem_key = ? AND token = ? AND state = 1`)
 	s.qRelease = s.q(`DELETE FROM ` + table + ` WHERE scope = ? AND idem_key = ? AND token = ? AND state = 1`)
@@ -175,10 +175,19 @@ func (s *SQLStore) Claim(ctx context.Context, req ClaimRequest) (Record, error) 
 		return Record{}, err
 	}
 	now, locked, exp := req.Now.UnixNano(), req.LockedUntil.UnixNano(), req.ExpiresAt.UnixNano()
-	// A concurrent Release or Prune can delete the row between the
-	// statements; then the loop tries again. Three rounds are plenty: each
-	// lost round means another request made progress.
+	// Read first: a replay or a 409 then costs one SELECT and takes no
+	// write lock. Only the INSERT and the conditional UPDATE can claim, so
+	// the read adds no race. A concurrent Release or Prune can delete the
+	// row between statements; then the loop tries again. Three rounds are
+	// plenty: each lost round means another request made progress.
 	for range 3 {
+		rec, found, err := s.read(ctx, req.Scope, req.Key, now)
+		if err != nil {
+			return Record{}, err
+		}
+		if found {
+			return rec, nil
+		}
 		res, err := s.db.ExecContext(ctx, s.qInsert, req.Scope, req.Key, req.Fingerprint, req.Token, locked, exp)
 		if err != nil {
 			return Record{}, fmt.Errorf("idempotency: claim: %w", err)
@@ -193,38 +202,46 @@ func (s *SQLStore) Claim(ctx context.Context, req ClaimRequest) (Record, error) 
 		if n, err := res.RowsAffected(); err == nil && n == 1 {
 			return Record{State: Claimed, Fingerprint: req.Fingerprint}, nil
 		}
-		var (
-			fp     string
-			state  int
-			status int
-			header sql.NullString
-			body   []byte
-		)
-		err = s.db.QueryRowContext(ctx, s.qSelect, req.Scope, req.Key).Scan(&fp, &state, &status, &header, &body)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			return Record{}, fmt.Errorf("idempotency: claim: %w", err)
-		}
-		switch state {
-		case sqlInFlight:
-			return Record{State: InFlight, Fingerprint: fp}, nil
-		case sqlNotStored:
-			return Record{State: Completed, Fingerprint: fp}, nil
-		}
-		resp := &Response{Status: status, Body: body}
-		if header.Valid && header.String != "" {
-			if err := json.Unmarshal([]byte(header.String), &resp.Header); err != nil {
-				return Record{}, fmt.Errorf("idempotency: stored headers are corrupt: %w", err)
-			}
-		}
-		if resp.Body == nil {
-			resp.Body = []byte{}
-		}
-		return Record{State: Completed, Fingerprint: fp, Response: resp}, nil
 	}
 	return Record{}, errors.New("idempotency: claim: the record kept changing; try again")
+}
+
+// read returns the live record for a key; found is false if there is none
+// or it is free to claim (expired, or in flight with a timed-out lock).
+func (s *SQLStore) read(ctx context.Context, scope, key string, now int64) (rec Record, found bool, err error) {
+	var (
+		fp                  string
+		state, status       int
+		lockedUntil, expire int64
+		header              sql.NullString
+		body                []byte
+	)
+	err = s.db.QueryRowContext(ctx, s.qSelect, scope, key).Scan(&fp, &state, &status, &lockedUntil, &expire, &header, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, fmt.Errorf("idempotency: claim: %w", err)
+	}
+	if expire <= now || (state == sqlInFlight && lockedUntil <= now) {
+		return Record{}, false, nil
+	}
+	switch state {
+	case sqlInFlight:
+		return Record{State: InFlight, Fingerprint: fp}, true, nil
+	case sqlNotStored:
+		return Record{State: Completed, Fingerprint: fp}, true, nil
+	}
+	resp := &Response{Status: status, Body: body}
+	if header.Valid && header.String != "" {
+		if err := json.Unmarshal([]byte(header.String), &resp.Header); err != nil {
+			return Record{}, false, fmt.Errorf("idempotency: stored headers are corrupt: %w", err)
+		}
+	}
+	if resp.Body == nil {
+		resp.Body = []byte{}
+	}
+	return Record{State: Completed, Fingerprint: fp, Response: resp}, true, nil
 }
 
 // Complete implements Store.
