@@ -44,11 +44,12 @@ var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Z
 
 // SQLStore is a Store in an SQL database through database/sql: SQLite for
 // one machine (records survive a restart), PostgreSQL for many servers that
-// share keys. Claims are atomic across processes: each is an
-// INSERT ... ON CONFLICT DO NOTHING, then a conditional UPDATE that takes
-// over an expired or abandoned record, after a SELECT that answers replays
-// and conflicts without writing; each statement is atomic on its own, so no transaction is held open. The table is created
-// on first use. SQLStore is safe for concurrent use.
+// share keys. Claims are atomic across processes: a SELECT answers replays
+// and conflicts without writing; a free key is then taken by
+// INSERT ... ON CONFLICT DO NOTHING, or an expired or abandoned record by a
+// conditional UPDATE. Each statement is atomic on its own, so no
+// transaction is held open. The table is created on first use. SQLStore is
+// safe for concurrent use.
 type SQLStore struct {
 	db      *sql.DB
 	dialect Dialect
