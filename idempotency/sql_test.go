@@ -89,3 +89,20 @@ func TestSQLStoreRejectsNewerSchema(t *testing.T) {
 		t.Fatal("a table of an unknown schema version was accepted")
 	}
 }
+
+// TestStoreFailureFailsClosed: with the database gone the middleware
+// answers 503 and does not run the handler unchecked.
+func TestStoreFailureFailsClosed(t *testing.T) {
+	db := openSQLite(t, filepath.Join(t.TempDir(), "idem.db"))
+	store := idempotency.NewSQLStore(db, idempotency.SQLite, "")
+	db.Close()
+	var runs atomic.Int64
+	h := idempotency.New(store, idempotency.Config{}).Handler(counting(&runs))
+	rec := send(h, "POST", "/", quoted("k"), "", "")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || runs.Load() != 0 {
+		t.Fatalf("store down: %d Retry-After=%q runs=%d", rec.Code, rec.Header().Get("Retry-After"), runs.Load())
+	}
+	if p := problemOf(t, rec); p.Type != idempotency.ProblemStoreFailed {
+		t.Fatal(p.Type)
+	}
+}
