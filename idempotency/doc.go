@@ -1,0 +1,61 @@
+// Package idempotency is net/http server middleware that makes POST and
+// PATCH safe to retry: it deduplicates requests by their Idempotency-Key
+// header, following the IETF draft "The Idempotency-Key HTTP Header Field"
+// (draft-ietf-httpapi-idempotency-key-header).
+//
+// # The model
+//
+// A client sends a unique key with a non-idempotent request and sends the
+// same key again when it retries. For each key the middleware keeps one
+// record in a Store:
+//
+//   - What is stored: the request's fingerprint (SHA-256 over the method,
+//     the path and query, and the SHA-256 of the body) and, once the
+//     handler has answered, the response: its status, the response headers
+//     named in Config.StoredHeaders (never Set-Cookie, Authorization or
+//     other credentials) and the body up to Config.MaxResponseBytes.
+//   - Scope: a key belongs to the principal returned by Config.Principal,
+//     so one client never sees another's response even if both pick the
+//     same key. The default is one shared scope; real servers should
+//     return the authenticated user.
+//   - Expiry: a completed record is replayed for Config.TTL (24 h by
+//     default) and forgotten afterwards: a request with an expired key
+//     runs the handler again. Expired records are pruned inline every
+//     Config.PruneInterval, or by Middleware.Prune.
+//
+// # What a request gets
+//
+//   - first request with a key: the handler runs; its response is stored.
+//   - the same key and fingerprint again: the stored response, replayed
+//     without running the handler, with the header Idempotent-Replayed: true.
+//   - the same key while the first request still runs: 409 Conflict with
+//     Retry-After: 1.
+//   - the same key with a different fingerprint: 422 Unprocessable Content.
+//   - no key on a method that requires one (Config.Methods, default POST
+//     and PATCH): 400, unless Config.Optional lets it pass through; a key
+//     that is not a valid Structured Field String, or longer than
+//     Config.MaxKeyLength (255): 400.
+//   - a body larger than Config.MaxBodyBytes (1 MiB): 413.
+//   - the same key after a response too large to store: 409 with problem
+//     type ProblemNotStored; the handler is not run a second time.
+//   - the store failing: 503 with Retry-After, and the handler is not run
+//     (fail closed: running it unchecked could repeat an effect).
+//
+// Errors are RFC 9457 application/problem+json bodies (type, title, status,
+// detail) that never echo the key or any header.
+//
+// # Concurrency and failure guarantees
+//
+// Claiming a key is atomic in every Store (across processes for SQLStore):
+// of many concurrent requests with one key exactly one runs the handler.
+// If the handler panics, or the request is cancelled before the handler
+// wrote anything, or it answers 5xx (see Config.StoreStatus), the key is
+// released and a retry runs the handler again. A key left in flight by a
+// crashed process becomes free after Config.LockTimeout (5 min). A
+// handler that runs longer than LockTimeout may therefore run twice; keep
+// LockTimeout above the server's WriteTimeout.
+//
+// The middleware reads the request body once to fingerprint it and gives
+// the handler an identical copy. Response bytes go to the client as the
+// handler writes them; the copy for the store is taken on the way.
+package idempotency

@@ -1,0 +1,132 @@
+package idempotency_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"go.uber.org/goleak"
+	_ "modernc.org/sqlite"
+
+	"github.com/rebound-go/rebound/idempotency"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// database/sql keeps one opener goroutine per *sql.DB until Close;
+		// the tests close theirs, but the driver's may linger briefly.
+		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
+	)
+}
+
+// fakeClock is a settable clock; the tests never sleep to make time pass.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// storeKind makes a fresh, empty store for one test.
+type storeKind struct {
+	name string
+	new  func(t *testing.T) idempotency.Store
+}
+
+var tableSeq atomic.Int64
+
+// storeKinds lists every Store the shared tests run against. PostgreSQL is
+// included only when REBOUND_TEST_POSTGRES is set.
+func storeKinds() []storeKind {
+	return []storeKind{
+		{"memory", func(t *testing.T) idempotency.Store { return idempotency.NewMemoryStore() }},
+		{"sqlite", func(t *testing.T) idempotency.Store {
+			return idempotency.NewSQLStore(openSQLite(t, filepath.Join(t.TempDir(), "idem.db")), idempotency.SQLite, "")
+		}},
+		{"postgres", newPostgresStore},
+	}
+}
+
+func openSQLite(t testing.TB, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func newPostgresStore(t *testing.T) idempotency.Store {
+	dsn := os.Getenv("REBOUND_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("PostgreSQL tests skipped: set REBOUND_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable to run them")
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(20)
+	// Each test gets its own table, dropped afterwards.
+	table := fmt.Sprintf("idem_test_%d_%d", os.Getpid(), tableSeq.Add(1))
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, tb := range []string{table, table + "_meta"} {
+			if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+tb); err != nil {
+				t.Errorf("dropping %s: %v", tb, err)
+			}
+		}
+		db.Close()
+	})
+	s := idempotency.NewSQLStore(db, idempotency.Postgres, table)
+	if err := s.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// forEachStore runs test against every store kind.
+func forEachStore(t *testing.T, test func(t *testing.T, store idempotency.Store)) {
+	for _, k := range storeKinds() {
+		t.Run(k.name, func(t *testing.T) { test(t, k.new(t)) })
+	}
+}
+
+func quoted(key string) string {
+	q, ok := idempotency.FormatKey(key)
+	if !ok {
+		panic("bad test key")
+	}
+	return q
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,69 @@
+package idempotency
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// Problem type URIs used in the application/problem+json (RFC 9457) error
+// bodies. Each points at the documentation of this package.
+const (
+	ProblemKeyMissing      = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemKeyMissing"
+	ProblemKeyInvalid      = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemKeyInvalid"
+	ProblemKeyReused       = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemKeyReused"
+	ProblemInFlight        = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemInFlight"
+	ProblemNotStored       = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemNotStored"
+	ProblemBodyTooLarge    = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemBodyTooLarge"
+	ProblemStoreFailed     = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemStoreFailed"
+	problemContentType     = "application/problem+json"
+	retryAfterInFlight     = "1"
+	retryAfterStoreFailure = "1"
+)
+
+// Problem is an RFC 9457 problem details object, the body of every error
+// response the middleware writes itself.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+}
+
+// writeProblem writes p as application/problem+json. The detail never
+// contains the key or any request header value, so nothing a client sent
+// is echoed back or logged.
+func writeProblem(w http.ResponseWriter, p Problem, retryAfter string) {
+	body, err := json.Marshal(p)
+	if err != nil { // cannot happen with string and int fields
+		body = []byte(`{"status":` + strconv.Itoa(p.Status) + `}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", problemContentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	if retryAfter != "" {
+		h.Set("Retry-After", retryAfter)
+	}
+	w.WriteHeader(p.Status)
+	_, _ = w.Write(body)
+}
+
+var (
+	problemMissing = Problem{ProblemKeyMissing, "Idempotency-Key is missing", http.StatusBadRequest,
+		"This operation is idempotent and requires an Idempotency-Key request header."}
+	problemTooLong = Problem{ProblemKeyInvalid, "Idempotency-Key is too long", http.StatusBadRequest,
+		"The Idempotency-Key header is longer than this server accepts."}
+	problemInvalid = Problem{ProblemKeyInvalid, "Idempotency-Key is invalid", http.StatusBadRequest,
+		"The Idempotency-Key header must be one Structured Field String of printable ASCII, such as \"8e03978e-40d5-43e8-bc93-6894a57f9324\"."}
+	problemReused = Problem{ProblemKeyReused, "Idempotency-Key is already used", http.StatusUnprocessableEntity,
+		"This Idempotency-Key was used with a different request (method, path, query or body). Use a new key for a new request."}
+	problemInFlight = Problem{ProblemInFlight, "A request is outstanding for this Idempotency-Key", http.StatusConflict,
+		"A request with this Idempotency-Key is still being processed. Retry later to receive its response."}
+	problemNotStored = Problem{ProblemNotStored, "The response for this Idempotency-Key was not stored", http.StatusConflict,
+		"A request with this Idempotency-Key was processed, but its response was too large to be stored and cannot be replayed. Do not resend it with this key; check the resource's state instead."}
+	problemBodyTooLarge = Problem{ProblemBodyTooLarge, "Request body is too large", http.StatusRequestEntityTooLarge,
+		"The request body is larger than this server accepts for idempotent requests."}
+	problemStore = Problem{ProblemStoreFailed, "Idempotency store unavailable", http.StatusServiceUnavailable,
+		"The server could not check the Idempotency-Key, so the request was not processed. Retry with the same key."}
+)
