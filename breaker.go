@@ -218,11 +218,23 @@ func (b *Breaker) Allow() (Permit, error) {
 // returned and c its Class (Classify(err), or any Classifier's verdict).
 func (p Permit) Done(err error, c Class) {
 	b := p.b
-	if b == nil {
-		return
-	}
 	switch {
-	case err == nil || c.Kind == KindPermanent && !errors.Is(err, context.Canceled):
+	case b == nil:
+	case err == nil:
+		// The common case, small enough to be inlined into the caller.
+		if State(p.word&3) != StateClosed || b.window != nil || b.consec.Load() != 0 {
+			b.onSuccess(p.word)
+		}
+	default:
+		b.done(p.word, err, c)
+	}
+}
+
+// done is Done for a failed call.
+func (b *Breaker) done(w uint64, err error, c Class) {
+	p := Permit{b, w}
+	switch {
+	case c.Kind == KindPermanent && !errors.Is(err, context.Canceled):
 		b.onSuccess(p.word)
 	case c.Kind.Retryable():
 		b.onFailure(p.word)
@@ -308,6 +320,11 @@ func (b *Breaker) transition(from uint64, to State) {
 
 // Do runs fn if the breaker allows it, and records the outcome with Classify.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
+	// A rejection is the path that must cost least: answered here, before
+	// the call to Allow (which cannot be inlined).
+	if State(b.word.Load()&3) == StateOpen {
+		return b.openErr.Load()
+	}
 	p, err := b.Allow()
 	if err != nil {
 		return err
