@@ -221,7 +221,7 @@ func (p Permit) Done(err error, c Class) {
 	switch {
 	case b == nil:
 	case err == nil:
-		// The common case, small enough to be inlined into the caller.
+		// The common case: a success with nothing to reset makes no call.
 		if State(p.word&3) != StateClosed || b.window != nil || b.consec.Load() != 0 {
 			b.onSuccess(p.word)
 		}
@@ -232,14 +232,13 @@ func (p Permit) Done(err error, c Class) {
 
 // done is Done for a failed call.
 func (b *Breaker) done(w uint64, err error, c Class) {
-	p := Permit{b, w}
 	switch {
 	case c.Kind == KindPermanent && !errors.Is(err, context.Canceled):
-		b.onSuccess(p.word)
+		b.onSuccess(w)
 	case c.Kind.Retryable():
-		b.onFailure(p.word)
+		b.onFailure(w)
 	default: // cancelled by the caller: no verdict on the server
-		if State(p.word&3) == StateHalfOpen && b.word.Load() == p.word {
+		if State(w&3) == StateHalfOpen && b.word.Load() == w {
 			b.probes.Add(-1)
 		}
 	}
