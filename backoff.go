@@ -49,7 +49,11 @@ type Backoff struct {
 var NoDelay = Backoff{Initial: -1, Jitter: JitterNone}
 
 // Validate reports a configuration that cannot work.
-func (b Backoff) Validate() error {
+func (b Backoff) Validate() error { return b.validate() }
+
+// validate is Validate without the copy of b, for Retry.Validate, which
+// runs on every call.
+func (b *Backoff) validate() error {
 	// Pipeline.Do and Retry.Do validate on every call, so the checks are
 	// written as comparisons that NaN fails (!(x >= y)) rather than calls to
 	// math.IsNaN and math.IsInf: the same verdicts, a third of the cost.

@@ -73,7 +73,7 @@ func (r *Retry) Validate() error {
 	case r.MaxRetryAfter < 0:
 		return &ConfigError{"Retry.MaxRetryAfter", "negative"}
 	}
-	return r.Backoff.Validate()
+	return r.Backoff.validate()
 }
 
 // Do runs fn until it succeeds, fails permanently, or retrying must stop.
