@@ -319,16 +319,23 @@ func (b *Breaker) transition(from uint64, to State) {
 
 // Do runs fn if the breaker allows it, and records the outcome with Classify.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
-	// A rejection is the path that must cost least: answered here, before
-	// the call to Allow (which cannot be inlined).
-	if State(b.word.Load()&3) == StateOpen {
+	// The closed and open states are answered here, without the call to
+	// Allow (which cannot be inlined): a rejection and a closed-state call
+	// are the paths that must cost least. Half-open goes through Allow.
+	w := b.word.Load()
+	var p Permit
+	switch State(w & 3) {
+	case StateClosed:
+		p = Permit{b, w}
+	case StateOpen:
 		return b.openErr.Load()
+	default:
+		var err error
+		if p, err = b.Allow(); err != nil {
+			return err
+		}
 	}
-	p, err := b.Allow()
-	if err != nil {
-		return err
-	}
-	err = fn(ctx)
+	err := fn(ctx)
 	if err == nil {
 		p.Done(nil, Class{})
 		return nil
