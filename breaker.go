@@ -218,16 +218,27 @@ func (b *Breaker) Allow() (Permit, error) {
 // returned and c its Class (Classify(err), or any Classifier's verdict).
 func (p Permit) Done(err error, c Class) {
 	b := p.b
-	if b == nil {
-		return
-	}
 	switch {
-	case err == nil || c.Kind == KindPermanent && !errors.Is(err, context.Canceled):
-		b.onSuccess(p.word)
+	case b == nil:
+	case err == nil:
+		// The common case: a success with nothing to reset makes no call.
+		if State(p.word&3) != StateClosed || b.window != nil || b.consec.Load() != 0 {
+			b.onSuccess(p.word)
+		}
+	default:
+		b.done(p.word, err, c)
+	}
+}
+
+// done is Done for a failed call.
+func (b *Breaker) done(w uint64, err error, c Class) {
+	switch {
+	case c.Kind == KindPermanent && !errors.Is(err, context.Canceled):
+		b.onSuccess(w)
 	case c.Kind.Retryable():
-		b.onFailure(p.word)
+		b.onFailure(w)
 	default: // cancelled by the caller: no verdict on the server
-		if State(p.word&3) == StateHalfOpen && b.word.Load() == p.word {
+		if State(w&3) == StateHalfOpen && b.word.Load() == w {
 			b.probes.Add(-1)
 		}
 	}
@@ -315,11 +326,23 @@ func (b *Breaker) transition(from uint64, to State) {
 
 // Do runs fn if the breaker allows it, and records the outcome with Classify.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
-	p, err := b.Allow()
-	if err != nil {
-		return err
+	// The closed and open states are answered here, without the call to
+	// Allow (which cannot be inlined): a rejection and a closed-state call
+	// are the paths that must cost least. Half-open goes through Allow.
+	w := b.word.Load()
+	var p Permit
+	switch State(w & 3) {
+	case StateClosed:
+		p = Permit{b, w}
+	case StateOpen:
+		return b.openErr.Load()
+	default:
+		var err error
+		if p, err = b.Allow(); err != nil {
+			return err
+		}
 	}
-	err = fn(ctx)
+	err := fn(ctx)
 	if err == nil {
 		p.Done(nil, Class{})
 		return nil

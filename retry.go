@@ -75,7 +75,7 @@ func (r *Retry) Validate() error {
 	case r.MaxRetryAfter < 0:
 		return &ConfigError{"Retry.MaxRetryAfter", "negative"}
 	}
-	return r.Backoff.Validate()
+	return r.Backoff.validate()
 }
 
 // Do runs fn until it succeeds, fails permanently, or retrying must stop.
@@ -101,7 +101,12 @@ func (r *Retry) run(ctx context.Context, br *Breaker, timeout time.Duration, fn 
 		var permit Permit
 		var err error
 		if br != nil {
-			permit, err = br.Allow()
+			// A closed breaker is answered here, saving the call to Allow.
+			if w := br.word.Load(); State(w&3) == StateClosed {
+				permit = Permit{br, w}
+			} else {
+				permit, err = br.Allow()
+			}
 		}
 		if err == nil {
 			if timeout > 0 {
