@@ -44,11 +44,12 @@ func BenchmarkRunHTTP(b *testing.B) {
 
 	stores := []struct {
 		name string
-		open func(i int) checkpoint.Store
+		open func() checkpoint.Store
 	}{
-		{"memory", func(int) checkpoint.Store { return checkpoint.NewMemory(checkpoint.Options{}) }},
-		{"sqlite", func(i int) checkpoint.Store {
-			st, err := checkpoint.OpenSQLite(filepath.Join(dir, fmt.Sprintf("s%d.db", i)), checkpoint.Options{})
+		{"memory", func() checkpoint.Store { return checkpoint.NewMemory(checkpoint.Options{}) }},
+		{"sqlite", func() checkpoint.Store {
+			// A fresh file each time: -count reruns must not find a finished job.
+			st, err := checkpoint.OpenSQLite(filepath.Join(b.TempDir(), "state.db"), checkpoint.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -58,11 +59,9 @@ func BenchmarkRunHTTP(b *testing.B) {
 	for _, s := range stores {
 		b.Run(s.name, func(b *testing.B) {
 			ctx := context.Background()
-			i := 0
 			for b.Loop() {
 				b.StopTimer()
-				i++
-				st := s.open(i)
+				st := s.open()
 				if _, err := LoadManifest(ctx, st, "bench", manifest); err != nil {
 					b.Fatal(err)
 				}
