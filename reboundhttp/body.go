@@ -3,6 +3,7 @@ package reboundhttp
 import (
 	"errors"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -22,36 +23,122 @@ func (e *stallError) Timeout() bool        { return true }
 func (e *stallError) Temporary() bool      { return true }
 
 // stallBody cuts a response body that sends nothing for d while a Read waits.
-// The timer runs only inside Read: it is armed when Read starts and stopped
-// when it returns, so a caller who reads slowly is never cut, and a body
-// nobody reads holds no running timer. No goroutine is started; the timer's
-// function runs only when a stall happens, and closes the body, which makes
-// the blocked Read return.
+//
+// The timer runs only inside Read: armed when Read starts, stopped when it
+// returns, so a caller who reads slowly is never cut, and a body nobody reads
+// holds no running timer. No goroutine is started: the timer's function runs
+// only when a stall happens, and closes the body, which makes the blocked
+// Read return. Timers come from a pool, since one per request would cost two
+// allocations on every request; a timer is taken at the first Read and given
+// back at the end of the body or at Close.
 type stallBody struct {
-	rc      io.ReadCloser
-	d       time.Duration
-	t       *time.Timer // created by the first Read
-	stalled atomic.Bool
+	rc       io.ReadCloser
+	d        time.Duration
+	st       atomic.Pointer[stallTimer]
+	released atomic.Bool // the body ended or was closed: take no timer
+	stalled  atomic.Bool
 }
 
 func (b *stallBody) Read(p []byte) (int, error) {
-	if b.t == nil {
-		b.t = time.AfterFunc(b.d, b.fire)
-	} else {
-		b.t.Reset(b.d)
+	st := b.st.Load()
+	if st == nil && !b.released.Load() {
+		st = getStallTimer(b)
+		b.st.Store(st)
+	}
+	if st != nil {
+		st.arm(b, b.d)
 	}
 	n, err := b.rc.Read(p)
-	b.t.Stop()
+	if st != nil {
+		st.disarm(b)
+		if err != nil {
+			b.released.Store(true)
+			if b.st.CompareAndSwap(st, nil) {
+				st.release(b)
+			}
+		}
+	}
 	if err != nil && err != io.EOF && b.stalled.Load() {
 		err = &stallError{b.d}
 	}
 	return n, err
 }
 
-// fire runs in the timer's goroutine when a Read waited d for nothing.
-func (b *stallBody) fire() {
+func (b *stallBody) Close() error {
+	b.released.Store(true)
+	if st := b.st.Swap(nil); st != nil {
+		st.release(b)
+	}
+	return b.rc.Close()
+}
+
+// stallTimer is a reusable timer for stallBody. Every method names the body
+// it acts for, and does nothing unless that body still owns the timer; due
+// tells a firing that is late (its Read has returned, or the timer has moved
+// on to another body) from a real stall.
+type stallTimer struct {
+	t     *time.Timer
+	mu    sync.Mutex
+	owner *stallBody
+	due   time.Time // when the armed Read stalls; zero when not armed
+}
+
+var stallTimers sync.Pool
+
+func getStallTimer(b *stallBody) *stallTimer {
+	st, _ := stallTimers.Get().(*stallTimer)
+	if st == nil {
+		st = new(stallTimer)
+		st.t = time.AfterFunc(time.Hour, st.fire)
+		st.t.Stop()
+	}
+	st.mu.Lock()
+	st.owner = b
+	st.mu.Unlock()
+	return st
+}
+
+func (st *stallTimer) arm(b *stallBody, d time.Duration) {
+	st.mu.Lock()
+	if st.owner == b {
+		st.due = time.Now().Add(d)
+		st.t.Reset(d)
+	}
+	st.mu.Unlock()
+}
+
+func (st *stallTimer) disarm(b *stallBody) {
+	st.mu.Lock()
+	if st.owner == b {
+		st.t.Stop()
+		st.due = time.Time{}
+	}
+	st.mu.Unlock()
+}
+
+func (st *stallTimer) release(b *stallBody) {
+	st.mu.Lock()
+	if st.owner != b {
+		st.mu.Unlock()
+		return
+	}
+	st.t.Stop()
+	st.owner = nil
+	st.due = time.Time{}
+	st.mu.Unlock()
+	stallTimers.Put(st)
+}
+
+// fire runs in the timer's own goroutine when it falls due.
+func (st *stallTimer) fire() {
+	st.mu.Lock()
+	b, due := st.owner, st.due
+	if b == nil || due.IsZero() || time.Now().Before(due) {
+		st.mu.Unlock()
+		return
+	}
+	st.due = time.Time{}
+	st.mu.Unlock()
 	b.stalled.Store(true)
 	_ = b.rc.Close()
 }
-
-func (b *stallBody) Close() error { return b.rc.Close() }

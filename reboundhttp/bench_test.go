@@ -1,0 +1,47 @@
+package reboundhttp_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rebound-go/rebound/reboundhttp"
+)
+
+var kib = strings.Repeat("x", 1024)
+
+func benchGet(b *testing.B, c *http.Client, url string) {
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := c.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if n != 1024 {
+			b.Fatalf("read %d bytes", n)
+		}
+	}
+}
+
+// BenchmarkGet1KiB compares a GET of a 1 KiB body on loopback through a
+// plain net/http client and through ours, in the same run.
+func BenchmarkGet1KiB(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, kib)
+	}))
+	defer srv.Close()
+	b.Run("nethttp", func(b *testing.B) {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		defer tr.CloseIdleConnections()
+		benchGet(b, &http.Client{Transport: tr}, srv.URL)
+	})
+	b.Run("reboundhttp", func(b *testing.B) {
+		c := reboundhttp.NewClient(reboundhttp.Config{})
+		defer c.CloseIdleConnections()
+		benchGet(b, c, srv.URL)
+	})
+}
