@@ -300,8 +300,8 @@ func TestToxicStalledBody(t *testing.T) {
 	close(proceed)
 	start := time.Now()
 	_, err = io.ReadAll(resp.Body)
-	if !errors.Is(err, reboundhttp.ErrBodyStalled) {
-		t.Fatalf("err %v, want ErrBodyStalled", err)
+	if !errors.Is(err, reboundhttp.ErrStalled) {
+		t.Fatalf("err %v, want ErrStalled", err)
 	}
 	t.Logf("cut after %v: %v", time.Since(start).Round(time.Millisecond), err)
 }

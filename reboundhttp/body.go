@@ -8,17 +8,19 @@ import (
 	"time"
 )
 
-// ErrBodyStalled is matched (errors.Is) by the error of a response body that
-// delivered nothing for Config.BodyStallTimeout while the caller waited in
-// Read. The error is also a net.Error whose Timeout() is true.
-var ErrBodyStalled = errors.New("reboundhttp: response body stalled")
+// ErrStalled is matched (errors.Is) by the error of a read that got no data
+// from the server for Config.BodyStallTimeout (or, waiting for a response on
+// an http:// connection, for Config.ResponseHeaderTimeout). The error is also
+// a net.Error whose Timeout() is true, so it is retried like a timeout when
+// it happens before the response.
+var ErrStalled = errors.New("reboundhttp: server stalled")
 
 type stallError struct{ d time.Duration }
 
 func (e *stallError) Error() string {
-	return "reboundhttp: response body stalled: no data for " + e.d.String()
+	return "reboundhttp: server stalled: no data for " + e.d.String()
 }
-func (e *stallError) Is(target error) bool { return target == ErrBodyStalled }
+func (e *stallError) Is(target error) bool { return target == ErrStalled }
 func (e *stallError) Timeout() bool        { return true }
 func (e *stallError) Temporary() bool      { return true }
 

@@ -72,7 +72,7 @@ func TestStallTimerStaleFiring(t *testing.T) {
 		t.Fatal("overdue Read not cut")
 	}
 	st.release(b)
-	if _, err := b.Read(make([]byte, 1)); !errors.Is(err, ErrBodyStalled) {
+	if _, err := b.Read(make([]byte, 1)); !errors.Is(err, ErrStalled) {
 		t.Fatalf("read after stall: %v", err)
 	}
 }

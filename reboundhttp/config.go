@@ -31,7 +31,7 @@ type Config struct {
 	// ConnectTimeout, it applies only to our own transport.
 	ResponseHeaderTimeout time.Duration
 	// BodyStallTimeout cuts a response body that delivers nothing for this
-	// long while the caller waits in Read (ErrBodyStalled); 0 means 30 s,
+	// long while the caller waits in Read (ErrStalled); 0 means 30 s,
 	// negative means never. It bounds silence, not the total download time,
 	// and applies to every base RoundTripper.
 	BodyStallTimeout time.Duration

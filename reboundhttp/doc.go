@@ -42,7 +42,7 @@
 //
 // Every response body is watched for stalls: a body that delivers nothing for
 // Config.BodyStallTimeout (30 s) while the caller waits in Read is cut with
-// ErrBodyStalled. A slow reader is never cut, and neither is a large healthy
+// ErrStalled. A slow reader is never cut, and neither is a large healthy
 // download: this bounds silence, not total time. It starts no goroutine.
 //
 // # Zero values, time and concurrency

@@ -20,10 +20,11 @@ import (
 // safe for concurrent use.
 type Transport struct {
 	base       http.RoundTripper
+	plain      http.RoundTripper // for http:// when we built base: see newBaseTransports
 	retry      rebound.Retry
 	userRetry  func(rebound.RetryEvent)
 	sets       [2]*rebound.BreakerSet // http, https (others go in [0] keyed with their scheme)
-	stall      time.Duration
+	stall      time.Duration          // for a body wrapper; 0 when off or done by our connections
 	clock      rebound.Clock
 	logger     *slog.Logger
 	idemKeys   bool
@@ -58,7 +59,9 @@ func NewTransport(base http.RoundTripper, cfg Config) *Transport {
 		return t
 	}
 	if base == nil {
-		base = newBaseTransport(&cfg)
+		tls, plain := newBaseTransports(&cfg)
+		base, t.plain = tls, plain
+		t.stall = 0 // our connections enforce it, exactly and per byte
 	}
 	t.base = base
 
@@ -99,26 +102,43 @@ func NewTransport(base http.RoundTripper, cfg Config) *Transport {
 	return t
 }
 
-// newBaseTransport clones http.DefaultTransport with the Config's timeouts.
-func newBaseTransport(cfg *Config) *http.Transport {
-	var tr *http.Transport
+// newBaseTransports clones http.DefaultTransport with the Config's timeouts,
+// twice. The one for https (where HTTP/2 streams share a connection) leaves
+// the response header timeout to net/http, which times each stream. The one
+// for http speaks HTTP/1.1, one request at a time per connection, so its
+// connections time the wait for the response themselves (stallConn), which
+// is as exact and saves net/http's timer: three allocations per request.
+// Both connections cut a server that goes silent for the body stall timeout.
+func newBaseTransports(cfg *Config) (tls, plain *http.Transport) {
 	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		tr = dt.Clone()
+		tls = dt.Clone()
 	} else {
-		tr = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true, MaxIdleConns: 100, IdleConnTimeout: 90 * time.Second}
+		tls = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true, MaxIdleConns: 100, IdleConnTimeout: 90 * time.Second}
 	}
 	d := &net.Dialer{Timeout: orDefault(cfg.ConnectTimeout, DefaultConnectTimeout), KeepAlive: 30 * time.Second}
-	tr.DialContext = d.DialContext
-	tr.TLSHandshakeTimeout = orDefault(cfg.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout)
-	tr.ResponseHeaderTimeout = orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
-	return tr
+	header := orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
+	stall := orDefault(cfg.BodyStallTimeout, DefaultBodyStallTimeout)
+	tls.DialContext = d.DialContext
+	tls.TLSHandshakeTimeout = orDefault(cfg.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout)
+	tls.ResponseHeaderTimeout = header
+	plain = tls.Clone()
+	plain.ResponseHeaderTimeout = 0
+	if stall > 0 || header > 0 {
+		plain.DialContext = stallDialer(d.DialContext, stall, header)
+	}
+	if stall > 0 {
+		tls.DialContext = stallDialer(d.DialContext, stall, max(stall, header))
+	}
+	return tls, plain
 }
 
 // CloseIdleConnections closes the idle connections of the base RoundTripper,
 // if it has that method (http.Client.CloseIdleConnections calls this).
 func (t *Transport) CloseIdleConnections() {
-	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
+	for _, rt := range [...]http.RoundTripper{t.base, t.plain} {
+		if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections()
+		}
 	}
 }
 
@@ -194,7 +214,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		attempt int
 		sent    bool // req.Body went to the base RoundTripper, which closes it
 		br      = t.breaker(req.URL)
+		rt      = t.base
 	)
+	if t.plain != nil && req.URL.Scheme == "http" {
+		rt = t.plain
+	}
 	err := t.retry.Do(ctx, func(ctx context.Context) error {
 		attempt++
 		r := out
@@ -216,7 +240,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				slog.String("url", redactURL(req.URL)), slog.Int("attempt", attempt))
 		}
 		sent = true
-		res, err := t.base.RoundTrip(r)
+		res, err := rt.RoundTrip(r)
 		if err != nil {
 			class := rebound.Classify(err)
 			if ctx.Err() != nil {

@@ -496,8 +496,8 @@ func TestBodyStallCut(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if !errors.Is(err, reboundhttp.ErrBodyStalled) {
-		t.Fatalf("err %v, want ErrBodyStalled", err)
+	if !errors.Is(err, reboundhttp.ErrStalled) {
+		t.Fatalf("err %v, want ErrStalled", err)
 	}
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
@@ -634,5 +634,34 @@ func TestNoGoroutinePerRequest(t *testing.T) {
 	t.Logf("goroutines with 20 open responses: net/http %d, reboundhttp %d", plain, ours)
 	if ours > plain {
 		t.Fatalf("reboundhttp runs %d goroutines, net/http %d: extra goroutines per request", ours, plain)
+	}
+}
+
+// With a base RoundTripper of the caller's, the stall timeout is enforced on
+// the response body itself.
+func TestBodyStallCutWithForeignBase(t *testing.T) {
+	release := make(chan struct{})
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Content-Length", "100")
+		io.WriteString(w, "first part")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	cfg := fast()
+	cfg.BodyStallTimeout = 50 * time.Millisecond
+	resp, err := (&http.Client{Transport: reboundhttp.NewTransport(base, cfg)}).Get(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if !errors.Is(err, reboundhttp.ErrStalled) || string(b) != "first part" {
+		t.Fatalf("got %q, %v; want ErrStalled after the first part", b, err)
 	}
 }
