@@ -1,6 +1,7 @@
 package reboundhttp
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -33,8 +34,13 @@ type Config struct {
 	// BodyStallTimeout cuts a response body that delivers nothing for this
 	// long while the caller waits in Read (ErrStalled); 0 means 30 s,
 	// negative means never. It bounds silence, not the total download time,
-	// and applies to every base RoundTripper.
+	// and applies to every base RoundTripper. On our own transport it counts
+	// bytes from the server, and idle pooled connections are closed after it.
 	BodyStallTimeout time.Duration
+	// TLSClientConfig is the TLS configuration of our own transport (root
+	// CAs, client certificates); nil means the defaults, which verify the
+	// server's certificate. Ignored when you supply a base RoundTripper.
+	TLSClientConfig *tls.Config
 
 	// Retry is the retry policy; its zero value is rebound's default (5
 	// attempts, 1 s doubling to 30 s with jitter, Retry-After capped at 5 min).

@@ -121,6 +121,9 @@ func newBaseTransports(cfg *Config) (tls, plain *http.Transport) {
 	tls.DialContext = d.DialContext
 	tls.TLSHandshakeTimeout = orDefault(cfg.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout)
 	tls.ResponseHeaderTimeout = header
+	if cfg.TLSClientConfig != nil {
+		tls.TLSClientConfig = cfg.TLSClientConfig.Clone()
+	}
 	plain = tls.Clone()
 	plain.ResponseHeaderTimeout = 0
 	if stall > 0 || header > 0 {

@@ -665,3 +665,46 @@ func TestBodyStallCutWithForeignBase(t *testing.T) {
 		t.Fatalf("got %q, %v; want ErrStalled after the first part", b, err)
 	}
 }
+
+// Over TLS the response header timeout is net/http's (HTTP/2 streams share a
+// connection) and the stall timeout is still enforced per byte.
+func TestTLSHeaderTimeoutAndStall(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow-headers" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		io.WriteString(w, "first")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	cfg := fast()
+	cfg.Retry.MaxAttempts = 2
+	cfg.ResponseHeaderTimeout = 50 * time.Millisecond
+	cfg.BodyStallTimeout = 50 * time.Millisecond
+	cfg.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
+	c := client(t, cfg)
+	_, err := c.Get(srv.URL + "/slow-headers")
+	var re *rebound.RetryError
+	if !errors.As(err, &re) || re.Attempts != 2 || !strings.Contains(err.Error(), "timeout awaiting response headers") {
+		t.Fatalf("err %v; want two header timeouts", err)
+	}
+	resp, err := c.Get(srv.URL + "/stall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if !errors.Is(err, reboundhttp.ErrStalled) || string(b) != "first" {
+		t.Fatalf("got %q, %v; want ErrStalled", b, err)
+	}
+}
