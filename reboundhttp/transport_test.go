@@ -708,3 +708,24 @@ func TestTLSHeaderTimeoutAndStall(t *testing.T) {
 		t.Fatalf("got %q, %v; want ErrStalled", b, err)
 	}
 }
+
+// A timeout stays visible through net/http's *url.Error, as with a plain
+// client: callers' err.(net.Error).Timeout() checks keep working.
+func TestTimeoutVisibleThroughClientError(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	cfg := fast()
+	cfg.Retry.MaxAttempts = 2
+	cfg.ResponseHeaderTimeout = 20 * time.Millisecond
+	_, err := client(t, cfg).Get(s.URL)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("%v: Timeout() false", err)
+	}
+}
