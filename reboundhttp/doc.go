@@ -40,10 +40,18 @@
 // attempts were made, for how long, why retrying stopped, and wraps the last
 // cause (errors.Is(err, rebound.ErrOpen) for an open breaker).
 //
-// Every response body is watched for stalls: a body that delivers nothing for
+// Every response is watched for stalls: a server that sends nothing for
 // Config.BodyStallTimeout (30 s) while the caller waits in Read is cut with
 // ErrStalled. A slow reader is never cut, and neither is a large healthy
-// download: this bounds silence, not total time. It starts no goroutine.
+// download: this bounds silence, not total time. On the transport NewClient
+// builds, the connections themselves count the bytes (below any chunked or
+// gzip decoding) at no cost per request; around a base RoundTripper of
+// yours, the response body is timed, which costs one allocation per request
+// and sees only what the decoders deliver. Neither starts a goroutine.
+//
+// Bound a whole call with the request's context, not http.Client.Timeout:
+// with a Client.Timeout, net/http starts two goroutines per request for any
+// RoundTripper that is not its own *http.Transport (this one included).
 //
 // # Zero values, time and concurrency
 //

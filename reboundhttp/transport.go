@@ -188,8 +188,7 @@ func (t *Transport) breaker(u *url.URL) *rebound.Breaker {
 	return t.sets[0].Get(u.Scheme + "://" + u.Host)
 }
 
-// errNotRetriedStatus marks, for the breaker, a retryable status of a request
-// that is not retried.
+// errStatus stands, for the breaker, for a response with a status >= 400.
 var errStatus = errors.New("reboundhttp: retryable status")
 
 // RoundTrip sends req with the Transport's policies. See the package
@@ -228,7 +227,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if attempt > 1 {
 			var err error
 			if r, err = rewound(out); err != nil {
-				return rebound.Permanent(err)
+				return err // a *notReplayableError: permanent
 			}
 		}
 		var permit rebound.Permit

@@ -28,14 +28,30 @@ func fast() reboundhttp.Config {
 // server is an httptest server that counts requests and connections.
 type server struct {
 	*httptest.Server
-	hits  atomic.Int64
-	conns atomic.Int64 // connections opened (StateNew)
-	open  atomic.Int64 // connections not yet closed
+	hits    atomic.Int64
+	conns   atomic.Int64  // connections opened (StateNew)
+	open    atomic.Int64  // connections not yet closed
+	changed chan struct{} // a connection closed
+}
+
+// waitAllClosed waits until the server has no open connection, failing
+// after a generous bound (a leak never ends; a slow machine does).
+func (s *server) waitAllClosed(t *testing.T) {
+	t.Helper()
+	limit := time.NewTimer(10 * time.Second)
+	defer limit.Stop()
+	for s.open.Load() != 0 {
+		select {
+		case <-s.changed:
+		case <-limit.C:
+			t.Fatalf("%d server connections still open", s.open.Load())
+		}
+	}
 }
 
 func newServer(t *testing.T, h func(w http.ResponseWriter, r *http.Request, n int64)) *server {
 	t.Helper()
-	s := &server{}
+	s := &server{changed: make(chan struct{}, 1)}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h(w, r, s.hits.Add(1))
 	}))
@@ -46,6 +62,10 @@ func newServer(t *testing.T, h func(w http.ResponseWriter, r *http.Request, n in
 			s.open.Add(1)
 		case http.StateClosed, http.StateHijacked:
 			s.open.Add(-1)
+			select {
+			case s.changed <- struct{}{}:
+			default:
+			}
 		}
 	}
 	s.Start()
@@ -728,4 +748,64 @@ func TestTimeoutVisibleThroughClientError(t *testing.T) {
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("%v: Timeout() false", err)
 	}
+}
+
+// TestNoConnectionLeaks runs retries, exhausted retries, ErrorOnStatus,
+// unreplayable POSTs and stalls, closes what the caller owns, and then
+// expects every server connection to close with the idle pool: a response
+// body we forgot to close would keep its connection open forever.
+func TestNoConnectionLeaks(t *testing.T) {
+	release := make(chan struct{})
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		switch r.URL.Path {
+		case "/flaky":
+			if n%3 != 0 {
+				w.WriteHeader(503)
+				io.WriteString(w, strings.Repeat("e", 10000))
+				return
+			}
+			io.WriteString(w, "ok")
+		case "/down":
+			w.WriteHeader(502)
+			io.WriteString(w, "down")
+		case "/hangup":
+			hangUp(w, r)
+		case "/stall":
+			io.WriteString(w, "x")
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+	})
+	defer close(release)
+	cfg := fast()
+	cfg.Retry.MaxAttempts = 3
+	cfg.BodyStallTimeout = 50 * time.Millisecond
+	cfg.DisableBreaker = true
+	cfg.DisableBudget = true
+	strict := cfg
+	strict.ErrorOnStatus = true
+	c, cs := client(t, cfg), client(t, strict)
+	for range 5 {
+		for _, path := range []string{"/flaky", "/down", "/stall"} {
+			for _, cl := range []*http.Client{c, cs} {
+				resp, err := cl.Get(s.URL + path)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}
+		resp, err := c.Post(s.URL+"/hangup", "text/plain", strings.NewReader("x"))
+		if err == nil {
+			resp.Body.Close()
+			t.Fatal("hangup: no error")
+		}
+	}
+	c.CloseIdleConnections()
+	cs.CloseIdleConnections()
+	s.waitAllClosed(t)
+	t.Logf("%d requests over %d connections, all closed", s.hits.Load(), s.conns.Load())
 }
