@@ -305,3 +305,33 @@ func TestToxicStalledBody(t *testing.T) {
 	}
 	t.Logf("cut after %v: %v", time.Since(start).Round(time.Millisecond), err)
 }
+
+// One dead host (every attempt hangs) opens its own breaker; calls to it
+// then fail fast, while a healthy host behind another proxy keeps working.
+func TestToxicDeadHostOpensOnlyItsBreaker(t *testing.T) {
+	dead := newFault(t, ok)
+	dead.toxic(`{"name":"hang","type":"timeout","stream":"upstream","attributes":{"timeout":0}}`)
+	healthy := newFault(t, ok)
+	c := reboundhttp.NewClient(reboundhttp.Config{
+		ResponseHeaderTimeout: headerTimeout,
+		Retry:                 rebound.Retry{MaxAttempts: 3, Backoff: rebound.NoDelay},
+		Breaker:               rebound.BreakerConfig{FailureThreshold: 3, OpenFor: time.Hour},
+	})
+	defer c.CloseIdleConnections()
+
+	_, err := get(t, c, dead.url)
+	var re *rebound.RetryError
+	if !errors.As(err, &re) || re.Attempts != 3 || !isTimeout(err) {
+		t.Fatalf("dead host, first call: %v", err)
+	}
+	_, err = get(t, c, dead.url)
+	if !errors.Is(err, rebound.ErrOpen) {
+		t.Fatalf("dead host, second call: %v; want ErrOpen", err)
+	}
+	for range 3 {
+		if body, err := get(t, c, healthy.url); err != nil || body != "hello" {
+			t.Fatalf("healthy host: %q, %v", body, err)
+		}
+	}
+	t.Logf("dead host: %v", err)
+}
