@@ -43,26 +43,36 @@ func plainTransport() *http.Transport {
 
 // httpClients returns one client per library; close releases their pools.
 func httpClients() (names []string, clients []*http.Client, closeAll func()) {
+	return httpClientsOver(func() http.RoundTripper { return plainTransport() }, true)
+}
+
+// httpClientsOver builds the clients over transports from base; ownTransport
+// says whether reboundhttp builds its own (NewClient) or wraps base.
+func httpClientsOver(base func() http.RoundTripper, ownTransport bool) (names []string, clients []*http.Client, closeAll func()) {
 	add := func(name string, c *http.Client) {
 		names = append(names, name)
 		clients = append(clients, c)
 	}
-	add("nethttp", &http.Client{Transport: plainTransport()})
-	add("reboundhttp", reboundhttp.NewClient(reboundhttp.Config{}))
+	add("nethttp", &http.Client{Transport: base()})
+	if ownTransport {
+		add("reboundhttp", reboundhttp.NewClient(reboundhttp.Config{}))
+	} else {
+		add("reboundhttp", &http.Client{Transport: reboundhttp.NewTransport(base(), reboundhttp.Config{})})
+	}
 
 	rc := retryablehttp.NewClient()
 	rc.Logger = nil
-	rc.HTTPClient = &http.Client{Transport: plainTransport()}
+	rc.HTTPClient = &http.Client{Transport: base()}
 	add("retryablehttp", rc.StandardClient())
 
 	breaker := circuitbreaker.NewBuilder[*http.Response]().
 		HandleIf(func(r *http.Response, err error) bool { return err != nil || r.StatusCode >= 500 }).
 		WithFailureThreshold(5).WithDelay(60 * time.Second).Build()
-	add("failsafehttp", &http.Client{Transport: failsafehttp.NewRoundTripper(plainTransport(),
+	add("failsafehttp", &http.Client{Transport: failsafehttp.NewRoundTripper(base(),
 		failsafehttp.NewRetryPolicyBuilder().Build(), breaker)})
 	// The same with a per-attempt timeout policy, failsafe-go's way to bound
 	// an attempt as our header and stall timeouts do.
-	add("failsafehttp+timeout", &http.Client{Transport: failsafehttp.NewRoundTripper(plainTransport(),
+	add("failsafehttp+timeout", &http.Client{Transport: failsafehttp.NewRoundTripper(base(),
 		failsafehttp.NewRetryPolicyBuilder().Build(), breaker, timeout.New[*http.Response](30*time.Second))})
 
 	return names, clients, func() {
@@ -98,6 +108,33 @@ func BenchmarkHTTPGet1KiB(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkHTTPOverhead measures what each library adds per request, free of
+// network noise: every client sits on the same in-memory RoundTripper that
+// answers a 1 KiB body at once. reboundhttp wraps it as it would any base of
+// yours (with its body stall timer, which its own transport does not need).
+//
+//	go test -run '^$' -bench BenchmarkHTTPOverhead -count 5 .
+func BenchmarkHTTPOverhead(b *testing.B) {
+	names, clients, _ := httpClientsOver(func() http.RoundTripper { return memTransport{} }, false)
+	for i, c := range clients {
+		b.Run(names[i], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req, _ := http.NewRequest("GET", "http://example.com/x", nil)
+				httpGet(b, c, req)
+			}
+		})
+	}
+}
+
+// memTransport answers every request with 200 and a 1 KiB body from memory.
+type memTransport struct{}
+
+func (memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: 200, Status: "200 OK", ContentLength: 1024, Header: http.Header{},
+		Body: io.NopCloser(strings.NewReader(httpBody)), Request: req}, nil
 }
 
 // TestHTTPGoroutinesPerRequest counts the goroutines alive while 16
