@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -330,13 +331,13 @@ func TestUnrewindableBodySentOnce(t *testing.T) {
 
 // runWithClock runs do in a goroutine, advancing clk past each wait the
 // retry loop starts, and returns do's result.
-func retryAfterWait(t *testing.T, retryAfter func(now time.Time) string) (time.Duration, int64) {
+func retryAfterWait(t *testing.T, code int, retryAfter func(now time.Time) string) (time.Duration, int64) {
 	t.Helper()
 	clk := reboundtest.NewClock(time.Time{})
 	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		if n == 1 {
 			w.Header().Set("Retry-After", retryAfter(clk.Now()))
-			w.WriteHeader(429)
+			w.WriteHeader(code)
 			return
 		}
 		io.WriteString(w, "ok")
@@ -381,16 +382,18 @@ func TestRetryAfterHonouredAndCapped(t *testing.T) {
 		{"garbage is ignored", func(time.Time) string { return "soon, maybe" }, 800 * time.Millisecond, 1200 * time.Millisecond},
 		{"past date retries at backoff", func(now time.Time) string { return now.Add(-time.Hour).UTC().Format(http.TimeFormat) }, 800 * time.Millisecond, 1200 * time.Millisecond},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			w, hits := retryAfterWait(t, tc.header)
-			if w < tc.min || w > tc.max {
-				t.Fatalf("waited %v, want in [%v, %v]", w, tc.min, tc.max)
-			}
-			if hits != 2 {
-				t.Fatalf("%d requests, want 2", hits)
-			}
-		})
+	for _, code := range []int{429, 503} {
+		for _, tc := range cases {
+			t.Run(fmt.Sprint(code, " ", tc.name), func(t *testing.T) {
+				w, hits := retryAfterWait(t, code, tc.header)
+				if w < tc.min || w > tc.max {
+					t.Fatalf("waited %v, want in [%v, %v]", w, tc.min, tc.max)
+				}
+				if hits != 2 {
+					t.Fatalf("%d requests, want 2", hits)
+				}
+			})
+		}
 	}
 }
 
@@ -808,4 +811,26 @@ func TestNoConnectionLeaks(t *testing.T) {
 	cs.CloseIdleConnections()
 	s.waitAllClosed(t)
 	t.Logf("%d requests over %d connections, all closed", s.hits.Load(), s.conns.Load())
+}
+
+// A Retry-After longer than the time left before the context's deadline is
+// not waited for: the caller gets the response at once.
+func TestDeadlineWinsOverRetryAfter(t *testing.T) {
+	clk := reboundtest.NewClock(time.Time{})
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Retry-After", "120")
+		w.WriteHeader(503)
+		io.WriteString(w, "later")
+	})
+	c := client(t, reboundhttp.Config{Clock: clk})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.URL, nil)
+	resp, err := c.Do(req) // a wait would block forever: the fake clock never moves
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp); resp.StatusCode != 503 || got != "later" || s.hits.Load() != 1 {
+		t.Fatalf("got %d %q after %d requests", resp.StatusCode, got, s.hits.Load())
+	}
 }
