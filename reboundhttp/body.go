@@ -75,14 +75,20 @@ func (b *stallBody) Close() error {
 }
 
 // stallTimer is a reusable timer for stallBody. Every method names the body
-// it acts for, and does nothing unless that body still owns the timer; due
-// tells a firing that is late (its Read has returned, or the timer has moved
-// on to another body) from a real stall.
+// it acts for, and does nothing unless that body still owns the timer.
+//
+// A Read only records when it would stall (due); the timer is not reset on
+// every Read. It is started by the first Read that finds it idle, and when it
+// fires it compares the time with due: a Read that is late is cut; one still
+// within its time re-arms the timer for the rest; no Read in progress lets
+// the timer go idle. So a stream of Reads costs a clock read and a lock each,
+// and the timer fires at most about once per stall period.
 type stallTimer struct {
-	t     *time.Timer
-	mu    sync.Mutex
-	owner *stallBody
-	due   time.Time // when the armed Read stalls; zero when not armed
+	t       *time.Timer
+	mu      sync.Mutex
+	owner   *stallBody
+	due     time.Time // when the Read in progress stalls; zero when none
+	pending bool      // the timer is set to fire
 }
 
 var stallTimers sync.Pool
@@ -104,7 +110,10 @@ func (st *stallTimer) arm(b *stallBody, d time.Duration) {
 	st.mu.Lock()
 	if st.owner == b {
 		st.due = time.Now().Add(d)
-		st.t.Reset(d)
+		if !st.pending {
+			st.pending = true
+			st.t.Reset(d)
+		}
 	}
 	st.mu.Unlock()
 }
@@ -112,7 +121,6 @@ func (st *stallTimer) arm(b *stallBody, d time.Duration) {
 func (st *stallTimer) disarm(b *stallBody) {
 	st.mu.Lock()
 	if st.owner == b {
-		st.t.Stop()
 		st.due = time.Time{}
 	}
 	st.mu.Unlock()
@@ -127,6 +135,7 @@ func (st *stallTimer) release(b *stallBody) {
 	st.t.Stop()
 	st.owner = nil
 	st.due = time.Time{}
+	st.pending = false
 	st.mu.Unlock()
 	stallTimers.Put(st)
 }
@@ -135,11 +144,19 @@ func (st *stallTimer) release(b *stallBody) {
 func (st *stallTimer) fire() {
 	st.mu.Lock()
 	b, due := st.owner, st.due
-	if b == nil || due.IsZero() || time.Now().Before(due) {
+	if b == nil || due.IsZero() {
+		st.pending = false // nothing to watch until the next Read
+		st.mu.Unlock()
+		return
+	}
+	if left := time.Until(due); left > 0 {
+		st.pending = true
+		st.t.Reset(left) // the Read in progress began after the timer was set
 		st.mu.Unlock()
 		return
 	}
 	st.due = time.Time{}
+	st.pending = false
 	st.mu.Unlock()
 	b.stalled.Store(true)
 	_ = b.rc.Close()

@@ -713,15 +713,16 @@ func TestTLSHeaderTimeoutAndStall(t *testing.T) {
 	cfg := fast()
 	cfg.Retry.MaxAttempts = 2
 	cfg.ResponseHeaderTimeout = 50 * time.Millisecond
-	cfg.BodyStallTimeout = 50 * time.Millisecond
+	cfg.BodyStallTimeout = 10 * time.Second // so net/http's header timer decides
 	cfg.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
-	c := client(t, cfg)
-	_, err := c.Get(srv.URL + "/slow-headers")
+	_, err := client(t, cfg).Get(srv.URL + "/slow-headers")
 	var re *rebound.RetryError
 	if !errors.As(err, &re) || re.Attempts != 2 || !strings.Contains(err.Error(), "timeout awaiting response headers") {
 		t.Fatalf("err %v; want two header timeouts", err)
 	}
-	resp, err := c.Get(srv.URL + "/stall")
+	cfg.ResponseHeaderTimeout = 0
+	cfg.BodyStallTimeout = 50 * time.Millisecond
+	resp, err := client(t, cfg).Get(srv.URL + "/stall")
 	if err != nil {
 		t.Fatal(err)
 	}
