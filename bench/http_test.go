@@ -58,6 +58,8 @@ func httpClientsOver(base func() http.RoundTripper, ownTransport bool) (names []
 		add("reboundhttp", reboundhttp.NewClient(reboundhttp.Config{}))
 	} else {
 		add("reboundhttp", &http.Client{Transport: reboundhttp.NewTransport(base(), reboundhttp.Config{})})
+		// Without the body stall timer, which the others do not have.
+		add("reboundhttp-nostall", &http.Client{Transport: reboundhttp.NewTransport(base(), reboundhttp.Config{BodyStallTimeout: -1})})
 	}
 
 	rc := retryablehttp.NewClient()
