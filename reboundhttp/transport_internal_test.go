@@ -6,8 +6,10 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestNeverReached(t *testing.T) {
@@ -47,5 +49,30 @@ func TestRedactURL(t *testing.T) {
 	}
 	if redactURL(nil) != "" {
 		t.Error("nil URL")
+	}
+}
+
+// A deadline set by someone else (crypto/tls interrupts a handshake with a
+// deadline in the past) wins over the stall deadline, and its error is not
+// reported as a stall.
+func TestStallConnExternalDeadlineWins(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &stallConn{Conn: a, stall: time.Hour, first: time.Hour}
+	if err := c.SetDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Read(make([]byte, 1))
+	if !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ErrStalled) {
+		t.Fatalf("read: %v; want the external deadline's error", err)
+	}
+	if err := c.SetDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	c.stall = 20 * time.Millisecond
+	_, err = c.Read(make([]byte, 1))
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("read: %v; want ErrStalled once the external deadline is cleared", err)
 	}
 }
