@@ -22,10 +22,12 @@
 // A request is replayable when its body can be rewound (no body, or GetBody
 // set) and either its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT,
 // DELETE) or it carries an Idempotency-Key (or X-Idempotency-Key) header, as
-// net/http itself decides. A request that is not replayable (a POST without a
-// key) is retried only when it provably never reached the server: the dial
-// failed (connection refused, DNS). Its other failures are returned at once,
-// with an error that says why it was not retried (errors.Is ErrNotReplayable).
+// net/http itself decides. A POST or PATCH without a key is retried only when
+// it provably never reached the server: the dial failed (connection refused,
+// DNS); any response to it, even a 503, is returned as it is. A body that
+// cannot be rewound is never sent twice. Such failures are returned at once,
+// with an error that says why the request was not retried (errors.Is
+// ErrNotReplayable).
 //
 // # What the caller gets
 //
