@@ -835,3 +835,30 @@ func TestDeadlineWinsOverRetryAfter(t *testing.T) {
 		t.Fatalf("got %d %q after %d requests", resp.StatusCode, got, s.hits.Load())
 	}
 }
+
+// An exhausted retry budget stops retrying at once: the caller gets the
+// response in hand, and the server sees no extra load.
+func TestRetryBudgetExhausted(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.WriteHeader(503)
+		io.WriteString(w, "overloaded")
+	})
+	budget, err := rebound.NewBudget(rebound.BudgetConfig{Ratio: 0.001, MinPerSecond: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cfg := fast()
+	cfg.Budget = budget
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	resp, err := client(t, cfg).Get(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp); resp.StatusCode != 503 || got != "overloaded" || s.hits.Load() != 1 {
+		t.Fatalf("got %d %q after %d requests; want the first 503", resp.StatusCode, got, s.hits.Load())
+	}
+	if !strings.Contains(logs.String(), "retry budget exhausted") {
+		t.Fatalf("give-up not logged with its reason:\n%s", logs.String())
+	}
+}
