@@ -5,7 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
-	"sync/atomic"
+	"sync"
 	"time"
 )
 
@@ -13,22 +13,28 @@ import (
 // transport we build ourselves, where it is exact and free: it bounds the
 // silence of the server in bytes received, below any chunked or gzip
 // decoding (a body reader may wait for a whole chunk while bytes trickle in),
-// and costs nothing per request, only a deadline update per read.
+// and costs nothing per request but a clock read per Read and now and then a
+// deadline update.
 //
-// Each Read may wait at most stall for the next bytes (0: no limit). After a
-// Write (a request goes out) the wait for the response's first byte may last
-// first instead (0: no limit): the response header timeout. An idle pooled
-// connection is read by the transport too, so it is closed after stall of
-// idleness; the transport simply dials again.
+// Each Read may wait stall for the next bytes (0: no limit). After a Write
+// (a request goes out) the wait for the response's first byte may last
+// first instead (0: no limit): the response header timeout. To spare a
+// deadline update (a few hundred ns) on every Read, a deadline is set with
+// 1/8 of slack and kept while it still falls within [now+d, now+d+d/8]: a
+// silent server is cut after d to 9/8·d. An idle pooled connection is read
+// by the transport too, so it is closed after that long idle; the transport
+// simply dials again.
 //
 // A deadline that someone else sets (crypto/tls interrupts a handshake with
-// a deadline in the past) is remembered and always wins over ours.
+// a deadline in the past) always wins over ours.
 type stallConn struct {
 	net.Conn
-	stall    time.Duration
-	first    time.Duration
-	awaiting atomic.Bool  // a request went out; no byte of its response yet
-	external atomic.Int64 // a read deadline set by others, in Unix ns; 0 none
+	stall, first time.Duration
+
+	mu       sync.Mutex
+	awaiting bool  // a request went out; no byte of its response yet
+	until    int64 // the read deadline we set, in Unix ns; 0 none
+	external int64 // a read deadline set by others, in Unix ns; 0 none
 }
 
 // stallDialer wraps dial so that every connection is a stallConn.
@@ -42,56 +48,71 @@ func stallDialer(dial func(ctx context.Context, network, addr string) (net.Conn,
 	}
 }
 
-// setOurs sets the read deadline to d from now (none for 0), unless an
-// external deadline comes sooner. It reports whether ours is the one set.
-func (c *stallConn) setOurs(d time.Duration) (bool, error) {
-	var dl time.Time
-	if d > 0 {
-		dl = time.Now().Add(d)
+// limitLocked makes the read deadline now+d (with slack; none for 0), unless
+// an external deadline comes sooner. It returns the limit that applies to
+// the next read, or 0 when the external deadline (or none) does.
+func (c *stallConn) limitLocked(d time.Duration) (time.Duration, error) {
+	if c.external != 0 {
+		// The external deadline is the conn's deadline; ours only if sooner.
+		if d <= 0 || c.external < time.Now().Add(d).UnixNano() {
+			return 0, nil
+		}
 	}
-	if ext := c.external.Load(); ext != 0 && (dl.IsZero() || ext < dl.UnixNano()) {
-		return false, c.Conn.SetReadDeadline(time.Unix(0, ext))
+	if d <= 0 {
+		if c.until == 0 {
+			return 0, nil
+		}
+		c.until = 0
+		return 0, c.Conn.SetReadDeadline(time.Time{})
 	}
-	return d > 0, c.Conn.SetReadDeadline(dl)
+	want := time.Now().Add(d).UnixNano()
+	slack := int64(d / 8)
+	if c.external == 0 && c.until >= want && c.until <= want+slack {
+		return d, nil // the deadline in place still fits
+	}
+	c.until = want + slack
+	return d, c.Conn.SetReadDeadline(time.Unix(0, c.until))
 }
 
 func (c *stallConn) Read(p []byte) (int, error) {
-	waiting := c.awaiting.Load()
+	c.mu.Lock()
 	d := c.stall
-	if waiting {
+	if c.awaiting {
 		d = c.first
 	}
-	ours, err := c.setOurs(d)
+	limit, err := c.limitLocked(d)
+	c.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	if !waiting && c.first != c.stall && c.awaiting.Load() {
-		// A Write began in between and set the first-byte deadline, which
-		// ours may have overwritten: set it again.
-		d = c.first
-		if ours, err = c.setOurs(d); err != nil {
-			return 0, err
-		}
-	}
 	n, err := c.Conn.Read(p)
-	// The read may have begun before the request went out (the transport
-	// reads idle connections), so look at the flag again.
-	if n > 0 && c.awaiting.Load() {
-		c.awaiting.Store(false)
+	if n > 0 {
+		// The read may have begun before the request went out (the transport
+		// reads idle connections), so the flag is looked at only now.
+		c.mu.Lock()
+		c.awaiting = false
+		c.mu.Unlock()
 	}
-	if err != nil && ours && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = &stallError{d}
+	if err != nil && limit > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		// Unless someone else's deadline, set meanwhile, is what ran out.
+		c.mu.Lock()
+		ours := c.external == 0 || c.external > time.Now().UnixNano()
+		c.mu.Unlock()
+		if ours {
+			err = &stallError{limit}
+		}
 	}
 	return n, err
 }
 
 func (c *stallConn) Write(p []byte) (int, error) {
-	if !c.awaiting.Load() {
-		c.awaiting.Store(true)
-	}
 	// A read already waiting (the transport reads idle connections) gets the
 	// first-byte allowance from now.
-	if _, err := c.setOurs(c.first); err != nil {
+	c.mu.Lock()
+	c.awaiting = true
+	_, err := c.limitLocked(c.first)
+	c.mu.Unlock()
+	if err != nil {
 		return 0, err
 	}
 	return c.Conn.Write(p)
@@ -99,20 +120,25 @@ func (c *stallConn) Write(p []byte) (int, error) {
 
 // SetDeadline records t as an external read deadline, then sets it.
 func (c *stallConn) SetDeadline(t time.Time) error {
-	c.setExternal(t)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.setExternalLocked(t)
 	return c.Conn.SetDeadline(t)
 }
 
 // SetReadDeadline records t as an external read deadline, then sets it.
 func (c *stallConn) SetReadDeadline(t time.Time) error {
-	c.setExternal(t)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.setExternalLocked(t)
 	return c.Conn.SetReadDeadline(t)
 }
 
-func (c *stallConn) setExternal(t time.Time) {
-	var ns int64
+// setExternalLocked records an external deadline, which replaces ours.
+func (c *stallConn) setExternalLocked(t time.Time) {
+	c.external = 0
 	if !t.IsZero() {
-		ns = max(t.UnixNano(), 1)
+		c.external = max(t.UnixNano(), 1)
 	}
-	c.external.Store(ns)
+	c.until = 0
 }

@@ -76,3 +76,42 @@ func TestStallConnExternalDeadlineWins(t *testing.T) {
 		t.Fatalf("read: %v; want ErrStalled once the external deadline is cleared", err)
 	}
 }
+
+// countConn counts read-deadline updates.
+type countConn struct {
+	net.Conn
+	sets int
+}
+
+func (c *countConn) SetReadDeadline(t time.Time) error {
+	c.sets++
+	return c.Conn.SetReadDeadline(t)
+}
+
+// A request and its response cost one deadline update, not one per Read.
+func TestStallConnSparesDeadlineUpdates(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	cc := &countConn{Conn: a}
+	c := &stallConn{Conn: cc, stall: time.Minute, first: time.Minute}
+	go func() {
+		buf := make([]byte, 3)
+		io.ReadFull(b, buf)
+		for range 5 {
+			b.Write([]byte("resp"))
+		}
+	}()
+	if _, err := c.Write([]byte("req")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	for range 5 {
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cc.sets != 1 {
+		t.Fatalf("%d deadline updates for one request and 5 reads, want 1", cc.sets)
+	}
+}
