@@ -35,7 +35,8 @@ type Config struct {
 	// long while the caller waits in Read (ErrStalled); 0 means 30 s,
 	// negative means never. It bounds silence, not the total download time,
 	// and applies to every base RoundTripper. On our own transport it counts
-	// bytes from the server, and idle pooled connections are closed after it.
+	// bytes from the server (a silent server is cut after 1 to 9/8 of it), and
+	// idle pooled connections are closed after it.
 	BodyStallTimeout time.Duration
 	// TLSClientConfig is the TLS configuration of our own transport (root
 	// CAs, client certificates); nil means the defaults, which verify the
