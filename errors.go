@@ -104,6 +104,15 @@ func (e *RetryError) Is(target error) bool {
 	return target == ErrBudgetExhausted && e.Reason == reasonBudget
 }
 
+// Timeout reports whether the last attempt failed by a timeout. net/http's
+// *url.Error.Timeout (and so net.Error checks on an http.Client's error)
+// asks only the error it wraps, so without this a RoundTripper that retries
+// would hide its timeouts from them.
+func (e *RetryError) Timeout() bool {
+	var t interface{ Timeout() bool }
+	return errors.As(e.Last, &t) && t.Timeout()
+}
+
 // ConfigError reports an invalid policy configuration, found before any call.
 type ConfigError struct {
 	Field  string

@@ -17,8 +17,8 @@ var (
 	buildErr  error
 )
 
-// rebound builds the real CLI once per test binary and returns its path.
-func rebound(t *testing.T) string {
+// cliBinary builds the real CLI once per test binary and returns its path.
+func cliBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "rebound-e2e-bin")
@@ -53,7 +53,7 @@ func runCLI(t *testing.T, dir string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, rebound(t), args...)
+	cmd := exec.CommandContext(ctx, cliBinary(t), args...)
 	cmd.Dir = dir
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

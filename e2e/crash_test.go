@@ -113,7 +113,7 @@ func TestCrashResumeExactlyOnce(t *testing.T) {
 
 	killed := 0
 	for killed < kills {
-		cmd := exec.Command(rebound(t), args...)
+		cmd := exec.Command(cliBinary(t), args...)
 		cmd.Dir = dir
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -200,7 +200,7 @@ func TestInterruptExits130AndResumes(t *testing.T) {
 	writeManifest(t, dir, ts.URL, 600)
 	args := []string{"run", "orders.jsonl", "--quiet", "--concurrency", "4"}
 
-	cmd := exec.Command(rebound(t), args...)
+	cmd := exec.Command(cliBinary(t), args...)
 	cmd.Dir = dir
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -1,0 +1,72 @@
+// Package reboundhttp is a fault-tolerant net/http client: a drop-in
+// *http.Client (NewClient) or an http.RoundTripper around any other
+// (NewTransport) that bounds every phase with a timeout, retries what is safe
+// to retry with jittered exponential backoff, honours Retry-After, keeps one
+// circuit breaker per host, and caps retries with a shared budget.
+//
+// # The model
+//
+// One call to RoundTrip is one logical request; it makes up to
+// Config.Retry.MaxAttempts attempts (5 by default) through rebound.Retry.
+// Each attempt asks the breaker of its scheme and host, sends a fresh copy of
+// the request (its body rewound with Request.GetBody), and is judged:
+//
+//   - a transport error is classified by rebound.Classify (a reset, a timeout
+//     or a refused connection is transient; a bad certificate or a cancelled
+//     context is permanent);
+//   - a response with a retryable status (408, 429, 502, 503, 504, and 500
+//     for a replayable request) becomes a *StatusError between attempts, with
+//     the server's Retry-After;
+//   - any other response is the answer, returned untouched.
+//
+// A request is replayable when its body can be rewound (no body, or GetBody
+// set) and either its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT,
+// DELETE) or it carries an Idempotency-Key (or X-Idempotency-Key) header, as
+// net/http itself decides. A POST or PATCH without a key is retried only when
+// it provably never reached the server: the dial failed (connection refused,
+// DNS); any response to it, even a 503, is returned as it is. A body that
+// cannot be rewound is never sent twice. Such failures are returned at once,
+// with an error that says why the request was not retried (errors.Is
+// ErrNotReplayable).
+//
+// # What the caller gets
+//
+// net/http's contract holds: whenever an attempt got a response, RoundTrip
+// returns it with a nil error. When the retries on a retryable status run out
+// (attempts, budget, the context's deadline), the caller gets the LAST
+// response, its body intact; the bodies of the earlier ones were drained (up
+// to 64 KiB) and closed so their connections are reused. Set
+// Config.ErrorOnStatus to get a *StatusError for every status >= 400 instead
+// (wrapped in a *rebound.RetryError when retries were made). When no attempt
+// got a response, the error is a *rebound.RetryError that says how many
+// attempts were made, for how long, why retrying stopped, and wraps the last
+// cause (errors.Is(err, rebound.ErrOpen) for an open breaker).
+//
+// Every response is watched for stalls: a server that sends nothing for
+// Config.BodyStallTimeout (30 s) while the caller waits in Read is cut with
+// ErrStalled. A slow reader is never cut, and neither is a large healthy
+// download: this bounds silence, not total time. On the transport NewClient
+// builds, the connections themselves count the bytes (below any chunked or
+// gzip decoding) at no cost per request; around a base RoundTripper of
+// yours, the response body is timed, which costs one allocation per request
+// and sees only what the decoders deliver. Neither starts a goroutine.
+//
+// Bound a whole call with the request's context, not http.Client.Timeout:
+// with a Client.Timeout, net/http starts two goroutines per request for any
+// RoundTripper that is not its own *http.Transport (this one included).
+//
+// # Zero values, time and concurrency
+//
+// The zero Config is the mission's default: connect 5 s, TLS handshake 5 s,
+// response headers 30 s, body stall 30 s, 5 attempts with waits of ~1 s, 2 s,
+// 4 s, 8 s (×[0.8, 1.2], capped at 30 s), Retry-After honoured up to 5 min,
+// a breaker per host that opens after 5 consecutive failures for 60 s, and a
+// retry budget (retries add at most 20% to the calls of the last 10 s).
+// Timeouts run on real time, like context deadlines; Config.Clock drives the
+// backoff waits and the breakers, so tests replace it with reboundtest.Clock.
+// The caller's context always wins: no wait outlives its deadline.
+//
+// A Transport is safe for concurrent use. Authorization, Cookie,
+// Proxy-Authorization and Set-Cookie values never appear in its logs or
+// errors, and URLs in them lose their query and userinfo.
+package reboundhttp

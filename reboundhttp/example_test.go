@@ -1,0 +1,100 @@
+package reboundhttp_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+
+	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/reboundhttp"
+)
+
+// A drop-in client: the zero Config gives the mission's timeouts, retries,
+// per-host breakers and retry budget. Here the server fails twice with 503
+// before answering; the caller sees only the answer.
+func ExampleNewClient() {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "hello")
+	}))
+	defer srv.Close()
+
+	client := reboundhttp.NewClient(reboundhttp.Config{
+		Retry: rebound.Retry{Backoff: rebound.NoDelay}, // only so the example runs at once
+	})
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println("error:", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.StatusCode, string(body), "after", calls.Load(), "attempts")
+	// Output: 200 hello after 3 attempts
+}
+
+// Wrapping an existing Transport keeps its settings (proxy, TLS, pools) and
+// adds the retries, breakers and body stall timeout on top.
+func ExampleNewTransport() {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+
+	base := &http.Transport{MaxIdleConnsPerHost: 4}
+	client := &http.Client{Transport: reboundhttp.NewTransport(base, reboundhttp.Config{
+		Retry: rebound.Retry{Backoff: rebound.NoDelay},
+	})}
+	defer base.CloseIdleConnections()
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println("error:", err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.Status, "after", calls.Load(), "attempts")
+	// Output: 200 OK after 2 attempts
+}
+
+// A POST is retried only when it never reached the server, or when it
+// carries an Idempotency-Key that the server uses to deduplicate. Every
+// retry carries the same key.
+func ExampleSetIdempotencyKey() {
+	var keys []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		if len(keys) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+
+	client := reboundhttp.NewClient(reboundhttp.Config{Retry: rebound.Retry{Backoff: rebound.NoDelay}})
+	defer client.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(context.Background(), "POST", srv.URL+"/payments", strings.NewReader(`{"amount":10}`))
+	key := reboundhttp.SetIdempotencyKey(req)
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Println("error:", err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.Status, len(keys), "attempts, same key:", keys[0] == key && keys[1] == key)
+	// Output: 201 Created 2 attempts, same key: true
+}

@@ -1,0 +1,83 @@
+package reboundhttp_test
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/reboundhttp"
+	"github.com/rebound-go/rebound/reboundtest"
+)
+
+// FuzzStatusError feeds what a server controls (status, Retry-After, body)
+// to NewStatusError: it must never panic, keep Retry-After within
+// [0, rebound.MaxRetryAfter], keep at most MaxBodySnippet bytes of the body
+// (its exact prefix), and classify by status alone.
+func FuzzStatusError(f *testing.F) {
+	f.Add(503, "120", []byte("busy"))
+	f.Add(429, "Wed, 21 Oct 2015 07:28:00 GMT", []byte{})
+	f.Add(503, "Thu, 01 Jan 2026 00:01:30 GMT", bytes.Repeat([]byte("x"), 5000))
+	f.Add(500, "99999999999999999999999", []byte("\x00\xff"))
+	f.Add(404, "-1", []byte(nil))
+	f.Add(502, " 1.5 ", []byte("é"))
+	now := reboundtest.Epoch
+	f.Fuzz(func(t *testing.T, code int, retryAfter string, body []byte) {
+		req, _ := http.NewRequest("GET", "https://user:pw@example.com/a/b?token=t", nil)
+		resp := &http.Response{
+			StatusCode: code,
+			Header:     http.Header{"Retry-After": {retryAfter}},
+			Body:       io.NopCloser(bytes.NewReader(body)),
+			Request:    req,
+		}
+		se := reboundhttp.NewStatusError(resp, true, now)
+		if se.RetryAfter < 0 || se.RetryAfter > rebound.MaxRetryAfter {
+			t.Fatalf("RetryAfter %v out of range for %q", se.RetryAfter, retryAfter)
+		}
+		if want := min(len(body), reboundhttp.MaxBodySnippet); len(se.Body) != want || !bytes.HasPrefix(body, se.Body) {
+			t.Fatalf("snippet of %d bytes, want the first %d", len(se.Body), want)
+		}
+		if se.URL != "https://example.com/a/b" {
+			t.Fatalf("URL %q", se.URL)
+		}
+		msg := se.Error()
+		if strings.Contains(msg, "token") || strings.Contains(msg, "pw@") {
+			t.Fatalf("secret in %q", msg)
+		}
+		c := se.Class()
+		if want := rebound.ClassifyStatus(code, true, se.RetryAfter); c != want {
+			t.Fatalf("class %v, want %v", c, want)
+		}
+		if code == 429 && c.RetryAfter != se.RetryAfter {
+			t.Fatalf("429 lost its Retry-After")
+		}
+	})
+}
+
+func TestStatusErrorRetryAfterForms(t *testing.T) {
+	now := reboundtest.Epoch
+	for v, want := range map[string]time.Duration{
+		"120": 120 * time.Second,
+		now.Add(time.Minute).Format(http.TimeFormat): time.Minute,
+		"31536000": rebound.MaxRetryAfter,
+		"garbage":  0,
+		"":         0,
+		"-5":       0,
+	} {
+		resp := &http.Response{StatusCode: 503, Header: http.Header{"Retry-After": {v}}, Body: http.NoBody}
+		se := reboundhttp.NewStatusError(resp, false, now)
+		if se.RetryAfter != want {
+			t.Errorf("Retry-After %q: %v, want %v", v, se.RetryAfter, want)
+		}
+		kind := rebound.KindTransient
+		if want > 0 {
+			kind = rebound.KindThrottled
+		}
+		if se.Class().Kind != kind {
+			t.Errorf("Retry-After %q: kind %v, want %v", v, se.Class().Kind, kind)
+		}
+	}
+}

@@ -1,0 +1,5 @@
+package reboundhttp_test
+
+import "runtime"
+
+func runtimeGoroutines() int { return runtime.NumGoroutine() }
