@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/reboundhttp"
 )
 
 // HTTPHandler returns a Handler that sends each item's manifest request (its
@@ -23,7 +24,7 @@ import (
 // request carries the item's Idempotency-Key unless the manifest sets one,
 // so a replay after a crash is deduplicated by a server that honours it. A
 // status below 400 is success; others become errors classified by
-// rebound.ClassifyStatus (408, 429, 5xx retried; 4xx dead). dir resolves
+// a *reboundhttp.StatusError (408, 429, 5xx retried; 4xx dead). dir resolves
 // relative body_file paths.
 func HTTPHandler(client *http.Client, dir string) Handler {
 	if client == nil {
@@ -82,35 +83,17 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 			return nil
 		}
-		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		// Every request carries an Idempotency-Key, so it is replayable and
+		// even a 500 is safe to retry.
+		se := reboundhttp.NewStatusError(resp, true, time.Now())
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		ra, _ := rebound.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		// Every request carries an Idempotency-Key, so even a 500 is safe to retry.
-		return &StatusError{
-			Method: req.Method, URL: redactString(req.URL), Status: resp.StatusCode,
-			Body: oneLine(snippet, 200), class: rebound.ClassifyStatus(resp.StatusCode, true, ra),
+		if len(se.Body) > 0 {
+			// The server's own words make a dead item's reason useful.
+			return fmt.Errorf("%w: %s", se, oneLine(se.Body, 200))
 		}
+		return se
 	}
 }
-
-// StatusError is an HTTP answer of 400 or more to a job's request.
-type StatusError struct {
-	Method, URL string
-	Status      int
-	Body        string // the start of the answer, on one line, at most 200 bytes
-	class       rebound.Class
-}
-
-func (e *StatusError) Error() string {
-	msg := fmt.Sprintf("%s %s: HTTP %d %s", e.Method, e.URL, e.Status, http.StatusText(e.Status))
-	if e.Body != "" {
-		msg += ": " + e.Body
-	}
-	return msg
-}
-
-// Class implements rebound.Classed.
-func (e *StatusError) Class() rebound.Class { return e.class }
 
 func redactString(raw string) string {
 	u, err := url.Parse(raw)

@@ -104,7 +104,7 @@ func TestRunHTTPManifest(t *testing.T) {
 		}
 	}
 	dead, err := st.Dead(ctx, "j", 10)
-	if err != nil || len(dead) != 1 || dead[0].ID != "gone" || !strings.Contains(dead[0].Err, "HTTP 404") || dead[0].ErrKind != "permanent" {
+	if err != nil || len(dead) != 1 || dead[0].ID != "gone" || !strings.Contains(dead[0].Err, "404 Not Found") || dead[0].ErrKind != "permanent" {
 		t.Fatalf("dead = %+v, %v", dead, err)
 	}
 	if dead[0].Attempts != 1 {

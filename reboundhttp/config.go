@@ -42,6 +42,11 @@ type Config struct {
 	// CAs, client certificates); nil means the defaults, which verify the
 	// server's certificate. Ignored when you supply a base RoundTripper.
 	TLSClientConfig *tls.Config
+	// MaxIdleConnsPerHost is how many idle connections to one host are kept
+	// for reuse by our own transport; 0 means net/http's default (2). Raise
+	// it to the number of concurrent requests to one host, or connections
+	// are closed and opened again under load.
+	MaxIdleConnsPerHost int
 
 	// Retry is the retry policy; its zero value is rebound's default (5
 	// attempts, 1 s doubling to 30 s with jitter, Retry-After capped at 5 min).
@@ -94,6 +99,9 @@ type Config struct {
 func (c *Config) Validate() error {
 	if c.MaxHosts < 0 {
 		return &rebound.ConfigError{Field: "reboundhttp.Config.MaxHosts", Reason: "negative"}
+	}
+	if c.MaxIdleConnsPerHost < 0 {
+		return &rebound.ConfigError{Field: "reboundhttp.Config.MaxIdleConnsPerHost", Reason: "negative"}
 	}
 	if err := c.Retry.Validate(); err != nil {
 		return err

@@ -124,6 +124,9 @@ func newBaseTransports(cfg *Config) (tls, plain *http.Transport) {
 	if cfg.TLSClientConfig != nil {
 		tls.TLSClientConfig = cfg.TLSClientConfig.Clone()
 	}
+	if cfg.MaxIdleConnsPerHost > 0 {
+		tls.MaxIdleConnsPerHost = cfg.MaxIdleConnsPerHost
+	}
 	plain = tls.Clone()
 	plain.ResponseHeaderTimeout = 0
 	if stall > 0 || header > 0 {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -21,6 +20,7 @@ import (
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/job"
+	"github.com/rebound-go/rebound/reboundhttp"
 )
 
 func init() { commands = append(commands, newRunCmd, newStatusCmd) }
@@ -254,15 +254,17 @@ func hostOf(it checkpoint.Item) string {
 	return ""
 }
 
-// newRunClient is an http.Client with the mission's timeouts; retries are
-// the job runner's, so the client makes one attempt per call.
+// newRunClient is a reboundhttp client with the mission's timeouts (and a
+// body that goes silent is cut); retries, breakers and the budget are the
+// job runner's, so the client makes one attempt per call.
 func newRunClient(f *runFlags) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = (&net.Dialer{Timeout: f.connectTimeout, KeepAlive: 30 * time.Second}).DialContext
-	tr.TLSHandshakeTimeout = f.connectTimeout
-	tr.ResponseHeaderTimeout = f.readTimeout
-	tr.MaxIdleConnsPerHost = max(f.concurrency, 2)
-	return &http.Client{Transport: tr}
+	return reboundhttp.NewClient(reboundhttp.Config{
+		ConnectTimeout: f.connectTimeout, TLSHandshakeTimeout: f.connectTimeout,
+		ResponseHeaderTimeout: f.readTimeout, BodyStallTimeout: f.readTimeout,
+		MaxIdleConnsPerHost: f.concurrency,
+		Retry:               rebound.Retry{MaxAttempts: 1},
+		DisableBreaker:      true, DisableBudget: true,
+	})
 }
 
 func report(stdout, stderr io.Writer, jsonOut *jsonLines, name string, sum job.Summary, quiet bool) {

@@ -63,7 +63,7 @@ func TestRunAndStatus(t *testing.T) {
 	}
 
 	code, out, _ = cliRun("status", m)
-	if code != 0 || !strings.Contains(out, "dead items") || !strings.Contains(out, "HTTP 404") {
+	if code != 0 || !strings.Contains(out, "dead items") || !strings.Contains(out, "404 Not Found") {
 		t.Fatalf("status: %d %s", code, out)
 	}
 	// Re-running sends nothing new except nothing at all: done items are skipped,
