@@ -155,8 +155,8 @@ func TestDownloadResumeAnswers(t *testing.T) {
 	}{
 		{
 			name: "206 appends", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
-			handler:  func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
-			want:     data, firstRange: "bytes=100000-", resumedBytes: int64(len(data) - n),
+			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
+			want:    data, firstRange: "bytes=100000-", resumedBytes: int64(len(data) - n),
 		},
 		{
 			name: "Last-Modified validator", part: data[:n], st: State{Size: int64(len(data)), LastModified: time.Unix(1700000000, 0).UTC().Format(http.TimeFormat)},
@@ -170,8 +170,8 @@ func TestDownloadResumeAnswers(t *testing.T) {
 		},
 		{
 			name: "file changed: If-Range gives 200", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
-			handler:  func(s *served) http.HandlerFunc { return serveContent(s, `"v2"`, func() []byte { return newData }) },
-			want:     newData, restarts: 1, firstRange: "bytes=100000-", resumedBytes: int64(len(newData)),
+			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v2"`, func() []byte { return newData }) },
+			want:    newData, restarts: 1, firstRange: "bytes=100000-", resumedBytes: int64(len(newData)),
 		},
 		{
 			name: "server ignores Range: 200", part: bytes.Repeat([]byte{'x'}, n), st: State{Size: int64(len(data)), ETag: `"v1"`},
@@ -187,8 +187,8 @@ func TestDownloadResumeAnswers(t *testing.T) {
 		},
 		{
 			name: "416: already complete", part: data, st: State{Size: int64(len(data)), ETag: `"v1"`},
-			handler:  func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
-			want:     data, firstRange: "bytes=300000-", resumedBytes: 0,
+			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
+			want:    data, firstRange: "bytes=300000-", resumedBytes: 0,
 		},
 		{
 			name: "416: file shrank", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
@@ -229,8 +229,8 @@ func TestDownloadResumeAnswers(t *testing.T) {
 		},
 		{
 			name: "no validator kept: start over without asking", part: data[:n], st: State{Size: int64(len(data))},
-			handler:  func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
-			want:     data, restarts: 1, firstRange: "",
+			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
+			want:    data, restarts: 1, firstRange: "",
 		},
 	}
 	for _, tc := range cases {
