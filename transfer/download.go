@@ -164,6 +164,7 @@ type downloader struct {
 	st        State
 	f         *os.File
 	offset    int64 // bytes of the .part that belong to st's representation
+	high      int64 // the most bytes ever held in this run: progress means passing it
 
 	done      bool
 	restarts  int // in a row without progress
@@ -239,6 +240,7 @@ func (d *downloader) run(ctx context.Context) (*DownloadResult, error) {
 			d.result.Resumed = size > 0
 		}
 	}
+	d.high = d.offset
 	if d.offset > 0 {
 		d.emit(Event{Kind: EventResume, Done: d.offset})
 	} else {
@@ -466,7 +468,11 @@ func (d *downloader) copyBody(ctx context.Context, body io.Reader, limit int64, 
 		}
 		if rerr != nil {
 			d.checkpoint(context.WithoutCancel(ctx))
-			if d.offset > start && rebound.Classify(rerr).Kind.Retryable() {
+			// Progress is passing the most this run ever held: a server that
+			// restarts us from 0 and is cut before that point is failing, and
+			// must exhaust the attempts rather than loop for ever.
+			if d.offset > d.high && rebound.Classify(rerr).Kind.Retryable() {
+				d.high = d.offset
 				d.emit(Event{Kind: EventRetry, Err: rerr, Done: d.offset})
 				return nil // progress made: resume at once, with a fresh attempt count
 			}
