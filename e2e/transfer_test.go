@@ -406,6 +406,7 @@ func TestGetSIGKILLResume(t *testing.T) {
 		t.Fatalf("second run: %v\n%s", err, b)
 	}
 	trCheckFile(t, out, data)
+	srv.Close() // waits for the handlers, so their counts are final
 	ranges, served := log.snapshot()
 	if len(ranges) != len(before)+1 {
 		t.Fatalf("requests %q: want exactly one resume request", ranges)

@@ -253,6 +253,7 @@ func TestDownloadResumeAnswers(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkFile(t, out, tc.want)
+			srv.Close() // waits for the handlers, so their counts are final
 			if res.Restarts != tc.restarts || len(restarts) != tc.restarts {
 				t.Fatalf("restarts: result %d, events %q; want %d", res.Restarts, restarts, tc.restarts)
 			}
@@ -393,6 +394,7 @@ func TestDownloadStallResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFile(t, out, data)
+	srv.Close() // waits for the handlers, so their counts are final
 	if len(retries) != 1 || !errors.Is(retries[0].Err, ErrStalled) {
 		t.Fatalf("retry events %+v, want one ErrStalled", retries)
 	}
