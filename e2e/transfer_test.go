@@ -438,18 +438,30 @@ type trTusd struct {
 	hook     func(w http.ResponseWriter, r *http.Request) bool // true: answered, tusd skipped
 }
 
-func trStartTusd(t *testing.T) *trTusd {
-	t.Helper()
-	ts := &trTusd{dir: t.TempDir(), midChunk: make(chan struct{}, 1)}
+// trTusdHandler is tusd with its file store in dir, mounted at /files/.
+func trTusdHandler(tb testing.TB, dir string) http.Handler {
 	composer := handler.NewStoreComposer()
-	filestore.New(ts.dir).UseIn(composer)
+	filestore.New(dir).UseIn(composer)
 	memorylocker.New().UseIn(composer)
 	h, err := handler.NewHandler(handler.Config{BasePath: "/files/", StoreComposer: composer,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	tusd := http.StripPrefix("/files/", h)
+	return http.StripPrefix("/files/", h)
+}
+
+// trStartTusdB is a bare embedded tusd for benchmarks.
+func trStartTusdB(b *testing.B) *httptest.Server {
+	srv := httptest.NewServer(trTusdHandler(b, b.TempDir()))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+func trStartTusd(t *testing.T) *trTusd {
+	t.Helper()
+	ts := &trTusd{dir: t.TempDir(), midChunk: make(chan struct{}, 1)}
+	tusd := trTusdHandler(t, ts.dir)
 	ts.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ts.mu.Lock()
 		hook := ts.hook
