@@ -712,3 +712,56 @@ func TestUploadChecksumWhenAdvertised(t *testing.T) {
 		t.Fatalf("%d PATCHes with a good checksum, %d without; want 3 and 0", checked.Load(), wrong.Load())
 	}
 }
+
+// SIGINT stops `rebound get` with exit code 130, keeping the .part and the
+// state; the same command then resumes and completes.
+func TestGetSIGINTExit130(t *testing.T) {
+	bin := trBuildCLI(t)
+	data := trData(4<<20, 12)
+	var log trLog
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := log.start(r)
+		w.Header().Set("ETag", `"v1"`)
+		http.ServeContent(trSlowWriter{trCountWriter{w, &log, i}, 4 * time.Millisecond}, r, "f.bin", time.Unix(1700000000, 0), bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	out, stateDir := filepath.Join(t.TempDir(), "f.bin"), t.TempDir()
+	args := []string{"get", srv.URL + "/f.bin", "-o", out, "--state-dir", stateDir}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append(args, "--json", "--progress-interval", "10ms")...)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		var ev map[string]any
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev["event"] == "progress" && ev["done"].(float64) >= 512<<10 {
+			cmd.Process.Signal(os.Interrupt)
+			break
+		}
+	}
+	io.Copy(io.Discard, stdout)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("exit %v, want 130\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "run the same command again") {
+		t.Fatalf("stderr does not say how to resume:\n%s", stderr.String())
+	}
+	fi, err := os.Stat(out + ".part")
+	if err != nil || fi.Size() < 512<<10 {
+		t.Fatalf(".part after SIGINT: %v", err)
+	}
+	if entries, _ := os.ReadDir(stateDir); len(entries) != 1 {
+		t.Fatalf("state dir holds %d files, want the one state file", len(entries))
+	}
+	if b, err := exec.CommandContext(ctx, bin, args...).CombinedOutput(); err != nil || !strings.Contains(string(b), "resumed") {
+		t.Fatalf("second run: %v\n%s", err, b)
+	}
+	trCheckFile(t, out, data)
+}
