@@ -110,7 +110,9 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 			return nil, fmt.Errorf("%w: --sha256 must be 64 hex digits", ErrInvalid)
 		}
 	}
-	d := &downloader{url: rawURL, u: u, opts: opts, wantSHA: want, clock: clockOr(opts.Clock)}
+	// The URL's password, if any, stays out of the state, its file name and
+	// every message.
+	d := &downloader{url: rawURL, shown: u.Redacted(), u: u, opts: opts, wantSHA: want, clock: clockOr(opts.Clock)}
 	if d.client = opts.Client; d.client == nil {
 		d.client = defaultClient()
 	}
@@ -131,7 +133,7 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 			return nil, fmt.Errorf("%w: output path: %v", ErrInvalid, err)
 		}
 		d.dir, d.name = filepath.Dir(abs), filepath.Base(abs)
-		d.key = "get " + rawURL + " -> " + abs
+		d.key = "get " + d.shown + " -> " + abs
 	} else {
 		dir := opts.Dir
 		if dir == "" {
@@ -140,7 +142,7 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 		if d.dir, err = filepath.Abs(dir); err != nil {
 			return nil, fmt.Errorf("%w: output directory: %v", ErrInvalid, err)
 		}
-		d.key = "get " + rawURL + " -> " + d.dir + string(filepath.Separator)
+		d.key = "get " + d.shown + " -> " + d.dir + string(filepath.Separator)
 	}
 	if fi, err := os.Stat(d.dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: output directory %s does not exist", ErrInvalid, d.dir)
@@ -150,6 +152,7 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 
 type downloader struct {
 	url     string
+	shown   string // url without its password
 	u       *url.URL
 	opts    DownloadOptions
 	client  *http.Client
@@ -220,7 +223,7 @@ func (d *downloader) run(ctx context.Context) (*DownloadResult, error) {
 			return nil, err
 		}
 	}
-	d.st = State{URL: d.url, Size: -1}
+	d.st = State{URL: d.shown, Size: -1}
 	if d.name != "" {
 		size, exists, err := fileSize(d.partPath())
 		if err != nil {
@@ -259,7 +262,7 @@ func (d *downloader) run(ctx context.Context) (*DownloadResult, error) {
 			return nil, err
 		}
 		if d.restarts > maxRestarts {
-			return nil, fmt.Errorf("transfer: download %s: the server's answers kept contradicting each other (%d restarts); giving up", d.url, d.restarts)
+			return nil, fmt.Errorf("transfer: download %s: the server's answers kept contradicting each other (%d restarts); giving up", d.shown, d.restarts)
 		}
 	}
 	return d.finish(ctx)
@@ -268,7 +271,7 @@ func (d *downloader) run(ctx context.Context) (*DownloadResult, error) {
 // restartLocal forgets the .part (it will be truncated when opened).
 func (d *downloader) restartLocal(reason string) {
 	d.offset = 0
-	d.st = State{URL: d.url, Size: -1, Name: d.st.Name}
+	d.st = State{URL: d.shown, Size: -1, Name: d.st.Name}
 	d.result.Restarts++
 	d.emit(Event{Kind: EventRestart, Reason: reason})
 }
@@ -358,7 +361,7 @@ func (d *downloader) attempt(ctx context.Context) error {
 		d.md5 = ""
 	case http.StatusRequestedRangeNotSatisfiable:
 		cr, err := ParseContentRange(resp.Header.Get("Content-Range"))
-		if err == nil && asked > 0 && d.st.Size == asked && cr.Total == asked {
+		if err == nil && asked > 0 && cr.Total == asked && (d.st.Size == asked || d.st.Size < 0) {
 			// We already hold every byte (a crash came between the last write
 			// and the rename). finish checks what it can.
 			if err := d.open(); err != nil {
@@ -372,7 +375,7 @@ func (d *downloader) attempt(ctx context.Context) error {
 		if resp.StatusCode >= 400 {
 			return statusError("download", resp, true)
 		}
-		return rebound.Permanent(fmt.Errorf("transfer: download %s: unexpected answer %s", d.url, resp.Status))
+		return rebound.Permanent(fmt.Errorf("transfer: download %s: unexpected answer %s", d.shown, resp.Status))
 	}
 	d.digest = resp.Header.Get("Repr-Digest")
 
@@ -591,8 +594,10 @@ func parseReprDigest(v string) map[string][]byte {
 	return out
 }
 
+// fileSize reports the size of the regular file p. A symlink is refused: a
+// .part planted as a link must not make the download write elsewhere.
 func fileSize(p string) (int64, bool, error) {
-	fi, err := os.Stat(p)
+	fi, err := os.Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, false, nil
 	}

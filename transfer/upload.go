@@ -137,7 +137,7 @@ func Upload(ctx context.Context, path, endpoint string, opts UploadOptions) (*Up
 		return nil, err
 	}
 	u := &uploader{opts: opts, f: f, name: path, size: fi.Size(), endpoint: eu, meta: meta,
-		fp: fp, key: "upload " + endpoint + " " + fp, clock: clockOr(opts.Clock)}
+		fp: fp, key: "upload " + eu.Redacted() + " " + fp, clock: clockOr(opts.Clock)}
 	if u.client = opts.Client; u.client == nil {
 		u.client = defaultClient()
 	}
@@ -366,7 +366,7 @@ func (u *uploader) create(ctx context.Context) error {
 }
 
 func (u *uploader) save(ctx context.Context) error {
-	err := u.store.Save(ctx, u.key, State{URL: u.endpoint.String(), Offset: u.offset, Size: u.size,
+	err := u.store.Save(ctx, u.key, State{URL: u.endpoint.Redacted(), Offset: u.offset, Size: u.size,
 		UploadURL: u.uploadURL, Fingerprint: u.fp})
 	return rebound.Permanent(err)
 }
@@ -445,6 +445,9 @@ func (u *uploader) step(ctx context.Context) error {
 	resp, err := u.do(req)
 	if err != nil {
 		u.needSync = true
+		if sr.stalled.Load() {
+			return rebound.Transient(fmt.Errorf("transfer: tus PATCH: %w: the connection took nothing for %v", ErrStalled, u.stall))
+		}
 		return err
 	}
 	switch {
