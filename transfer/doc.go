@@ -30,8 +30,8 @@
 //
 // The zero DownloadOptions and UploadOptions are usable: a client with the
 // mission's timeouts (connect 5 s, TLS 5 s, response headers 30 s), a 30 s
-// stall timeout, the default Pipeline, and a FileStateStore in the output's
-// directory (download) or the user's cache directory (upload). Download and
+// stall timeout, the default Pipeline, and a FileStateStore in
+// DefaultStateDir (the user's cache directory). Download and
 // Upload are safe to call concurrently for different files; two calls on the
 // same output or file at once are not supported.
 package transfer

@@ -234,8 +234,7 @@ func (p *progress) event(ev transfer.Event) {
 
 func (p *progress) note(s string) {
 	if p.bars != nil {
-		// Printing under a live bar would garble it; mpb has no log line, so
-		// the bar's own label is left to tell the story.
+		fmt.Fprintln(p.bars, s) // printed above the live bar, not through it
 		return
 	}
 	fmt.Fprintln(p.errw, s)
