@@ -557,3 +557,50 @@ func TestDownloadPermanentStatus(t *testing.T) {
 		t.Fatalf("err = %v after %d calls", err, calls)
 	}
 }
+
+// An empty file, and a body of unknown length (chunked, no Content-Length)
+// cut half-way and resumed, both complete.
+func TestDownloadEmptyAndUnknownLength(t *testing.T) {
+	empty := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("Content-Length", "0")
+	}))
+	defer empty.Close()
+	out := filepath.Join(t.TempDir(), "empty")
+	if res, err := Download(context.Background(), empty.URL, DownloadOptions{Path: out, Store: newStore(t)}); err != nil || res.Size != 0 {
+		t.Fatalf("empty: %+v %v", res, err)
+	}
+	checkFile(t, out, nil)
+
+	data := testData(100_000, 30)
+	var s served
+	chunked := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := s.record(r)
+		w.Header().Set("ETag", `"c"`)
+		if i == 0 {
+			// No Content-Length: chunked. Send half, then break the connection.
+			countingWriter{w, &s, i}.Write(data[:50_000])
+			w.(http.Flusher).Flush()
+			conn, _, _ := http.NewResponseController(w).Hijack()
+			conn.Close()
+			return
+		}
+		var start int
+		fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-", &start)
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", start, len(data)-1))
+		w.WriteHeader(http.StatusPartialContent)
+		w.(http.Flusher).Flush() // chunked again: the length stays unknown
+		countingWriter{w, &s, i}.Write(data[start:])
+	}))
+	defer chunked.Close()
+	out = filepath.Join(t.TempDir(), "chunked")
+	res, err := Download(context.Background(), chunked.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+	chunked.Close()
+	if len(s.ranges) != 2 || s.ranges[1] != "bytes=50000-" || res.Restarts != 0 {
+		t.Fatalf("ranges %q, result %+v", s.ranges, res)
+	}
+}

@@ -249,21 +249,23 @@ func TestUploadStartOverTerminates(t *testing.T) {
 
 // Credentials in a URL never reach the state file (nor its name).
 func TestDownloadStateHasNoPassword(t *testing.T) {
-	hung := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("ETag", `"e"`)
 		w.Header().Set("Content-Length", "100")
 		w.Write(make([]byte, 10))
 		w.(http.Flusher).Flush()
-		close(hung)
 		<-r.Context().Done()
 	}))
 	defer srv.Close()
 	store := newStore(t)
 	u := strings.Replace(srv.URL, "http://", "http://user:s3cret@", 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-hung; cancel() }()
-	_, err := Download(ctx, u, DownloadOptions{Path: filepath.Join(t.TempDir(), "f"), Store: store})
+	_, err := Download(ctx, u, DownloadOptions{Path: filepath.Join(t.TempDir(), "f"), Store: store,
+		OnEvent: func(ev Event) {
+			if ev.Kind == EventProgress && ev.Done == 10 {
+				cancel() // interrupted after the first bytes are on disk
+			}
+		}})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
@@ -291,5 +293,19 @@ func TestDownloadRefusesSymlinkPart(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(victim); string(b) != "keep me" {
 		t.Fatalf("victim changed: %q", b)
+	}
+}
+
+func TestUploadEmptyFile(t *testing.T) {
+	m, srv := newMiniTus(t)
+	src := writeSrc(t, nil)
+	res, err := Upload(context.Background(), src, srv.URL+"/files/", UploadOptions{Store: newStore(t)})
+	if err != nil || res.Size != 0 || len(m.content("/files/1")) != 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if got := strings.Join(m.methods, " "); got != "OPTIONS POST" {
+		t.Fatalf("requests %s", got)
 	}
 }
