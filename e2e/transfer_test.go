@@ -339,7 +339,7 @@ func (w trSlowWriter) Write(p []byte) (int, error) {
 	return done, nil
 }
 
-// trEvents runs the CLI with --json and calls until on each event line; when
+// trKillWhen runs the CLI (started with --json) and calls until on each event line; when
 // until returns true the process is killed with SIGKILL.
 func trKillWhen(t *testing.T, cmd *exec.Cmd, until func(ev map[string]any) bool) {
 	t.Helper()
