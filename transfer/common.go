@@ -74,6 +74,7 @@ type StatusError struct {
 	class  rebound.Class
 }
 
+// Error says which request got which status.
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("transfer: %s: server answered %s", e.Op, e.Status)
 }

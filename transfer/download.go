@@ -79,6 +79,7 @@ type ChecksumError struct {
 	Want, Have string
 }
 
+// Error names the file, the algorithm and both digests.
 func (e *ChecksumError) Error() string {
 	return fmt.Sprintf("transfer: %s: %s mismatch: want %s, have %s", e.Path, e.Algorithm, e.Want, e.Have)
 }

@@ -73,10 +73,12 @@ type CorruptStateError struct {
 	Err  error
 }
 
+// Error names the file and says how to go on.
 func (e *CorruptStateError) Error() string {
 	return fmt.Sprintf("transfer: corrupt state file %s: %v (delete it, or start over, to begin again)", e.Path, e.Err)
 }
 
+// Unwrap returns the parse error.
 func (e *CorruptStateError) Unwrap() error { return e.Err }
 
 // Path returns the file that holds key's state: the key's safe characters
