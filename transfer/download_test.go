@@ -3,6 +3,7 @@ package transfer
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -348,6 +349,42 @@ func TestDownloadChecksums(t *testing.T) {
 			if !strings.Contains(res.Verified, "repr-digest") {
 				t.Fatalf("verified %q", res.Verified)
 			}
+		})
+	}
+}
+
+// Content-MD5 is checked when one 200 carried the whole file.
+func TestDownloadContentMD5(t *testing.T) {
+	data := testData(50_000, 7)
+	for _, tc := range []struct {
+		name    string
+		sum     []byte
+		wantErr bool
+	}{{"ok", nil, false}, {"wrong", make([]byte, 16), true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sum := tc.sum
+			if sum == nil {
+				s := md5.Sum(data)
+				sum = s[:]
+			}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-MD5", base64.StdEncoding.EncodeToString(sum))
+				w.Write(data)
+			}))
+			defer srv.Close()
+			out := filepath.Join(t.TempDir(), "f")
+			res, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: newStore(t)})
+			var ce *ChecksumError
+			if tc.wantErr {
+				if !errors.As(err, &ce) || ce.Algorithm != "md5" {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			if err != nil || res.Verified != "content-md5" {
+				t.Fatalf("%+v %v", res, err)
+			}
+			checkFile(t, out, data)
 		})
 	}
 }
