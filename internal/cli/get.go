@@ -1,0 +1,291 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/transfer"
+)
+
+func init() { commands = append(commands, newGetCmd) }
+
+// transferFlags are the flags get and upload share.
+type transferFlags struct {
+	startOver    bool
+	jsonOut      bool
+	stateDir     string
+	stall        time.Duration
+	attempts     int
+	progressEach time.Duration
+	headers      []string
+}
+
+func (f *transferFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.BoolVar(&f.startOver, "start-over", false, "discard saved progress (also a corrupt state file) and begin from byte 0")
+	fl.BoolVar(&f.jsonOut, "json", false, "print one JSON event per line on stdout (for scripts) instead of a progress display")
+	fl.StringVar(&f.stateDir, "state-dir", "", "directory for resume state (default: the user cache dir, rebound/transfers)")
+	fl.DurationVar(&f.stall, "stall-timeout", transfer.DefaultStallTimeout, "cut and resume a transfer that moves no byte for this long")
+	fl.IntVar(&f.attempts, "attempts", 5, "attempts in a row without progress before giving up")
+	fl.DurationVar(&f.progressEach, "progress-interval", transfer.DefaultProgressInterval, "least time between two progress events")
+	fl.StringArrayVarP(&f.headers, "header", "H", nil, `extra request header "Name: value" (repeatable; values are never logged)`)
+}
+
+func (f *transferFlags) setup() (transfer.StateStore, *rebound.Pipeline, http.Header, error) {
+	if f.attempts < 1 {
+		return nil, nil, nil, usageErr(errors.New("--attempts must be at least 1"))
+	}
+	if f.stall <= 0 {
+		return nil, nil, nil, usageErr(errors.New("--stall-timeout must be positive"))
+	}
+	if f.progressEach <= 0 {
+		return nil, nil, nil, usageErr(errors.New("--progress-interval must be positive"))
+	}
+	h := http.Header{}
+	for _, line := range f.headers {
+		k, v, ok := strings.Cut(line, ":")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			return nil, nil, nil, usageErr(fmt.Errorf("--header %q is not \"Name: value\"", k))
+		}
+		h.Add(k, strings.TrimSpace(v))
+	}
+	dir := f.stateDir
+	if dir == "" {
+		var err error
+		if dir, err = transfer.DefaultStateDir(); err != nil {
+			return nil, nil, nil, usageErr(fmt.Errorf("%v; pass --state-dir", err))
+		}
+	}
+	store, err := transfer.NewFileStateStore(dir)
+	if err != nil {
+		return nil, nil, nil, usageErr(err)
+	}
+	return store, &rebound.Pipeline{Retry: rebound.Retry{MaxAttempts: f.attempts}}, h, nil
+}
+
+// transferExit maps a transfer's error to the CLI's exit codes.
+func transferExit(ctx context.Context, verb string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return withCode(ExitInterrupted, fmt.Errorf("%s interrupted; progress is saved, run the same command again to resume", verb))
+	case errors.Is(err, transfer.ErrInvalid):
+		return usageErr(err)
+	}
+	return withCode(ExitFailed, err)
+}
+
+func newGetCmd() *cobra.Command {
+	var (
+		tf     transferFlags
+		output string
+		sum    string
+	)
+	cmd := &cobra.Command{
+		Use:   "get URL",
+		Short: "Download a file, resuming where an earlier run stopped",
+		Long: `get downloads URL to FILE (-o), or to a name taken from the server's
+Content-Disposition or the URL, sanitised so that it stays in the current
+directory (or the directory -o names).
+
+The bytes go to FILE.part; the offset, the ETag / Last-Modified and the size
+are saved, so running the same command again resumes with a Range request
+that is honoured only if the file has not changed (If-Range). A server that
+ignores ranges, or a file that changed, starts the download over; nothing is
+ever appended that does not belong. Broken or stalled connections are resumed
+with jittered backoff. The finished file is fsynced and renamed into place.
+
+Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, pipe, header, err := tf.setup()
+			if err != nil {
+				return err
+			}
+			opts := transfer.DownloadOptions{Store: store, Pipeline: pipe, Header: header,
+				StartOver: tf.startOver, SHA256: strings.ToLower(sum), StallTimeout: tf.stall,
+				ProgressInterval: tf.progressEach}
+			if output != "" {
+				if fi, err := os.Stat(output); err == nil && fi.IsDir() {
+					opts.Dir = output
+				} else {
+					opts.Path = output
+				}
+			}
+			prog := newProgress(cmd.OutOrStdout(), cmd.ErrOrStderr(), tf.jsonOut, "get")
+			opts.OnEvent = prog.event
+			res, err := transfer.Download(cmd.Context(), args[0], opts)
+			prog.close(err == nil)
+			if err != nil {
+				return transferExit(cmd.Context(), "download", err)
+			}
+			if !tf.jsonOut {
+				msg := fmt.Sprintf("get: saved %s (%d bytes", res.Path, res.Size)
+				if res.Resumed {
+					msg += ", resumed"
+				}
+				if res.Restarts > 0 {
+					msg += fmt.Sprintf(", restarted %d×", res.Restarts)
+				}
+				if res.Verified != "" {
+					msg += ", verified " + res.Verified
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), msg+")")
+			}
+			return nil
+		},
+	}
+	tf.register(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output file, or an existing directory to save into")
+	cmd.Flags().StringVar(&sum, "sha256", "", "expected SHA-256 of the file (hex); a mismatch removes the download and fails")
+	return cmd
+}
+
+// progress shows transfer events: a bar on a terminal, plain lines at most
+// once a second otherwise, or JSON lines on stdout for scripts.
+type progress struct {
+	verb    string
+	out     io.Writer // JSON events
+	errw    io.Writer // bar and lines
+	json    *json.Encoder
+	bars    *mpb.Progress
+	bar     *mpb.Bar
+	lastSet time.Time
+	start   time.Time
+	startAt int64 // bytes already there when this run began
+	lastLn  time.Time
+}
+
+func newProgress(out, errw io.Writer, jsonOut bool, verb string) *progress {
+	p := &progress{verb: verb, out: out, errw: errw, start: time.Now()}
+	switch {
+	case jsonOut:
+		p.json = json.NewEncoder(out)
+	case isTerminal(errw):
+		p.bars = mpb.New(mpb.WithOutput(errw), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
+	}
+	return p
+}
+
+// jsonEvent is the --json form of a transfer.Event.
+type jsonEvent struct {
+	Event   string `json:"event"`
+	File    string `json:"file,omitempty"`
+	Done    int64  `json:"done"`
+	Total   int64  `json:"total"`
+	Reason  string `json:"reason,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+	WaitMS  int64  `json:"wait_ms,omitempty"`
+	Error   string `json:"error,omitempty"`
+	URL     string `json:"url,omitempty"`
+}
+
+func (p *progress) event(ev transfer.Event) {
+	if p.json != nil {
+		je := jsonEvent{Event: ev.Kind.String(), File: ev.Name, Done: ev.Done, Total: ev.Total,
+			Reason: ev.Reason, Attempt: ev.Attempt, WaitMS: ev.Wait.Milliseconds()}
+		if ev.Err != nil {
+			je.Error = ev.Err.Error()
+		}
+		p.json.Encode(je)
+		return
+	}
+	switch ev.Kind {
+	case transfer.EventResume:
+		p.startAt = ev.Done
+		p.note(fmt.Sprintf("%s: resuming %s at %s", p.verb, filepath.Base(ev.Name), size(ev.Done)))
+	case transfer.EventRestart:
+		p.startAt = 0
+		p.note(fmt.Sprintf("%s: starting over: %s", p.verb, ev.Reason))
+	case transfer.EventRetry:
+		if ev.Wait > 0 {
+			p.note(fmt.Sprintf("%s: attempt %d failed (%v); retrying in %v", p.verb, ev.Attempt, ev.Err, ev.Wait.Round(time.Millisecond)))
+		} else {
+			p.note(fmt.Sprintf("%s: connection lost at %s (%v); resuming", p.verb, size(ev.Done), ev.Err))
+		}
+	case transfer.EventProgress, transfer.EventDone:
+		p.progress(ev)
+	}
+}
+
+func (p *progress) note(s string) {
+	if p.bars != nil {
+		fmt.Fprintln(p.bars, s) // printed above the live bar, not through it
+		return
+	}
+	fmt.Fprintln(p.errw, s)
+}
+
+func (p *progress) progress(ev transfer.Event) {
+	now := time.Now()
+	if p.bars != nil {
+		if p.bar == nil {
+			p.bar = p.bars.AddBar(max(ev.Total, 0),
+				mpb.PrependDecorators(decor.Name(p.verb+" "+filepath.Base(ev.Name)+" "), decor.CountersKibiByte("% .1f / % .1f")),
+				mpb.AppendDecorators(decor.EwmaSpeed(decor.SizeB1024(0), " % .1f", 30), decor.Name(" ETA "), decor.EwmaETA(decor.ET_STYLE_GO, 30)))
+			p.bar.SetCurrent(ev.Done)
+		} else {
+			p.bar.EwmaSetCurrent(ev.Done, now.Sub(p.lastSet))
+		}
+		p.lastSet = now
+		if ev.Kind == transfer.EventDone {
+			p.bar.SetTotal(ev.Done, true)
+		}
+		return
+	}
+	if ev.Kind != transfer.EventDone && now.Sub(p.lastLn) < time.Second {
+		return
+	}
+	p.lastLn = now
+	line := fmt.Sprintf("%s: %s", p.verb, size(ev.Done))
+	if ev.Total > 0 {
+		line += fmt.Sprintf(" of %s (%d%%)", size(ev.Total), ev.Done*100/ev.Total)
+	}
+	if el := now.Sub(p.start).Seconds(); el > 0 && ev.Done > p.startAt {
+		rate := float64(ev.Done-p.startAt) / el
+		line += fmt.Sprintf(", %s/s", size(int64(rate)))
+		if ev.Total > ev.Done && rate > 0 {
+			line += fmt.Sprintf(", ETA %v", time.Duration(float64(ev.Total-ev.Done)/rate*float64(time.Second)).Round(time.Second))
+		}
+	}
+	fmt.Fprintln(p.errw, line)
+}
+
+func (p *progress) close(ok bool) {
+	if p.bars == nil {
+		return
+	}
+	if p.bar != nil && !ok {
+		p.bar.Abort(false)
+	}
+	p.bars.Wait()
+}
+
+// size formats a byte count in binary units.
+func size(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

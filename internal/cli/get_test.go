@@ -1,0 +1,67 @@
+package cli
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Exit codes of get and upload: 0 done, 1 failed for good, 2 bad input.
+func TestTransferExitCodes(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("ETag", `"x"`)
+		w.Write([]byte("hello"))
+	}))
+	defer srv.Close()
+	dir, state := t.TempDir(), t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.WriteFile(src, []byte("data"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"get", srv.URL + "/ok", "-o", filepath.Join(dir, "ok"), "--state-dir", state}, ExitOK, "saved"},
+		{[]string{"get", srv.URL + "/missing", "-o", filepath.Join(dir, "m"), "--state-dir", state}, ExitFailed, "404"},
+		{[]string{"get", "ftp://x/y", "--state-dir", state}, ExitUsage, "not an http(s) URL"},
+		{[]string{"get", srv.URL, "--sha256", "xyz", "--state-dir", state}, ExitUsage, "sha256"},
+		{[]string{"get", srv.URL, "-o", filepath.Join(dir, "no/such/dir/f"), "--state-dir", state}, ExitUsage, "does not exist"},
+		{[]string{"get", srv.URL, "-H", "bad header", "--state-dir", state}, ExitUsage, "header"},
+		{[]string{"get"}, ExitUsage, "arg"},
+		{[]string{"upload", filepath.Join(dir, "nope"), srv.URL, "--state-dir", state}, ExitUsage, "no such file"},
+		{[]string{"upload", src, srv.URL, "--chunk-size", "0", "--state-dir", state}, ExitUsage, "chunk-size"},
+		{[]string{"upload", src, srv.URL, "--chunk-size", "8XB", "--state-dir", state}, ExitUsage, "chunk-size"},
+		{[]string{"upload", src, "notaurl", "--state-dir", state}, ExitUsage, "not an http(s) URL"},
+		{[]string{"upload", src, srv.URL, "--metadata", "novalue", "--state-dir", state}, ExitUsage, "key=value"},
+	} {
+		var out, errb bytes.Buffer
+		code := Main(tc.args, nil, &out, &errb)
+		if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.msg) {
+			t.Errorf("%q: exit %d, want %d; output %q, want it to mention %q", tc.args, code, tc.code, out.String()+errb.String(), tc.msg)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "ok")); string(b) != "hello" {
+		t.Errorf("downloaded %q", b)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"8MiB": 8 << 20, "512KiB": 512 << 10, "1GB": 1e9, "1048576": 1 << 20, "10 MB": 10e6, "7B": 7} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "-1x", "1.5MiB", "99999999999GiB"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) accepted", bad)
+		}
+	}
+}

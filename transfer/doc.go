@@ -1,0 +1,37 @@
+// Package transfer moves files over HTTP so that they survive the network:
+// resumable downloads (Range, If-Range, ETag / Last-Modified) and resumable
+// uploads (the tus 1.0 protocol).
+//
+// # Model
+//
+// Download writes to FILE.part and keeps what it needs to resume (the offset,
+// the validator, the total size) in a StateStore. A later call with the same
+// URL and output resumes with "Range: bytes=N-" and "If-Range", where N is the
+// size of FILE.part, and accepts only an answer that provably continues the
+// same bytes: a 206 whose Content-Range starts at N and names the known total.
+// A 200 (the server ignored Range, or the file changed) starts over from byte
+// 0 and truncates the .part first; a 416, a Content-Range that does not match,
+// or a changed ETag or size never appends: the download verifies what it has
+// or starts over. On completion the file is fsynced and renamed atomically.
+//
+// Upload speaks tus 1.0 (core + creation; checksum and termination when the
+// server advertises them). The upload URL is kept in the StateStore under a
+// fingerprint of the file, so running the same upload again resumes it; after
+// any failure the client asks the server (HEAD) how much it has.
+//
+// Every request runs through a rebound.Pipeline (classification, backoff,
+// breaker). An attempt that made progress resets the attempt count: a
+// transfer cut ten times but advancing each time is not "failing", and the
+// Pipeline's attempts bound only failures in a row. The Pipeline's per-attempt
+// Timeout, if any, bounds each request; a body that stalls is cut by
+// StallTimeout instead, so large transfers have no cap on total time.
+//
+// # Zero values and concurrency
+//
+// The zero DownloadOptions and UploadOptions are usable: a client with the
+// mission's timeouts (connect 5 s, TLS 5 s, response headers 30 s), a 30 s
+// stall timeout, the default Pipeline, and a FileStateStore in
+// DefaultStateDir (the user's cache directory). Download and
+// Upload are safe to call concurrently for different files; two calls on the
+// same output or file at once are not supported.
+package transfer

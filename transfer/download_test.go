@@ -1,0 +1,643 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/reboundtest"
+)
+
+// testData returns n deterministic pseudo-random bytes.
+func testData(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// fastPipeline retries at once, so tests never wait on backoff.
+var fastPipeline = &rebound.Pipeline{Retry: rebound.Retry{Backoff: rebound.NoDelay}}
+
+// served records what a test server was asked and sent.
+type served struct {
+	mu     sync.Mutex
+	ranges []string // the Range header of each request ("" if none)
+	ifr    []string // the If-Range header of each request
+	bytes  []int64  // bytes written per request
+}
+
+func (s *served) record(r *http.Request) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ranges = append(s.ranges, r.Header.Get("Range"))
+	s.ifr = append(s.ifr, r.Header.Get("If-Range"))
+	s.bytes = append(s.bytes, 0)
+	return len(s.ranges) - 1
+}
+
+func (s *served) add(i int, n int) {
+	s.mu.Lock()
+	s.bytes[i] += int64(n)
+	s.mu.Unlock()
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	s *served
+	i int
+}
+
+func (w countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.s.add(w.i, n)
+	return n, err
+}
+
+// serveContent is http.ServeContent with an ETag, counting what it serves.
+func serveContent(s *served, etag string, data func() []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		i := s.record(r)
+		w.Header().Set("ETag", etag)
+		http.ServeContent(countingWriter{w, s, i}, r, "f.bin", time.Unix(1700000000, 0), bytes.NewReader(data()))
+	}
+}
+
+// seed writes a .part holding part and a state as an earlier run would have.
+func seed(t *testing.T, store StateStore, rawURL, out string, part []byte, st State) {
+	t.Helper()
+	if err := os.WriteFile(out+".part", part, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs(out)
+	st.URL, st.Offset = rawURL, int64(len(part))
+	if err := store.Save(context.Background(), "get "+rawURL+" -> "+abs, st); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newStore(t *testing.T) *FileStateStore {
+	t.Helper()
+	s, err := NewFileStateStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func checkFile(t *testing.T, path string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: %d bytes, differs from the %d expected", path, len(got), len(want))
+	}
+	if _, err := os.Stat(path + ".part"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf(".part left behind: %v", err)
+	}
+}
+
+func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+func TestDownloadFresh(t *testing.T) {
+	data := testData(1<<20+17, 1)
+	var s served
+	srv := httptest.NewServer(serveContent(&s, `"v1"`, func() []byte { return data }))
+	defer srv.Close()
+	store := newStore(t)
+	out := filepath.Join(t.TempDir(), "f.bin")
+	res, err := Download(context.Background(), srv.URL+"/f.bin", DownloadOptions{Path: out, Store: store, SHA256: sha(data)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+	if res.Resumed || res.Restarts != 0 || res.Verified != "sha256" || res.Size != int64(len(data)) {
+		t.Fatalf("result %+v", res)
+	}
+	if entries, _ := os.ReadDir(store.dir); len(entries) != 0 {
+		t.Fatalf("state left behind: %v", entries)
+	}
+}
+
+// The answer cases of a resumed download, each against a server that answers
+// the Range request in one particular way.
+func TestDownloadResumeAnswers(t *testing.T) {
+	data := testData(300_000, 2)
+	newData := testData(280_000, 3)
+	const n = 100_000
+	cases := []struct {
+		name         string
+		part         []byte // the .part from the earlier run
+		st           State
+		handler      func(s *served) http.HandlerFunc
+		want         []byte
+		restarts     int
+		firstRange   string
+		resumedBytes int64 // bytes served to the first request
+	}{
+		{
+			name: "206 appends", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
+			want:    data, firstRange: "bytes=100000-", resumedBytes: int64(len(data) - n),
+		},
+		{
+			name: "Last-Modified validator", part: data[:n], st: State{Size: int64(len(data)), LastModified: time.Unix(1700000000, 0).UTC().Format(http.TimeFormat)},
+			handler: func(s *served) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) {
+					i := s.record(r)
+					http.ServeContent(countingWriter{w, s, i}, r, "f.bin", time.Unix(1700000000, 0), bytes.NewReader(data))
+				}
+			},
+			want: data, firstRange: "bytes=100000-", resumedBytes: int64(len(data) - n),
+		},
+		{
+			name: "file changed: If-Range gives 200", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v2"`, func() []byte { return newData }) },
+			want:    newData, restarts: 1, firstRange: "bytes=100000-", resumedBytes: int64(len(newData)),
+		},
+		{
+			name: "server ignores Range: 200", part: bytes.Repeat([]byte{'x'}, n), st: State{Size: int64(len(data)), ETag: `"v1"`},
+			handler: func(s *served) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) {
+					i := s.record(r)
+					w.Header().Set("ETag", `"v1"`)
+					w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+					countingWriter{w, s, i}.Write(data)
+				}
+			},
+			want: data, restarts: 1, firstRange: "bytes=100000-", resumedBytes: int64(len(data)),
+		},
+		{
+			name: "416: already complete", part: data, st: State{Size: int64(len(data)), ETag: `"v1"`},
+			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
+			want:    data, firstRange: "bytes=300000-", resumedBytes: 0,
+		},
+		{
+			name: "416: file shrank", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			handler: func(s *served) http.HandlerFunc {
+				// ServeContent with If-Range matching and a range past the end.
+				return serveContent(s, `"v1"`, func() []byte { return newData[:50_000] })
+			},
+			want: newData[:50_000], restarts: 1, firstRange: "bytes=100000-",
+		},
+		{
+			name: "Content-Range starts elsewhere", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			handler: lyingRange(data, func(w http.ResponseWriter) {
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n+10, len(data)-1, len(data)))
+			}),
+			want: data, restarts: 1, firstRange: "bytes=100000-",
+		},
+		{
+			name: "Content-Range names another total", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			handler: lyingRange(data, func(w http.ResponseWriter) {
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(data)+99, len(data)+100))
+			}),
+			want: data, restarts: 1, firstRange: "bytes=100000-",
+		},
+		{
+			name: "Content-Range unreadable", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			handler: lyingRange(data, func(w http.ResponseWriter) {
+				w.Header().Set("Content-Range", "bytes garbage")
+			}),
+			want: data, restarts: 1, firstRange: "bytes=100000-",
+		},
+		{
+			name: "206 with a changed ETag", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			handler: lyingRange(data, func(w http.ResponseWriter) {
+				w.Header().Set("ETag", `"v9"`)
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(data)-1, len(data)))
+			}),
+			want: data, restarts: 1, firstRange: "bytes=100000-",
+		},
+		{
+			name: "no validator kept: start over without asking", part: data[:n], st: State{Size: int64(len(data))},
+			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
+			want:    data, restarts: 1, firstRange: "",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var s served
+			srv := httptest.NewServer(tc.handler(&s))
+			defer srv.Close()
+			store := newStore(t)
+			out := filepath.Join(t.TempDir(), "f.bin")
+			u := srv.URL + "/f.bin"
+			seed(t, store, u, out, tc.part, tc.st)
+			var restarts []string
+			res, err := Download(context.Background(), u, DownloadOptions{Path: out, Store: store, Pipeline: fastPipeline,
+				SHA256: sha(tc.want), OnEvent: func(ev Event) {
+					if ev.Kind == EventRestart {
+						restarts = append(restarts, ev.Reason)
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkFile(t, out, tc.want)
+			srv.Close() // waits for the handlers, so their counts are final
+			if res.Restarts != tc.restarts || len(restarts) != tc.restarts {
+				t.Fatalf("restarts: result %d, events %q; want %d", res.Restarts, restarts, tc.restarts)
+			}
+			if s.ranges[0] != tc.firstRange {
+				t.Fatalf("first Range %q, want %q", s.ranges[0], tc.firstRange)
+			}
+			if tc.firstRange != "" && s.ifr[0] != tc.st.ETag && s.ifr[0] != tc.st.LastModified {
+				t.Fatalf("If-Range %q", s.ifr[0])
+			}
+			if tc.resumedBytes > 0 && s.bytes[0] != tc.resumedBytes {
+				t.Fatalf("first request served %d bytes, want %d", s.bytes[0], tc.resumedBytes)
+			}
+		})
+	}
+}
+
+// lyingRange answers a Range request with a 206 whose headers set() spoils,
+// and a plain request with the whole file.
+func lyingRange(data []byte, set func(http.ResponseWriter)) func(s *served) http.HandlerFunc {
+	return func(s *served) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			i := s.record(r)
+			w.Header().Set("ETag", `"v1"`)
+			if r.Header.Get("Range") == "" {
+				w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+				countingWriter{w, s, i}.Write(data)
+				return
+			}
+			set(w)
+			w.WriteHeader(http.StatusPartialContent)
+			countingWriter{w, s, i}.Write(data[100_000:])
+		}
+	}
+}
+
+// A server that always lies gets a bounded number of restarts, then an error.
+func TestDownloadGivesUpOnLiar(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Range", "bytes 5-9/10")
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write([]byte("abcde"))
+	}))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "f")
+	_, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline})
+	if err == nil || !strings.Contains(err.Error(), "restarts") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestDownloadChecksums(t *testing.T) {
+	data := testData(70_000, 4)
+	sum := sha256.Sum256(data)
+	good := "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+	bad := "sha-256=:" + base64.StdEncoding.EncodeToString(make([]byte, 32)) + ":"
+	for _, tc := range []struct {
+		name, repr, want string
+		wantErr          bool
+	}{
+		{"repr-digest ok", good, "", false},
+		{"repr-digest wrong", bad, "", true},
+		{"sha256 wrong", "", strings.Repeat("ab", 32), true},
+		{"both ok", good, sha(data), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.repr != "" {
+					w.Header().Set("Repr-Digest", tc.repr)
+				}
+				http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
+			}))
+			defer srv.Close()
+			store := newStore(t)
+			out := filepath.Join(t.TempDir(), "f")
+			res, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: store, SHA256: tc.want})
+			if tc.wantErr {
+				var ce *ChecksumError
+				if !errors.As(err, &ce) {
+					t.Fatalf("err = %v, want a ChecksumError", err)
+				}
+				for _, p := range []string{out, out + ".part"} {
+					if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+						t.Fatalf("%s exists after a mismatch", p)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkFile(t, out, data)
+			if !strings.Contains(res.Verified, "repr-digest") {
+				t.Fatalf("verified %q", res.Verified)
+			}
+		})
+	}
+}
+
+// Content-MD5 is checked when one 200 carried the whole file.
+func TestDownloadContentMD5(t *testing.T) {
+	data := testData(50_000, 7)
+	for _, tc := range []struct {
+		name    string
+		sum     []byte
+		wantErr bool
+	}{{"ok", nil, false}, {"wrong", make([]byte, 16), true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sum := tc.sum
+			if sum == nil {
+				s := md5.Sum(data)
+				sum = s[:]
+			}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-MD5", base64.StdEncoding.EncodeToString(sum))
+				w.Write(data)
+			}))
+			defer srv.Close()
+			out := filepath.Join(t.TempDir(), "f")
+			res, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: newStore(t)})
+			var ce *ChecksumError
+			if tc.wantErr {
+				if !errors.As(err, &ce) || ce.Algorithm != "md5" {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			if err != nil || res.Verified != "content-md5" {
+				t.Fatalf("%+v %v", res, err)
+			}
+			checkFile(t, out, data)
+		})
+	}
+}
+
+// A body that stops sending is cut after StallTimeout (on a fake clock) and
+// the download resumes where it stopped.
+func TestDownloadStallResumes(t *testing.T) {
+	data := testData(200_000, 5)
+	clock := reboundtest.NewClock(time.Unix(0, 0))
+	blocked := make(chan struct{})
+	var s served
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := s.record(r)
+		w.Header().Set("ETag", `"v1"`)
+		if i == 0 {
+			w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+			countingWriter{w, &s, i}.Write(data[:50_000])
+			w.(http.Flusher).Flush()
+			close(blocked)
+			<-r.Context().Done() // hang until the client gives up
+			return
+		}
+		http.ServeContent(countingWriter{w, &s, i}, r, "f", time.Time{}, bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		<-blocked
+		if err := clock.BlockUntil(ctx, 1); err != nil { // the stall timer is armed
+			return
+		}
+		clock.Advance(DefaultStallTimeout)
+	}()
+	out := filepath.Join(t.TempDir(), "f")
+	var retries []Event
+	res, err := Download(ctx, srv.URL, DownloadOptions{Path: out, Store: newStore(t), Clock: clock, Pipeline: fastPipeline,
+		OnEvent: func(ev Event) {
+			if ev.Kind == EventRetry {
+				retries = append(retries, ev)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+	srv.Close() // waits for the handlers, so their counts are final
+	if len(retries) != 1 || !errors.Is(retries[0].Err, ErrStalled) {
+		t.Fatalf("retry events %+v, want one ErrStalled", retries)
+	}
+	if len(s.ranges) != 2 || s.ranges[1] != fmt.Sprintf("bytes=%d-", retries[0].Done) {
+		t.Fatalf("ranges %q after a stall at %d", s.ranges, retries[0].Done)
+	}
+	if s.bytes[1] != int64(len(data))-retries[0].Done {
+		t.Fatalf("resume served %d bytes, want %d", s.bytes[1], int64(len(data))-retries[0].Done)
+	}
+	_ = res
+}
+
+// A name from Content-Disposition or the URL never leaves the directory.
+func TestDownloadNameStaysInDir(t *testing.T) {
+	data := []byte("secret")
+	for _, tc := range []struct{ disp, path, want string }{
+		{`attachment; filename="../../etc/passwd"`, "/x", "passwd"},
+		{`attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf`, "/x", "résumé.pdf"},
+		{"", "/dir/%2e%2e%2fescape.txt", "escape.txt"},
+		{"", "/", "download"},
+		{`attachment; filename=".."`, "/..", "download"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.disp != "" {
+					w.Header().Set("Content-Disposition", tc.disp)
+				}
+				w.Header().Set("ETag", `"e"`)
+				w.Write(data)
+			}))
+			defer srv.Close()
+			root := t.TempDir()
+			dir := filepath.Join(root, "in")
+			os.Mkdir(dir, 0o755)
+			res, err := Download(context.Background(), srv.URL+tc.path, DownloadOptions{Dir: dir, Store: newStore(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Path != filepath.Join(dir, tc.want) {
+				t.Fatalf("saved to %s, want %s", res.Path, filepath.Join(dir, tc.want))
+			}
+			checkFile(t, res.Path, data)
+			entries, _ := os.ReadDir(root)
+			if len(entries) != 1 {
+				t.Fatalf("something was written beside the target dir: %v", entries)
+			}
+		})
+	}
+}
+
+func TestSafeFileName(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"report.pdf", "report.pdf"},
+		{"../../etc/passwd", "passwd"},
+		{"/abs", "abs"},
+		{"/", ""},
+		{"a/b", "b"},
+		{`a\b`, "b"},
+		{`..\..\win.ini`, "win.ini"},
+		{"..", ""},
+		{".", ""},
+		{"", ""},
+		{"   ", ""},
+		{".bashrc", "bashrc"},
+		{"...hidden", "hidden"},
+		{"résumé 2024.pdf", "résumé 2024.pdf"},
+		{"日本語.txt", "日本語.txt"},
+		{"bell\x07\x00name\n.txt", "bellname.txt"},
+		{"rtl\u202etxt.exe", "rtltxt.exe"},
+		{"bad\xffutf8", "badutf8"},
+		{strings.Repeat("é", 200), strings.Repeat("é", 127)},
+	} {
+		got := SafeFileName(tc.in)
+		if got != tc.want {
+			t.Errorf("SafeFileName(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if got != "" && (!filepath.IsLocal(got) || strings.ContainsAny(got, `/\`) || len(got) > 255) {
+			t.Errorf("SafeFileName(%q) = %q is not a safe local name", tc.in, got)
+		}
+	}
+}
+
+func TestCorruptState(t *testing.T) {
+	data := testData(1000, 6)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	store := newStore(t)
+	out := filepath.Join(t.TempDir(), "f")
+	key := "get " + srv.URL + " -> " + out
+	for _, garbage := range []string{"{not json", `{"offset": 5, "size": 2}`, `{"offset": 1} {}`, `{"bogus": 1}`} {
+		if err := os.WriteFile(store.Path(key), []byte(garbage), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: store})
+		var ce *CorruptStateError
+		if !errors.As(err, &ce) || ce.Path != store.Path(key) || !strings.Contains(err.Error(), store.Path(key)) {
+			t.Fatalf("%q: err = %v, want a CorruptStateError naming %s", garbage, err, store.Path(key))
+		}
+	}
+	if _, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: store, StartOver: true}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+}
+
+func TestFileStateStore(t *testing.T) {
+	store := newStore(t)
+	ctx := context.Background()
+	if _, ok, err := store.Load(ctx, "k"); ok || err != nil {
+		t.Fatalf("empty store: ok=%v err=%v", ok, err)
+	}
+	want := State{URL: "http://x/", Offset: 5, Size: 10, ETag: `"e"`, UploadURL: "http://x/u", Fingerprint: "fp"}
+	if err := store.Save(ctx, "k", want); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(store.Path("k"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file mode %v, err %v", fi.Mode(), err)
+	}
+	got, ok, err := store.Load(ctx, "k")
+	if !ok || err != nil || got != want {
+		t.Fatalf("Load = %+v %v %v", got, ok, err)
+	}
+	if store.Path("k") == store.Path("k2") || store.Path("a/b") == store.Path("a_b") {
+		t.Fatal("different keys share a file")
+	}
+	if err := store.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(store.dir); len(entries) != 0 {
+		t.Fatalf("files left: %v", entries)
+	}
+}
+
+func TestDownloadInvalidInput(t *testing.T) {
+	for _, tc := range []struct{ url, sum string }{{"ftp://x/y", ""}, {"http://", ""}, {"http://h/", "abc"}} {
+		_, err := Download(context.Background(), tc.url, DownloadOptions{Dir: t.TempDir(), Store: newStore(t), SHA256: tc.sum})
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%q %q: err = %v, want ErrInvalid", tc.url, tc.sum, err)
+		}
+	}
+}
+
+// A 404 is permanent: one attempt, a RetryError naming the status.
+func TestDownloadPermanentStatus(t *testing.T) {
+	var calls int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	_, err := Download(context.Background(), srv.URL, DownloadOptions{Path: filepath.Join(t.TempDir(), "f"), Store: newStore(t), Pipeline: fastPipeline})
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != 404 || calls != 1 {
+		t.Fatalf("err = %v after %d calls", err, calls)
+	}
+}
+
+// An empty file, and a body of unknown length (chunked, no Content-Length)
+// cut half-way and resumed, both complete.
+func TestDownloadEmptyAndUnknownLength(t *testing.T) {
+	empty := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("Content-Length", "0")
+	}))
+	defer empty.Close()
+	out := filepath.Join(t.TempDir(), "empty")
+	if res, err := Download(context.Background(), empty.URL, DownloadOptions{Path: out, Store: newStore(t)}); err != nil || res.Size != 0 {
+		t.Fatalf("empty: %+v %v", res, err)
+	}
+	checkFile(t, out, nil)
+
+	data := testData(100_000, 30)
+	var s served
+	chunked := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := s.record(r)
+		w.Header().Set("ETag", `"c"`)
+		if i == 0 {
+			// No Content-Length: chunked. Send half, then break the connection.
+			countingWriter{w, &s, i}.Write(data[:50_000])
+			w.(http.Flusher).Flush()
+			conn, _, _ := http.NewResponseController(w).Hijack()
+			conn.Close()
+			return
+		}
+		var start int
+		fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-", &start)
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", start, len(data)-1))
+		w.WriteHeader(http.StatusPartialContent)
+		w.(http.Flusher).Flush() // chunked again: the length stays unknown
+		countingWriter{w, &s, i}.Write(data[start:])
+	}))
+	defer chunked.Close()
+	out = filepath.Join(t.TempDir(), "chunked")
+	res, err := Download(context.Background(), chunked.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+	chunked.Close()
+	if len(s.ranges) != 2 || s.ranges[1] != "bytes=50000-" || res.Restarts != 0 {
+		t.Fatalf("ranges %q, result %+v", s.ranges, res)
+	}
+}

@@ -1,0 +1,555 @@
+package transfer
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rebound-go/rebound"
+)
+
+// TusVersion is the tus protocol version this client speaks.
+const TusVersion = "1.0.0"
+
+// UploadOptions configures Upload. The zero value is usable; see each field.
+type UploadOptions struct {
+	// Client sends the requests; nil means DefaultClient().
+	Client *http.Client
+	// Pipeline runs each request (OPTIONS, POST, HEAD, each PATCH); nil means
+	// the zero Pipeline. Its Timeout, if set, bounds each request, so it must
+	// leave time for one chunk.
+	Pipeline *rebound.Pipeline
+	// Store keeps the upload URL and offset; nil means a FileStateStore in
+	// DefaultStateDir().
+	Store StateStore
+	// StartOver forgets a kept upload (terminating it on the server when the
+	// server supports termination) and creates a new one. It also gets past
+	// a corrupt state file.
+	StartOver bool
+	// ChunkSize is the most bytes sent in one PATCH; 0 means
+	// DefaultChunkSize (8 MiB). A failure re-sends at most one chunk.
+	ChunkSize int64
+	// Metadata is sent as Upload-Metadata; "filename" defaults to the file's
+	// base name. Keys must be non-empty and contain no spaces or commas.
+	Metadata map[string]string
+	// Header holds extra request headers (e.g. Authorization; never logged
+	// nor stored).
+	Header http.Header
+	// StallTimeout cuts a PATCH whose body the connection stops taking for
+	// this long; 0 means DefaultStallTimeout.
+	StallTimeout time.Duration
+	// OnEvent, if set, receives progress events.
+	OnEvent func(Event)
+	// Clock times stalls; nil means the system clock.
+	Clock rebound.Clock
+}
+
+// UploadResult describes a completed upload.
+type UploadResult struct {
+	URL     string // the tus upload resource
+	Size    int64
+	Resumed bool // the run continued an upload kept from an earlier run
+	Created int  // uploads created by this run (more than 1 if the server forgot one)
+}
+
+// errUploadGone marks a kept upload URL that the server no longer knows.
+var errUploadGone = errors.New("transfer: the server no longer knows the upload")
+
+// maxCreates bounds how often one run creates a new upload after the server
+// forgot the previous one.
+const maxCreates = 3
+
+// Fingerprint identifies a file for resuming its upload: its absolute path,
+// size, modification time and the SHA-256 of its first MiB. A file that was
+// changed or replaced gets a new fingerprint, so its upload starts over.
+func Fingerprint(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	defer f.Close()
+	return fingerprint(f, path)
+}
+
+func fingerprint(f *os.File, path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<20)); err != nil {
+		return "", fmt.Errorf("transfer: read %s: %w", path, err)
+	}
+	return fmt.Sprintf("%s|%d|%d|%s", abs, fi.Size(), fi.ModTime().UnixNano(), hex.EncodeToString(h.Sum(nil))), nil
+}
+
+// Upload sends the file at path to the tus endpoint (the creation URL, e.g.
+// https://host/files/), resuming an upload kept from an earlier run of the
+// same file to the same endpoint. It returns when the server holds every
+// byte, or with the error that ended it: ctx's error when ctx ended (the
+// state is kept), an error matching ErrInvalid for bad input, a
+// *CorruptStateError, or the Pipeline's *rebound.RetryError.
+func Upload(ctx context.Context, path, endpoint string, opts UploadOptions) (*UploadResult, error) {
+	eu, err := url.Parse(endpoint)
+	if err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
+		return nil, fmt.Errorf("%w: %q is not an http(s) URL", ErrInvalid, endpoint)
+	}
+	if opts.ChunkSize < 0 {
+		return nil, fmt.Errorf("%w: chunk size %d is negative", ErrInvalid, opts.ChunkSize)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInvalid, path)
+	}
+	meta, err := encodeMetadata(opts.Metadata, filepath.Base(path))
+	if err != nil {
+		return nil, err
+	}
+	fp, err := fingerprint(f, path)
+	if err != nil {
+		return nil, err
+	}
+	u := &uploader{opts: opts, f: f, name: path, size: fi.Size(), endpoint: eu, meta: meta,
+		fp: fp, key: "upload " + eu.Redacted() + " " + fp, clock: clockOr(opts.Clock)}
+	if u.client = opts.Client; u.client == nil {
+		u.client = defaultClient()
+	}
+	if u.store = opts.Store; u.store == nil {
+		if u.store, err = defaultStore(); err != nil {
+			return nil, err
+		}
+	}
+	if u.chunk = opts.ChunkSize; u.chunk == 0 {
+		u.chunk = DefaultChunkSize
+	}
+	if u.stall = opts.StallTimeout; u.stall <= 0 {
+		u.stall = DefaultStallTimeout
+	}
+	return u.run(ctx)
+}
+
+type uploader struct {
+	opts     UploadOptions
+	client   *http.Client
+	store    StateStore
+	clock    rebound.Clock
+	f        *os.File
+	name     string
+	size     int64
+	endpoint *url.URL
+	meta     string
+	fp, key  string
+	chunk    int64
+	stall    time.Duration
+
+	// From the server's OPTIONS.
+	extensions []string
+	checksum   string // the Upload-Checksum algorithm to use; "" for none
+
+	uploadURL string
+	offset    int64 // bytes the server holds
+	needSync  bool  // ask the server (HEAD) before the next PATCH
+	result    UploadResult
+}
+
+func (u *uploader) emit(ev Event) {
+	if u.opts.OnEvent == nil {
+		return
+	}
+	ev.Name = u.name
+	if ev.Total == 0 {
+		ev.Total = u.size
+	}
+	u.opts.OnEvent(ev)
+}
+
+func (u *uploader) run(ctx context.Context) (*UploadResult, error) {
+	p := pipelineFor(u.opts.Pipeline, "upload", u.emit)
+	if err := p.Do(ctx, u.discover); err != nil {
+		return nil, u.fail(ctx, err)
+	}
+	st, ok, err := u.store.Load(ctx, u.key)
+	var corrupt *CorruptStateError
+	switch {
+	case errors.As(err, &corrupt) && u.opts.StartOver:
+		ok = false
+	case err != nil:
+		return nil, err
+	}
+	if u.opts.StartOver {
+		if ok && st.UploadURL != "" && slices.Contains(u.extensions, "termination") {
+			// Best effort: the server frees the old upload's space.
+			_ = p.Do(ctx, func(ctx context.Context) error { return u.terminate(ctx, st.UploadURL) })
+		}
+		ok = false
+		if err := u.store.Delete(ctx, u.key); err != nil {
+			return nil, err
+		}
+	}
+	if ok && st.Fingerprint == u.fp && st.UploadURL != "" {
+		u.uploadURL, u.offset, u.needSync = st.UploadURL, st.Offset, true
+		u.result.Resumed = true
+		u.emit(Event{Kind: EventResume, Done: st.Offset, Reason: "kept upload " + st.UploadURL})
+	} else {
+		u.emit(Event{Kind: EventStart})
+	}
+	for {
+		if u.uploadURL == "" {
+			if u.result.Created >= maxCreates {
+				return nil, fmt.Errorf("transfer: upload %s: the server forgot %d new uploads in a row; giving up", u.name, u.result.Created)
+			}
+			if err := p.Do(ctx, u.create); err != nil {
+				return nil, u.fail(ctx, err)
+			}
+		}
+		err := p.Do(ctx, u.step)
+		if errors.Is(err, errUploadGone) {
+			u.emit(Event{Kind: EventRestart, Reason: "the server no longer knows upload " + u.uploadURL})
+			u.uploadURL, u.offset = "", 0
+			continue
+		}
+		if err != nil {
+			return nil, u.fail(ctx, err)
+		}
+		if u.offset == u.size && !u.needSync {
+			break
+		}
+	}
+	if err := u.store.Delete(ctx, u.key); err != nil {
+		return nil, err
+	}
+	u.result.URL, u.result.Size = u.uploadURL, u.size
+	u.emit(Event{Kind: EventDone, Done: u.size})
+	return &u.result, nil
+}
+
+func (u *uploader) fail(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// newRequest builds a tus request with the caller's headers and Tus-Resumable.
+func (u *uploader) newRequest(ctx context.Context, method, target string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return nil, rebound.Permanent(err)
+	}
+	for k, v := range u.opts.Header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Tus-Resumable", TusVersion)
+	return req, nil
+}
+
+func (u *uploader) do(req *http.Request) (*http.Response, error) {
+	resp, err := u.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	// tus answers carry no body worth reading; drain a little so the
+	// connection can be reused.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return resp, nil
+}
+
+// discover asks the server (OPTIONS) what it supports. A server that does not
+// answer OPTIONS is assumed to speak core + creation only.
+func (u *uploader) discover(ctx context.Context) error {
+	req, err := u.newRequest(ctx, http.MethodOptions, u.endpoint.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := u.do(req)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 400 {
+		serr := statusError("tus OPTIONS", resp, true)
+		if serr.class.Kind.Retryable() {
+			return serr
+		}
+		return nil
+	}
+	if v := resp.Header.Get("Tus-Version"); v != "" {
+		versions, err := parseTusList(v)
+		if err != nil {
+			return rebound.Permanent(err)
+		}
+		if !slices.Contains(versions, TusVersion) {
+			return rebound.Permanent(fmt.Errorf("transfer: the server speaks tus %s, not %s", v, TusVersion))
+		}
+	}
+	if u.extensions, err = parseTusList(resp.Header.Get("Tus-Extension")); err != nil {
+		return rebound.Permanent(err)
+	}
+	if v := resp.Header.Get("Tus-Max-Size"); v != "" {
+		max, err := parseTusNumber("Tus-Max-Size", v)
+		if err != nil {
+			return rebound.Permanent(err)
+		}
+		if u.size > max {
+			return rebound.Permanent(fmt.Errorf("%w: %s is %d bytes; the server takes at most %d", ErrInvalid, u.name, u.size, max))
+		}
+	}
+	if slices.Contains(u.extensions, "checksum") {
+		algs, err := parseTusList(resp.Header.Get("Tus-Checksum-Algorithm"))
+		if err != nil {
+			return rebound.Permanent(err)
+		}
+		for _, pref := range []string{"sha256", "sha1", "md5"} {
+			if slices.ContainsFunc(algs, func(a string) bool { return strings.EqualFold(a, pref) }) {
+				u.checksum = pref
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// create makes a new upload (POST) and keeps its URL.
+func (u *uploader) create(ctx context.Context) error {
+	req, err := u.newRequest(ctx, http.MethodPost, u.endpoint.String(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Upload-Length", strconv.FormatInt(u.size, 10))
+	if u.meta != "" {
+		req.Header.Set("Upload-Metadata", u.meta)
+	}
+	resp, err := u.do(req)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusCreated {
+		if resp.StatusCode >= 400 {
+			return statusError("tus POST", resp, false)
+		}
+		return rebound.Permanent(fmt.Errorf("transfer: tus POST: unexpected answer %s", resp.Status))
+	}
+	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.Header.Get("Location") == "" {
+		return rebound.Permanent(fmt.Errorf("transfer: tus POST: no usable Location in the answer"))
+	}
+	u.uploadURL, u.offset, u.needSync = loc.String(), 0, false
+	u.result.Created++
+	return u.save(ctx)
+}
+
+func (u *uploader) save(ctx context.Context) error {
+	err := u.store.Save(ctx, u.key, State{URL: u.endpoint.Redacted(), Offset: u.offset, Size: u.size,
+		UploadURL: u.uploadURL, Fingerprint: u.fp})
+	return rebound.Permanent(err)
+}
+
+// sync asks the server how much of the upload it holds (HEAD).
+func (u *uploader) sync(ctx context.Context) error {
+	req, err := u.newRequest(ctx, http.MethodHead, u.uploadURL, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := u.do(req)
+	if err != nil {
+		return err
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone || resp.StatusCode == http.StatusForbidden:
+		return rebound.Permanent(errUploadGone)
+	case resp.StatusCode >= 400:
+		return statusError("tus HEAD", resp, true)
+	case resp.StatusCode >= 300:
+		return rebound.Permanent(fmt.Errorf("transfer: tus HEAD: unexpected answer %s", resp.Status))
+	}
+	off, err := parseTusNumber("Upload-Offset", resp.Header.Get("Upload-Offset"))
+	if err != nil {
+		return rebound.Permanent(err)
+	}
+	if v := resp.Header.Get("Upload-Length"); v != "" {
+		n, err := parseTusNumber("Upload-Length", v)
+		if err != nil {
+			return rebound.Permanent(err)
+		}
+		if n != u.size {
+			return rebound.Permanent(errUploadGone) // not our upload any more
+		}
+	}
+	if off > u.size {
+		return rebound.Permanent(fmt.Errorf("transfer: tus HEAD: the server claims %d bytes of a %d-byte file", off, u.size))
+	}
+	u.offset, u.needSync = off, false
+	u.emit(Event{Kind: EventProgress, Done: off})
+	return u.save(ctx)
+}
+
+// step brings the offset up to date if needed, then sends one chunk.
+func (u *uploader) step(ctx context.Context) error {
+	if u.needSync {
+		if err := u.sync(ctx); err != nil {
+			return err
+		}
+	}
+	if u.offset == u.size {
+		return nil // nothing left (an empty file is complete once created)
+	}
+	n := min(u.chunk, u.size-u.offset)
+	req, err := u.newRequest(ctx, http.MethodPatch, u.uploadURL, nil)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req = req.WithContext(ctx)
+	section := io.NewSectionReader(u.f, u.offset, n)
+	if u.checksum != "" {
+		sum, err := chunkSum(u.checksum, section)
+		if err != nil {
+			return rebound.Permanent(err)
+		}
+		req.Header.Set("Upload-Checksum", u.checksum+" "+sum)
+	}
+	sr := newStallReader(io.NewSectionReader(u.f, u.offset, n), u.clock, u.stall, cancel)
+	defer sr.stop()
+	req.Body = io.NopCloser(sr)
+	req.ContentLength = n
+	req.Header.Set("Content-Type", "application/offset+octet-stream")
+	req.Header.Set("Upload-Offset", strconv.FormatInt(u.offset, 10))
+	resp, err := u.do(req)
+	if err != nil {
+		u.needSync = true
+		if sr.stalled.Load() {
+			return rebound.Transient(fmt.Errorf("transfer: tus PATCH: %w: the connection took nothing for %v", ErrStalled, u.stall))
+		}
+		return err
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		return rebound.Permanent(errUploadGone)
+	case resp.StatusCode == http.StatusConflict, // offset mismatch: ask the server
+		resp.StatusCode == 423, // locked by a request that is dying: ask again
+		resp.StatusCode == 460: // checksum mismatch: the chunk was mangled on the way
+		u.needSync = true
+		return rebound.Transient(statusError("tus PATCH", resp, true))
+	case resp.StatusCode >= 400:
+		u.needSync = true
+		return statusError("tus PATCH", resp, true)
+	case resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK:
+		u.needSync = true
+		return rebound.Permanent(fmt.Errorf("transfer: tus PATCH: unexpected answer %s", resp.Status))
+	}
+	off, err := parseTusNumber("Upload-Offset", resp.Header.Get("Upload-Offset"))
+	if err != nil {
+		u.needSync = true
+		return rebound.Permanent(err)
+	}
+	if off < u.offset || off > u.offset+n {
+		u.needSync = true
+		return rebound.Transient(fmt.Errorf("transfer: tus PATCH: the server reports offset %d after %d bytes at %d", off, n, u.offset))
+	}
+	u.offset = off
+	u.emit(Event{Kind: EventProgress, Done: off})
+	return u.save(ctx)
+}
+
+// terminate deletes an upload (the termination extension).
+func (u *uploader) terminate(ctx context.Context, target string) error {
+	req, err := u.newRequest(ctx, http.MethodDelete, target, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := u.do(req)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 400 && resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusGone {
+		return statusError("tus DELETE", resp, true)
+	}
+	return nil
+}
+
+func chunkSum(alg string, r io.Reader) (string, error) {
+	var h hash.Hash
+	switch alg {
+	case "sha256":
+		h = sha256.New()
+	case "sha1":
+		h = sha1.New()
+	case "md5":
+		h = md5.New()
+	default:
+		return "", fmt.Errorf("transfer: unknown checksum %q", alg)
+	}
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(h.Sum(nil)), nil
+}
+
+// encodeMetadata builds an Upload-Metadata value: "key base64(value)" pairs,
+// comma-separated, keys sorted; "filename" defaults to name.
+func encodeMetadata(meta map[string]string, name string) (string, error) {
+	keys := make([]string, 0, len(meta)+1)
+	for k := range meta {
+		if k == "" || strings.ContainsAny(k, " ,") || !isASCIIPrintable(k) {
+			return "", fmt.Errorf("%w: metadata key %q", ErrInvalid, k)
+		}
+		keys = append(keys, k)
+	}
+	if _, ok := meta["filename"]; !ok {
+		keys = append(keys, "filename")
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		v, ok := meta[k]
+		if !ok {
+			v = name
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k)
+		if v != "" {
+			b.WriteByte(' ')
+			b.WriteString(base64.StdEncoding.EncodeToString([]byte(v)))
+		}
+	}
+	return b.String(), nil
+}
+
+func isASCIIPrintable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
