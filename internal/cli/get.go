@@ -17,6 +17,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/transfer"
 )
 
@@ -35,16 +36,18 @@ type transferFlags struct {
 
 func (f *transferFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.BoolVar(&f.startOver, "start-over", false, "discard saved progress (also a corrupt state file) and begin from byte 0")
+	fl.BoolVar(&f.startOver, "start-over", false, "discard this transfer's saved progress and begin from byte 0")
 	fl.BoolVar(&f.jsonOut, "json", false, "print one JSON event per line on stdout (for scripts) instead of a progress display")
-	fl.StringVar(&f.stateDir, "state-dir", "", "directory for resume state (default: the user cache dir, rebound/transfers)")
+	fl.StringVar(&f.stateDir, "state-dir", "", "directory of the resume state file transfers.db (default: the user cache dir, rebound/transfers)")
 	fl.DurationVar(&f.stall, "stall-timeout", transfer.DefaultStallTimeout, "cut and resume a transfer that moves no byte for this long")
 	fl.IntVar(&f.attempts, "attempts", 5, "attempts in a row without progress before giving up")
 	fl.DurationVar(&f.progressEach, "progress-interval", transfer.DefaultProgressInterval, "least time between two progress events")
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, `extra request header "Name: value" (repeatable; values are never logged)`)
 }
 
-func (f *transferFlags) setup() (transfer.StateStore, *rebound.Pipeline, http.Header, error) {
+// setup checks the flags and opens the state store: the checkpoint SQLite
+// file transfers.db in the state directory. The caller closes the store.
+func (f *transferFlags) setup() (*checkpoint.SQLite, *rebound.Pipeline, http.Header, error) {
 	if f.attempts < 1 {
 		return nil, nil, nil, usageErr(errors.New("--attempts must be at least 1"))
 	}
@@ -70,7 +73,10 @@ func (f *transferFlags) setup() (transfer.StateStore, *rebound.Pipeline, http.He
 			return nil, nil, nil, usageErr(fmt.Errorf("%v; pass --state-dir", err))
 		}
 	}
-	store, err := transfer.NewFileStateStore(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, nil, usageErr(fmt.Errorf("state directory: %w", err))
+	}
+	store, err := checkpoint.OpenSQLite(filepath.Join(dir, "transfers.db"), checkpoint.Options{})
 	if err != nil {
 		return nil, nil, nil, usageErr(err)
 	}
@@ -113,11 +119,12 @@ with jittered backoff. The finished file is fsynced and renamed into place.
 Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, pipe, header, err := tf.setup()
+			db, pipe, header, err := tf.setup()
 			if err != nil {
 				return err
 			}
-			opts := transfer.DownloadOptions{Store: store, Pipeline: pipe, Header: header,
+			defer db.Close()
+			opts := transfer.DownloadOptions{Store: transfer.NewCheckpointStore(db), Pipeline: pipe, Header: header,
 				StartOver: tf.startOver, SHA256: strings.ToLower(sum), StallTimeout: tf.stall,
 				ProgressInterval: tf.progressEach}
 			if output != "" {
