@@ -100,7 +100,7 @@ func redactString(raw string) string {
 	if err != nil {
 		return "(unparseable url)"
 	}
-	return redactURL(u)
+	return reboundhttp.RedactURL(u)
 }
 
 // oneLine folds a response body into one short line for messages: runs of

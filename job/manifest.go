@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/reboundhttp"
 )
 
 // Request is one line of a manifest: an HTTP request to make once.
@@ -185,10 +186,10 @@ func (r *Request) validate(dir string) error {
 		return fmt.Errorf("url: %v", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("url %q: scheme must be http or https", redactURL(u))
+		return fmt.Errorf("url %q: scheme must be http or https", reboundhttp.RedactURL(u))
 	}
 	if u.Host == "" {
-		return fmt.Errorf("url %q has no host", redactURL(u))
+		return fmt.Errorf("url %q has no host", reboundhttp.RedactURL(u))
 	}
 	for k := range r.Headers {
 		if !validToken(k) {
@@ -233,16 +234,6 @@ func (r *Request) BodyBytes() (body []byte, isJSON bool, err error) {
 		return []byte(s), false, nil
 	}
 	return r.Body, true, nil
-}
-
-// redactURL drops userinfo and query, which may hold secrets, from messages.
-func redactURL(u *url.URL) string {
-	c := *u
-	c.User = nil
-	if c.RawQuery != "" {
-		c.RawQuery = "REDACTED"
-	}
-	return c.String()
 }
 
 func validMethod(m string) bool { return validToken(m) }

@@ -70,7 +70,7 @@ func newStatusError(resp *http.Response, replayable bool, now time.Time) *Status
 	e := &StatusError{StatusCode: resp.StatusCode, Status: resp.Status, Replayable: replayable}
 	if req := resp.Request; req != nil {
 		e.Method = req.Method
-		e.URL = redactURL(req.URL)
+		e.URL = RedactURL(req.URL)
 	}
 	if e.Method == "" {
 		e.Method = http.MethodGet
@@ -119,9 +119,10 @@ func (e *StatusError) Class() rebound.Class {
 	return rebound.ClassifyStatus(e.StatusCode, e.Replayable, e.RetryAfter)
 }
 
-// redactURL returns u as scheme://host/path: no userinfo, query or fragment,
-// where tokens and passwords live.
-func redactURL(u *url.URL) string {
+// RedactURL returns u as scheme://host/path: no userinfo, query or
+// fragment, where tokens and passwords live. Use it for any URL that goes
+// into a log line or an error.
+func RedactURL(u *url.URL) string {
 	if u == nil {
 		return ""
 	}

@@ -242,7 +242,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if t.logger != nil && t.logger.Enabled(ctx, slog.LevelDebug) {
 			t.logger.LogAttrs(ctx, slog.LevelDebug, "attempt", slog.String("method", req.Method),
-				slog.String("url", redactURL(req.URL)), slog.Int("attempt", attempt))
+				slog.String("url", RedactURL(req.URL)), slog.Int("attempt", attempt))
 		}
 		sent = true
 		res, err := rt.RoundTrip(r)
@@ -255,10 +255,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			if class.Kind.Retryable() && ctx.Err() == nil {
 				if !rewindable {
-					return &notReplayableError{req.Method, redactURL(req.URL), "its body cannot be rewound (Request.GetBody is nil)", err}
+					return &notReplayableError{req.Method, RedactURL(req.URL), "its body cannot be rewound (Request.GetBody is nil)", err}
 				}
 				if !replayable && !neverReached(err) {
-					return &notReplayableError{req.Method, redactURL(req.URL), "it may have reached the server and " + req.Method + " without an Idempotency-Key is not idempotent", err}
+					return &notReplayableError{req.Method, RedactURL(req.URL), "it may have reached the server and " + req.Method + " without an Idempotency-Key is not idempotent", err}
 				}
 			}
 			return err
@@ -327,7 +327,7 @@ func rewound(r *http.Request) (*http.Request, error) {
 	if r.Body != nil && r.Body != http.NoBody {
 		body, err := r.GetBody()
 		if err != nil {
-			return nil, &notReplayableError{r.Method, redactURL(r.URL), "Request.GetBody failed", err}
+			return nil, &notReplayableError{r.Method, RedactURL(r.URL), "Request.GetBody failed", err}
 		}
 		c.Body = body
 	}

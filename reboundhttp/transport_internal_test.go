@@ -43,11 +43,11 @@ func TestRedactURL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := redactURL(u); got != want {
-			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		if got := RedactURL(u); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
-	if redactURL(nil) != "" {
+	if RedactURL(nil) != "" {
 		t.Error("nil URL")
 	}
 }
