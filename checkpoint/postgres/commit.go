@@ -1,0 +1,178 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/checkpoint"
+)
+
+// commitRetry retries a group commit whose connection failed: long enough
+// to ride out a database restart or a network cut, bounded so that Close
+// and Flush return in the end.
+var commitRetry = rebound.Retry{
+	Name:        "checkpoint/postgres group commit",
+	MaxAttempts: 1000, // bounded by MaxElapsed
+	MaxElapsed:  2 * time.Minute,
+	Backoff:     rebound.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second},
+	Classify:    classify,
+}
+
+// committer writes the queued operations in as few transactions as the load
+// allows: it takes one operation, then everything else already queued (up
+// to MaxBatch results), writes it all in one transaction, and answers the
+// flushes among them once it has committed.
+func (s *Store) committer() {
+	defer close(s.done)
+	maxBatch := s.opts.MaxBatch
+	if maxBatch <= 0 {
+		maxBatch = 4096
+	}
+	var batch []pgOp
+	for {
+		op, ok := <-s.ops
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], op)
+		size := len(op.results) + 1
+	drain:
+		for size < maxBatch {
+			select {
+			case op, ok := <-s.ops:
+				if !ok {
+					break drain // Close: write what we have, then the loop exits
+				}
+				batch = append(batch, op)
+				size += len(op.results) + 1
+			default:
+				break drain
+			}
+		}
+		err := s.stickyErr()
+		if err == nil {
+			err = commitRetry.Do(context.Background(), func(ctx context.Context) error { return s.commit(ctx, batch) })
+			if err != nil {
+				// Permanent from here on: a caller that retries store errors
+				// must not retry this one.
+				err = rebound.Permanent(fmt.Errorf("checkpoint/postgres: group commit failed, its results are lost and the store is unusable (reopen it): %w", err))
+				s.errMu.Lock()
+				s.err = err
+				s.errMu.Unlock()
+			}
+		}
+		for i := range batch {
+			if batch[i].flush != nil {
+				batch[i].flush <- err
+			}
+			batch[i] = pgOp{} // let the results be collected
+		}
+	}
+}
+
+// updateCols are the columns of one write; a write is a result or a
+// progress record.
+type updateCols struct {
+	jobs, ids                []string
+	leases, nextAt           []int64
+	states                   []int16
+	attempts                 []int32
+	errs, kinds              []string
+	isResult, setErr, setPrg []bool
+	progs                    [][]byte
+	have                     map[[2]string]struct{}
+}
+
+func (u *updateCols) reset() {
+	*u = updateCols{jobs: u.jobs[:0], ids: u.ids[:0], leases: u.leases[:0], nextAt: u.nextAt[:0],
+		states: u.states[:0], attempts: u.attempts[:0], errs: u.errs[:0], kinds: u.kinds[:0],
+		isResult: u.isResult[:0], setErr: u.setErr[:0], setPrg: u.setPrg[:0], progs: u.progs[:0], have: u.have}
+	clear(u.have)
+}
+
+func (u *updateCols) add(job, id string, lease int64, state checkpoint.State, attempts int, err, kind string,
+	nextAt int64, isResult, setPrg bool, prog []byte) {
+	u.jobs, u.ids, u.leases = append(u.jobs, job), append(u.ids, id), append(u.leases, lease)
+	u.states, u.attempts = append(u.states, int16(state)), append(u.attempts, int32(attempts))
+	u.errs, u.kinds = append(u.errs, err), append(u.kinds, kind)
+	u.setErr = append(u.setErr, err != "" || kind != "")
+	u.nextAt, u.isResult = append(u.nextAt, nextAt), append(u.isResult, isResult)
+	u.setPrg, u.progs = append(u.setPrg, setPrg), append(u.progs, prog)
+	u.have[[2]string{job, id}] = struct{}{}
+}
+
+// updateSQL applies a batch of writes in one statement. A result applies
+// only under its lease token; a progress record under its token, or always
+// when its token is 0. A NextAt of 0 means now.
+const updateSQL = `UPDATE items i SET
+	state = CASE WHEN u.is_result THEN u.state ELSE i.state END,
+	attempts = CASE WHEN u.is_result AND u.attempts > 0 THEN u.attempts ELSE i.attempts END,
+	err = CASE WHEN u.is_result AND u.set_err THEN u.err ELSE i.err END,
+	err_kind = CASE WHEN u.is_result AND u.set_err THEN u.kind ELSE i.err_kind END,
+	due = CASE WHEN NOT u.is_result THEN i.due WHEN u.state = 4 THEN CASE WHEN u.next_at = 0 THEN ` + nowSQL + ` ELSE u.next_at END ELSE 0 END,
+	progress = CASE WHEN u.set_prg THEN u.prog ELSE i.progress END,
+	updated = ` + nowSQL + `
+FROM unnest($2::text[], $3::text[], $4::int8[], $5::int2[], $6::int4[], $7::text[], $8::text[], $9::bool[], $10::int8[], $11::bool[], $12::bool[], $13::bytea[])
+	AS u(job, id, lease, state, attempts, err, kind, set_err, next_at, is_result, set_prg, prog)
+	JOIN jobs j ON j.name = u.job
+WHERE i.job = j.id AND i.id = u.id AND
+	CASE WHEN u.is_result THEN u.lease <> 0 AND i.lease = u.lease ELSE u.lease = 0 OR i.lease = u.lease END`
+
+// commit writes one batch in one transaction. Writes to the same item must
+// apply in order, and one UPDATE … FROM applies at most one source row per
+// target row, so a write to an item already in the statement starts the
+// next statement of the same transaction.
+func (s *Store) commit(ctx context.Context, batch []pgOp) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	u := &updateCols{have: make(map[[2]string]struct{})}
+	exec := func() error {
+		if len(u.ids) == 0 {
+			return nil
+		}
+		_, err := tx.Exec(ctx, updateSQL, s.nowArg(), u.jobs, u.ids, u.leases, u.states, u.attempts, u.errs, u.kinds,
+			u.setErr, u.nextAt, u.isResult, u.setPrg, u.progs)
+		u.reset()
+		return err
+	}
+	for _, op := range batch {
+		for _, r := range op.results {
+			if r.Lease == 0 {
+				continue // never leased: no lease token can hold it
+			}
+			if _, dup := u.have[[2]string{r.Job, r.ID}]; dup {
+				if err := exec(); err != nil {
+					return err
+				}
+			}
+			var nextAt int64
+			if r.State == checkpoint.Failed && !r.NextAt.IsZero() {
+				nextAt = r.NextAt.UnixNano()
+			}
+			var prog []byte
+			if r.Progress != nil {
+				if prog, err = encodeProgress(*r.Progress); err != nil {
+					return rebound.Permanent(err)
+				}
+			}
+			u.add(r.Job, r.ID, r.Lease, r.State, r.Attempts, checkpoint.CutErr(r.Err), r.ErrKind, nextAt, true, r.Progress != nil, prog)
+		}
+		if p := op.prog; p != nil {
+			if _, dup := u.have[[2]string{p.job, p.id}]; dup {
+				if err := exec(); err != nil {
+					return err
+				}
+			}
+			u.add(p.job, p.id, p.lease, 0, 0, "", "", 0, false, true, p.data)
+		}
+	}
+	if err := exec(); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
