@@ -192,7 +192,7 @@ func classify(err error) rebound.Class {
 		switch {
 		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
 			pgErr.Code == "40001", pgErr.Code == "40P01", // serialization failure, deadlock
-			pgErr.Code == "53300",                                              // too many connections
+			pgErr.Code == "53300",                                               // too many connections
 			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03": // shutdown, cannot connect now
 			return rebound.Class{Kind: rebound.KindTransient, Reason: "postgres " + pgErr.Code}
 		}
