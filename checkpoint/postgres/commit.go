@@ -85,13 +85,6 @@ type updateCols struct {
 	have                     map[[2]string]struct{}
 }
 
-func (u *updateCols) reset() {
-	*u = updateCols{jobs: u.jobs[:0], ids: u.ids[:0], leases: u.leases[:0], nextAt: u.nextAt[:0],
-		states: u.states[:0], attempts: u.attempts[:0], errs: u.errs[:0], kinds: u.kinds[:0],
-		isResult: u.isResult[:0], setErr: u.setErr[:0], setPrg: u.setPrg[:0], progs: u.progs[:0], have: u.have}
-	clear(u.have)
-}
-
 func (u *updateCols) add(job, id string, lease int64, state checkpoint.State, attempts int, err, kind string,
 	nextAt int64, isResult, setPrg bool, prog []byte) {
 	u.jobs, u.ids, u.leases = append(u.jobs, job), append(u.ids, id), append(u.leases, lease)
@@ -120,25 +113,17 @@ FROM unnest($2::text[], $3::text[], $4::int8[], $5::int2[], $6::int4[], $7::text
 WHERE i.job = j.id AND i.id = u.id AND
 	CASE WHEN u.is_result THEN u.lease <> 0 AND i.lease = u.lease ELSE u.lease = 0 OR i.lease = u.lease END`
 
-// commit writes one batch in one transaction. Writes to the same item must
-// apply in order, and one UPDATE … FROM applies at most one source row per
-// target row, so a write to an item already in the statement starts the
-// next statement of the same transaction.
+// commit writes one batch atomically. Writes to the same item must apply
+// in order, and one UPDATE … FROM applies at most one source row per target
+// row, so a write to an item already in a statement starts the next
+// statement. One statement (the usual case) is atomic on its own and costs
+// one round trip; several go in one transaction.
 func (s *Store) commit(ctx context.Context, batch []pgOp) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	var chunks []*updateCols
 	u := &updateCols{have: make(map[[2]string]struct{})}
-	exec := func() error {
-		if len(u.ids) == 0 {
-			return nil
-		}
-		_, err := tx.Exec(ctx, updateSQL, s.nowArg(), u.jobs, u.ids, u.leases, u.states, u.attempts, u.errs, u.kinds,
-			u.setErr, u.nextAt, u.isResult, u.setPrg, u.progs)
-		u.reset()
-		return err
+	next := func() {
+		chunks = append(chunks, u)
+		u = &updateCols{have: make(map[[2]string]struct{})}
 	}
 	for _, op := range batch {
 		for _, r := range op.results {
@@ -146,9 +131,7 @@ func (s *Store) commit(ctx context.Context, batch []pgOp) error {
 				continue // never leased: no lease token can hold it
 			}
 			if _, dup := u.have[[2]string{r.Job, r.ID}]; dup {
-				if err := exec(); err != nil {
-					return err
-				}
+				next()
 			}
 			var nextAt int64
 			if r.State == checkpoint.Failed && !r.NextAt.IsZero() {
@@ -156,6 +139,7 @@ func (s *Store) commit(ctx context.Context, batch []pgOp) error {
 			}
 			var prog []byte
 			if r.Progress != nil {
+				var err error
 				if prog, err = encodeProgress(*r.Progress); err != nil {
 					return rebound.Permanent(err)
 				}
@@ -164,15 +148,34 @@ func (s *Store) commit(ctx context.Context, batch []pgOp) error {
 		}
 		if p := op.prog; p != nil {
 			if _, dup := u.have[[2]string{p.job, p.id}]; dup {
-				if err := exec(); err != nil {
-					return err
-				}
+				next()
 			}
 			u.add(p.job, p.id, p.lease, 0, 0, "", "", 0, false, true, p.data)
 		}
 	}
-	if err := exec(); err != nil {
+	if len(u.ids) > 0 {
+		next()
+	}
+	args := func(u *updateCols) []any {
+		return []any{s.nowArg(), u.jobs, u.ids, u.leases, u.states, u.attempts, u.errs, u.kinds,
+			u.setErr, u.nextAt, u.isResult, u.setPrg, u.progs}
+	}
+	switch len(chunks) {
+	case 0:
+		return nil // only flushes: everything before them is committed
+	case 1:
+		_, err := s.pool.Exec(ctx, updateSQL, args(chunks[0])...)
 		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	for _, c := range chunks {
+		if _, err := tx.Exec(ctx, updateSQL, args(c)...); err != nil {
+			return err
+		}
 	}
 	return tx.Commit(ctx)
 }
