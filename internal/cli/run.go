@@ -114,12 +114,27 @@ func statePathFor(flag, manifest string) string {
 // by many workers, or a SQLite file.
 func openStore(ctx context.Context, path string) (checkpoint.Store, error) {
 	if postgres.IsDSN(path) {
-		st, err := postgres.Open(ctx, path, checkpoint.Options{})
+		// Workers may start before the database is up: wait for it a
+		// little (1+2+4+8 s of backoff) while it refuses connections.
+		var st *postgres.Store
+		err := (&rebound.Retry{Name: "connect to the PostgreSQL state"}).Do(ctx, func(ctx context.Context) (err error) {
+			st, err = postgres.Open(ctx, path, checkpoint.Options{})
+			// Only what the store marked as passing is worth waiting for.
+			var c rebound.Classed
+			if err != nil && !(errors.As(err, &c) && c.Class().Kind.Retryable()) {
+				err = rebound.Permanent(err)
+			}
+			return err
+		})
+		var re *rebound.RetryError
+		if errors.As(err, &re) {
+			err = re.Last // the store's message; the attempts say little here
+		}
 		if errors.Is(err, checkpoint.ErrInvalid) || errors.Is(err, checkpoint.ErrBadFile) {
 			return nil, usageErr(err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("state: %w", err)
+			return nil, withCode(ExitFailed, fmt.Errorf("state: %w", err)) // unreachable: not a usage error
 		}
 		return st, nil
 	}
