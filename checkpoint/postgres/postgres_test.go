@@ -222,7 +222,9 @@ func TestWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, _ := s.Lease(ctx, "j", "A", 3, time.Minute)
-	b, _ := s.Lease(ctx, "j", "B", 2, time.Minute)
+	if b, _ := s.Lease(ctx, "j", "B", 2, time.Minute); len(a) != 3 || len(b) != 2 {
+		t.Fatalf("leased %d and %d items, want 3 and 2", len(a), len(b))
+	}
 	t0 := clock.Now()
 	clock.Advance(10 * time.Second)
 	s.Complete(ctx, []checkpoint.Result{{Job: "j", ID: a[0].ID, Lease: a[0].Lease, State: checkpoint.Done}})
@@ -249,7 +251,6 @@ func TestWorkers(t *testing.T) {
 	if ws[0].Leased != 0 || ws[1].Leased != 0 {
 		t.Fatalf("after expiry Workers = %+v, want no live leases", ws)
 	}
-	_ = b
 }
 
 // TestServerClock runs without Options.Now: leases expire by the server's
