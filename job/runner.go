@@ -501,7 +501,9 @@ func (r *runner) storeDo(ctx context.Context, fn func(context.Context) error) er
 		Classify:    storeClass,
 		Clock:       r.clock,
 	}
-	err := p.Do(ctx, fn)
+	// Each attempt is bounded too: a connection that went silent (no reset)
+	// must not hold the run forever.
+	err := (&rebound.Pipeline{Retry: p, Timeout: 30 * time.Second}).Do(ctx, fn)
 	var re *rebound.RetryError
 	if errors.As(err, &re) && re.Attempts == 1 {
 		return re.Last // not retried: keep the store's message as it was

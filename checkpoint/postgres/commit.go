@@ -53,7 +53,13 @@ func (s *Store) committer() {
 		}
 		err := s.stickyErr()
 		if err == nil {
-			err = commitRetry.Do(context.Background(), func(ctx context.Context) error { return s.commit(ctx, batch) })
+			err = commitRetry.Do(context.Background(), func(ctx context.Context) error {
+				// A connection that went silent (no reset) must not stall
+				// every writer: bound each attempt.
+				ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				return s.commit(ctx, batch)
+			})
 			if err != nil {
 				// Permanent from here on: a caller that retries store errors
 				// must not retry this one.
