@@ -78,33 +78,37 @@ func (s *Store) committer() {
 	}
 }
 
-// updateCols are the columns of one write; a write is a result or a
-// progress record.
+// updateCols are the columns of the writes to one job that one statement
+// applies; a write is a result or a progress record.
 type updateCols struct {
-	jobs, ids                []string
+	job                      string
+	ids                      []string
 	leases, nextAt           []int64
 	states                   []int16
 	attempts                 []int32
 	errs, kinds              []string
 	isResult, setErr, setPrg []bool
 	progs                    [][]byte
-	have                     map[[2]string]struct{}
+	have                     map[string]struct{}
 }
 
-func (u *updateCols) add(job, id string, lease int64, state checkpoint.State, attempts int, err, kind string,
+func (u *updateCols) add(id string, lease int64, state checkpoint.State, attempts int, err, kind string,
 	nextAt int64, isResult, setPrg bool, prog []byte) {
-	u.jobs, u.ids, u.leases = append(u.jobs, job), append(u.ids, id), append(u.leases, lease)
+	u.ids, u.leases = append(u.ids, id), append(u.leases, lease)
 	u.states, u.attempts = append(u.states, int16(state)), append(u.attempts, int32(attempts))
 	u.errs, u.kinds = append(u.errs, err), append(u.kinds, kind)
 	u.setErr = append(u.setErr, err != "" || kind != "")
 	u.nextAt, u.isResult = append(u.nextAt, nextAt), append(u.isResult, isResult)
 	u.setPrg, u.progs = append(u.setPrg, setPrg), append(u.progs, prog)
-	u.have[[2]string{job, id}] = struct{}{}
+	u.have[id] = struct{}{}
 }
 
-// updateSQL applies a batch of writes in one statement. A result applies
-// only under its lease token; a progress record under its token, or always
-// when its token is 0. A NextAt of 0 means now.
+// updateSQL applies a batch of writes to one job ($2) in one statement. A
+// result applies only under its lease token; a progress record under its
+// token, or always when its token is 0. A NextAt of 0 means now. The job
+// is one value (an InitPlan), so every source row finds its item through
+// the primary key (job, id) whatever the planner knows of the table's
+// size: a freshly loaded job has no statistics yet.
 const updateSQL = `UPDATE items i SET
 	state = CASE WHEN u.is_result THEN u.state ELSE i.state END,
 	attempts = CASE WHEN u.is_result AND u.attempts > 0 THEN u.attempts ELSE i.attempts END,
@@ -113,10 +117,9 @@ const updateSQL = `UPDATE items i SET
 	due = CASE WHEN NOT u.is_result THEN i.due WHEN u.state = 4 THEN CASE WHEN u.next_at = 0 THEN ` + nowSQL + ` ELSE u.next_at END ELSE 0 END,
 	progress = CASE WHEN u.set_prg THEN u.prog ELSE i.progress END,
 	updated = ` + nowSQL + `
-FROM unnest($2::text[], $3::text[], $4::int8[], $5::int2[], $6::int4[], $7::text[], $8::text[], $9::bool[], $10::int8[], $11::bool[], $12::bool[], $13::bytea[])
-	AS u(job, id, lease, state, attempts, err, kind, set_err, next_at, is_result, set_prg, prog)
-	JOIN jobs j ON j.name = u.job
-WHERE i.job = j.id AND i.id = u.id AND
+FROM unnest($3::text[], $4::int8[], $5::int2[], $6::int4[], $7::text[], $8::text[], $9::bool[], $10::int8[], $11::bool[], $12::bool[], $13::bytea[])
+	AS u(id, lease, state, attempts, err, kind, set_err, next_at, is_result, set_prg, prog)
+WHERE i.job = (SELECT id FROM jobs WHERE name = $2) AND i.id = u.id AND
 	CASE WHEN u.is_result THEN u.lease <> 0 AND i.lease = u.lease ELSE u.lease = 0 OR i.lease = u.lease END`
 
 // commit writes one batch atomically. Writes to the same item must apply
@@ -126,18 +129,23 @@ WHERE i.job = j.id AND i.id = u.id AND
 // one round trip; several go in one transaction.
 func (s *Store) commit(ctx context.Context, batch []pgOp) error {
 	var chunks []*updateCols
-	u := &updateCols{have: make(map[[2]string]struct{})}
-	next := func() {
-		chunks = append(chunks, u)
-		u = &updateCols{have: make(map[[2]string]struct{})}
+	cur := map[string]*updateCols{} // job -> its open statement
+	chunk := func(job, id string) *updateCols {
+		u := cur[job]
+		if u != nil {
+			if _, dup := u.have[id]; !dup {
+				return u
+			}
+			chunks = append(chunks, u) // the item's earlier write goes first
+		}
+		u = &updateCols{job: job, have: map[string]struct{}{}}
+		cur[job] = u
+		return u
 	}
 	for _, op := range batch {
 		for _, r := range op.results {
 			if r.Lease == 0 {
 				continue // never leased: no lease token can hold it
-			}
-			if _, dup := u.have[[2]string{r.Job, r.ID}]; dup {
-				next()
 			}
 			var nextAt int64
 			if r.State == checkpoint.Failed && !r.NextAt.IsZero() {
@@ -150,20 +158,17 @@ func (s *Store) commit(ctx context.Context, batch []pgOp) error {
 					return rebound.Permanent(err)
 				}
 			}
-			u.add(r.Job, r.ID, r.Lease, r.State, r.Attempts, checkpoint.CutErr(r.Err), r.ErrKind, nextAt, true, r.Progress != nil, prog)
+			chunk(r.Job, r.ID).add(r.ID, r.Lease, r.State, r.Attempts, checkpoint.CutErr(r.Err), r.ErrKind, nextAt, true, r.Progress != nil, prog)
 		}
 		if p := op.prog; p != nil {
-			if _, dup := u.have[[2]string{p.job, p.id}]; dup {
-				next()
-			}
-			u.add(p.job, p.id, p.lease, 0, 0, "", "", 0, false, true, p.data)
+			chunk(p.job, p.id).add(p.id, p.lease, 0, 0, "", "", 0, false, true, p.data)
 		}
 	}
-	if len(u.ids) > 0 {
-		next()
+	for _, u := range cur {
+		chunks = append(chunks, u)
 	}
 	args := func(u *updateCols) []any {
-		return []any{s.nowArg(), u.jobs, u.ids, u.leases, u.states, u.attempts, u.errs, u.kinds,
+		return []any{s.nowArg(), u.job, u.ids, u.leases, u.states, u.attempts, u.errs, u.kinds,
 			u.setErr, u.nextAt, u.isResult, u.setPrg, u.progs}
 	}
 	switch len(chunks) {

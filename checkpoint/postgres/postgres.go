@@ -353,7 +353,30 @@ func (s *Store) AddItems(ctx context.Context, job string, items []checkpoint.Ite
 	if _, err := tx.Exec(ctx, "UPDATE jobs SET items = items + $1 WHERE id = $2", len(items), jid); err != nil {
 		return wrap(err)
 	}
-	return wrap(tx.Commit(ctx))
+	if err := tx.Commit(ctx); err != nil {
+		return wrap(err)
+	}
+	// A bulk load leaves the planner without statistics until autovacuum
+	// comes by (a minute or more), and without them it takes a job for a
+	// few dozen rows and plans the group commit as a scan of the whole job
+	// (measured: 12 ms instead of 1 ms for 16 results in a 20,000-item
+	// job). Analyze when the job's size reaches a new power of ten: a few
+	// times per load, each a sample of at most 30,000 rows.
+	if after := have + int64(len(items)); after >= 1000 && digits(after) > digits(have) {
+		if _, err := s.pool.Exec(ctx, "ANALYZE items"); err != nil {
+			return wrap(err)
+		}
+	}
+	return nil
+}
+
+// digits is the number of decimal digits of n > 0 (0 for 0).
+func digits(n int64) int {
+	d := 0
+	for ; n > 0; n /= 10 {
+		d++
+	}
+	return d
 }
 
 const itemCols = "i.seq, i.id, i.payload, i.state, i.attempts, i.err, i.err_kind, i.progress, i.worker, i.lease, i.due, i.created, i.updated"
