@@ -263,7 +263,7 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	case errors.Is(runErr, job.ErrInterrupted):
 		return withCode(ExitInterrupted, runErr)
 	case runErr != nil:
-		return runErr
+		return withCode(ExitFailed, runErr) // the store failed mid-run: not a usage error
 	case sum.Stats.Dead > 0:
 		return withCode(ExitFailed, fmt.Errorf("%d item(s) dead; see 'rebound status %s'", sum.Stats.Dead, manifest))
 	}
