@@ -158,7 +158,7 @@ func (s *Store) commit(ctx context.Context, batch []pgOp) error {
 					return rebound.Permanent(err)
 				}
 			}
-			chunk(r.Job, r.ID).add(r.ID, r.Lease, r.State, r.Attempts, checkpoint.CutErr(r.Err), r.ErrKind, nextAt, true, r.Progress != nil, prog)
+			chunk(r.Job, r.ID).add(r.ID, r.Lease, r.State, r.Attempts, cleanText(checkpoint.CutErr(r.Err)), cleanText(r.ErrKind), nextAt, true, r.Progress != nil, prog)
 		}
 		if p := op.prog; p != nil {
 			chunk(p.job, p.id).add(p.id, p.lease, 0, 0, "", "", 0, false, true, p.data)

@@ -62,6 +62,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -246,6 +247,25 @@ func (s *Store) nowArg() *int64 {
 // server's clock at the start of the statement (the same for every row).
 const nowSQL = "coalesce($1::int8, (extract(epoch FROM statement_timestamp()) * 1000000000)::int8)"
 
+// cleanText makes s storable in a text column: PostgreSQL text holds
+// neither NUL bytes nor invalid UTF-8, and an error text may contain either
+// (it may quote a server's bytes). Stored error texts are for people.
+func cleanText(s string) string {
+	if strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// checkName refuses an ID or name that PostgreSQL text cannot hold,
+// instead of failing deep in a statement.
+func checkName(what, s string) error {
+	if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
+		return fmt.Errorf("%w: %s %q contains a NUL byte or invalid UTF-8, which PostgreSQL text cannot hold", checkpoint.ErrInvalid, what, s)
+	}
+	return nil
+}
+
 func fromNano(n int64) time.Time {
 	if n == 0 {
 		return time.Time{}
@@ -257,6 +277,9 @@ func fromNano(n int64) time.Time {
 // once all succeed; one of them creates it.
 func (s *Store) OpenJob(ctx context.Context, name string, meta checkpoint.JobMeta) (checkpoint.Job, error) {
 	if err := checkpoint.ValidateJobName(name); err != nil {
+		return checkpoint.Job{}, err
+	}
+	if err := checkName("job name", name); err != nil {
 		return checkpoint.Job{}, err
 	}
 	if s.isClosed() {
@@ -308,6 +331,9 @@ func (s *Store) AddItems(ctx context.Context, job string, items []checkpoint.Ite
 	seen := make(map[string]struct{}, len(items))
 	for i, it := range items {
 		if err := checkpoint.ValidateItem(it); err != nil {
+			return err
+		}
+		if err := checkName("item ID", it.ID); err != nil {
 			return err
 		}
 		if _, dup := seen[it.ID]; dup {
@@ -430,7 +456,7 @@ func (s *Store) Lease(ctx context.Context, job, worker string, n int, ttl time.D
 	if s.isClosed() {
 		return nil, checkpoint.ErrClosed
 	}
-	rows, err := s.pool.Query(ctx, leaseSQL, s.nowArg(), job, worker, ttl.Nanoseconds(), n)
+	rows, err := s.pool.Query(ctx, leaseSQL, s.nowArg(), job, cleanText(worker), ttl.Nanoseconds(), n)
 	if err != nil {
 		return nil, wrap(err)
 	}

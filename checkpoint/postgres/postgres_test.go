@@ -289,3 +289,43 @@ func TestServerClock(t *testing.T) {
 		t.Fatalf("after expiry leased %+v", again)
 	}
 }
+
+// TestTextPostgresCannotHold: error texts with NUL bytes or invalid UTF-8
+// (a server's bytes quoted in an error) are stored cleaned, not failing the
+// group commit; IDs and job names with them are refused up front.
+func TestTextPostgresCannotHold(t *testing.T) {
+	dsn := testDSN(t)
+	s, err := Open(context.Background(), dsn, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.OpenJob(ctx, "j\x00", checkpoint.JobMeta{}); !errors.Is(err, checkpoint.ErrInvalid) {
+		t.Fatalf("job name with NUL: err = %v, want ErrInvalid", err)
+	}
+	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddItems(ctx, "j", []checkpoint.Item{{ID: "ok"}, {ID: "bad\xff"}}); !errors.Is(err, checkpoint.ErrInvalid) {
+		t.Fatalf("ID with invalid UTF-8: err = %v, want ErrInvalid", err)
+	}
+	if err := s.AddItems(ctx, "j", []checkpoint.Item{{ID: "ok"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Lease(ctx, "j", "w\x00", 1, time.Minute)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Lease = %v, %v", got, err)
+	}
+	r := checkpoint.Result{Job: "j", ID: "ok", Lease: got[0].Lease, State: checkpoint.Dead, ErrKind: "permanent", Err: "HTTP 400: \x00\xfe body"}
+	if err := s.Complete(ctx, []checkpoint.Result{r}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatalf("Flush after an error text with NUL and invalid UTF-8: %v", err)
+	}
+	it, err := s.Item(ctx, "j", "ok")
+	if err != nil || it.State != checkpoint.Dead || it.Err != "HTTP 400: \uFFFD\uFFFD body" {
+		t.Fatalf("item = %+v, %v; want dead with the error text cleaned", it, err)
+	}
+}
