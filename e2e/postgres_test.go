@@ -184,7 +184,10 @@ func TestPostgresManyWorkersSIGKILL(t *testing.T) {
 	writeManifest(t, dir, ts.URL, items)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	args := []string{"run", "orders.jsonl", "--quiet", "--concurrency", fmt.Sprint(concurrency), "--lease-ttl", "2s"}
+	// A short TTL keeps the test quick: the killed workers' items return
+	// after it. It stays well above a heartbeat's delay on a busy machine
+	// (heartbeats come every TTL/3), so a live worker keeps its leases.
+	args := []string{"run", "orders.jsonl", "--quiet", "--concurrency", fmt.Sprint(concurrency), "--lease-ttl", "4s"}
 	env := []string{"REBOUND_STATE=" + dsn} // the environment names the shared state
 	var ws []*worker
 	for range workers {
