@@ -329,3 +329,9 @@ func TestTextPostgresCannotHold(t *testing.T) {
 		t.Fatalf("item = %+v, %v; want dead with the error text cleaned", it, err)
 	}
 }
+
+func TestSchemaVersionIsMigrationCount(t *testing.T) {
+	if SchemaVersion != len(migrations) {
+		t.Fatalf("SchemaVersion %d, but there are %d migrations", SchemaVersion, len(migrations))
+	}
+}
