@@ -59,9 +59,11 @@
 // # Stores
 //
 // [NewMemory] keeps everything in memory (tests, benchmarks). [OpenSQLite]
-// is the embedded default: one file, for one process at a time. A PostgreSQL
-// store for many workers on many machines implements the same interface and
-// passes the same conformance suite (package checkpoint/storetest).
+// is the embedded default: one file, for one process at a time. Package
+// checkpoint/postgres is the store that many workers on many machines share;
+// it implements the same interface, passes the same conformance suite
+// (package checkpoint/storetest), and the optional interfaces [JobLocker]
+// and [WorkerLister].
 package checkpoint
 
 import (
@@ -352,10 +354,11 @@ type Options struct {
 	// clock so lease expiry and retry times need no sleeping.
 	Now func() time.Time
 	// QueueSize is how many Complete/SaveProgress calls may wait for the
-	// group commit before callers block; 0 means 1024. (SQLite only.)
+	// group commit before callers block; 0 means 1024. (SQLite and
+	// PostgreSQL.)
 	QueueSize int
 	// MaxBatch is the most results one group commit writes; 0 means 4096.
-	// (SQLite only.)
+	// (SQLite and PostgreSQL.)
 	MaxBatch int
 	// BusyTimeout is how long SQLite waits for a lock held by another
 	// connection; 0 means 5 s. (SQLite only.)

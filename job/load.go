@@ -24,7 +24,9 @@ const loadBatch = 1000
 // refused (checkpoint.ErrManifestChanged). A second pass adds the items the
 // job does not have yet, so a load that was killed half-way continues.
 // Memory stays bounded by one line plus 12 bytes per item for the duplicate
-// check.
+// check. With a store that several processes share (checkpoint.JobLocker),
+// the load holds the job's lock, so workers that start together load the
+// manifest once and the others join.
 func LoadManifest(ctx context.Context, st checkpoint.Store, name, path string) (checkpoint.Job, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -68,6 +70,15 @@ func LoadManifest(ctx context.Context, st checkpoint.Store, name, path string) (
 		return checkpoint.Job{}, &ManifestError{Path: path, Lines: []LineError{{0, errors.New("no requests in the manifest")}}}
 	}
 	meta := checkpoint.JobMeta{Fingerprint: hex.EncodeToString(h.Sum(nil)), Total: total}
+	if l, ok := st.(checkpoint.JobLocker); ok {
+		// Workers that share the store and start together: the first one
+		// loads, the others wait here and then find the job loaded.
+		unlock, err := l.LockJob(ctx, name)
+		if err != nil {
+			return checkpoint.Job{}, err
+		}
+		defer unlock()
+	}
 	job, err := st.OpenJob(ctx, name, meta)
 	if err != nil {
 		return job, err

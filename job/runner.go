@@ -309,7 +309,11 @@ func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-c
 	for ctx.Err() == nil && r.failed.Load() == nil {
 		room := cap(queue) - len(queue)
 		if room >= n || len(queue) == 0 {
-			items, err := st.Lease(ctx, r.cfg.Job, r.cfg.Worker, room, r.cfg.LeaseTTL)
+			var items []checkpoint.Item
+			err := r.storeDo(ctx, func(ctx context.Context) (err error) {
+				items, err = st.Lease(ctx, r.cfg.Job, r.cfg.Worker, room, r.cfg.LeaseTTL)
+				return err
+			})
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -326,7 +330,11 @@ func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-c
 			// Nothing leasable now. Finished if nothing is queued or in
 			// flight here and nothing is left anywhere.
 			if len(queue) == 0 && inflight.Load() == 0 {
-				s, err := st.Stats(ctx, r.cfg.Job)
+				var s checkpoint.Stats
+				err := r.storeDo(ctx, func(ctx context.Context) (err error) {
+					s, err = st.Stats(ctx, r.cfg.Job)
+					return err
+				})
 				if err != nil {
 					if ctx.Err() != nil {
 						return nil
@@ -445,10 +453,14 @@ func (r *runner) complete(ctx context.Context, it checkpoint.Item, res checkpoin
 	// The result must be saved even while the run winds down.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	err := r.cfg.Store.Complete(ctx, []checkpoint.Result{res})
-	if err == nil {
-		err = r.cfg.Store.Flush(ctx)
-	}
+	// Handing a result over twice is harmless: it applies under its lease
+	// token only, with absolute values.
+	err := r.storeDo(ctx, func(ctx context.Context) error {
+		if err := r.cfg.Store.Complete(ctx, []checkpoint.Result{res}); err != nil {
+			return err
+		}
+		return r.cfg.Store.Flush(ctx)
+	})
 	if err != nil {
 		e := fmt.Errorf("job %s: saving the result of item %q: %w", r.cfg.Job, it.ID, err)
 		r.failed.CompareAndSwap(nil, &e)
@@ -475,6 +487,38 @@ func (r *runner) complete(ctx context.Context, it checkpoint.Item, res checkpoin
 		l.LogAttrs(ctx, level, "item "+res.State.String(), slog.String("job", r.cfg.Job),
 			slog.String("id", it.ID), slog.Int("attempts", res.Attempts), slog.String("error", res.Err))
 	}
+}
+
+// storeDo runs one store call, retrying it with backoff while it fails with
+// an error the store marked transient (rebound.Transient: a shared store's
+// connection was cut or its server restarts). Every other error, and the
+// store's own sentinel errors, end at once with the error unchanged.
+func (r *runner) storeDo(ctx context.Context, fn func(context.Context) error) error {
+	p := rebound.Retry{
+		Name:        "checkpoint store",
+		MaxAttempts: 10, // about 45 s of waits in all
+		Backoff:     rebound.Backoff{Initial: 250 * time.Millisecond, Max: 10 * time.Second},
+		Classify:    storeClass,
+		Clock:       r.clock,
+	}
+	// Each attempt is bounded too: a connection that went silent (no reset)
+	// must not hold the run forever.
+	err := (&rebound.Pipeline{Retry: p, Timeout: 30 * time.Second}).Do(ctx, fn)
+	var re *rebound.RetryError
+	if errors.As(err, &re) && re.Attempts == 1 {
+		return re.Last // not retried: keep the store's message as it was
+	}
+	return err
+}
+
+// storeClass retries only what the store marked as passing; an unmarked
+// error (a full disk, a damaged file, a closed store) will not pass.
+func storeClass(err error) rebound.Class {
+	var c rebound.Classed
+	if errors.As(err, &c) && c.Class().Kind.Retryable() {
+		return c.Class()
+	}
+	return rebound.Class{Kind: rebound.KindPermanent, Reason: "store error"}
 }
 
 func (r *runner) emit(e Event) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/postgres"
 	"github.com/rebound-go/rebound/job"
 	"github.com/rebound-go/rebound/reboundhttp"
 )
@@ -30,7 +31,7 @@ type runFlags struct {
 	restart, retryDead, json, quiet   bool
 	concurrency, attempts             int
 	connectTimeout, readTimeout, wait time.Duration
-	maxWait, grace                    time.Duration
+	maxWait, grace, leaseTTL          time.Duration
 	breakerFailures                   int
 	breakerOpen                       time.Duration
 }
@@ -48,7 +49,10 @@ func newRunCmd() *cobra.Command {
 ("body" is JSON or a string; "body_file" names a file to send instead.)
 
 Progress goes to a state file (.rebound/<manifest name>.db unless --state says
-otherwise). Running the same command again resumes: finished items are
+otherwise). With --state postgres://… (or REBOUND_STATE) many workers, on many
+machines, share one job: start the same command on each; the first loads the
+manifest, the others join, and a worker that dies leaves its items to the
+others once its leases expire (--lease-ttl). Running the same command again resumes: finished items are
 skipped, interrupted ones continue. Every request carries an Idempotency-Key
 derived from the job and the item ID, the same after any crash, so a server
 that deduplicates applies each item exactly once.
@@ -70,7 +74,7 @@ once, and the state file stays consistent).`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runManifest(cmd, args[0], &f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.state, "state", "", "state file (default .rebound/<manifest name>.db; env REBOUND_STATE)")
+	fl.StringVar(&f.state, "state", "", "state file, or postgres://… URL shared by many workers (default .rebound/<manifest name>.db; env REBOUND_STATE)")
 	fl.StringVar(&f.jobName, "job", "", "job name in the state file (default: the manifest's file name)")
 	fl.BoolVar(&f.restart, "restart", false, "forget saved progress and start the job over")
 	fl.BoolVar(&f.retryDead, "retry-dead", false, "give dead items another full set of attempts")
@@ -82,6 +86,7 @@ once, and the state file stays consistent).`,
 	fl.DurationVar(&f.readTimeout, "read-timeout", 30*time.Second, "timeout for the response headers of each attempt")
 	fl.IntVar(&f.breakerFailures, "breaker-failures", 5, "consecutive failures that open a host's circuit breaker")
 	fl.DurationVar(&f.breakerOpen, "breaker-open", 60*time.Second, "how long an open breaker rejects requests before a probe")
+	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Minute, "how long an item stays with a worker that stopped renewing it (heartbeat every third of it); with a shared state, a dead worker's items return after it")
 	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
 	fl.BoolVar(&f.json, "json", false, "write one JSON event per line to stdout (item outcomes, retries, summary)")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress display")
@@ -105,10 +110,33 @@ func statePathFor(flag, manifest string) string {
 	return filepath.Join(filepath.Dir(manifest), ".rebound", jobNameFor(manifest)+".db")
 }
 
-// openStore opens the store a --state value names.
-func openStore(path string) (checkpoint.Store, error) {
-	if strings.HasPrefix(path, "postgres://") || strings.HasPrefix(path, "postgresql://") {
-		return nil, usageErr(errors.New("a PostgreSQL state store is not available in this build; use a state file"))
+// openStore opens the store a --state value names: a PostgreSQL URL, shared
+// by many workers, or a SQLite file.
+func openStore(ctx context.Context, path string) (checkpoint.Store, error) {
+	if postgres.IsDSN(path) {
+		// Workers may start before the database is up: wait for it a
+		// little (1+2+4+8 s of backoff) while it refuses connections.
+		var st *postgres.Store
+		err := (&rebound.Retry{Name: "connect to the PostgreSQL state"}).Do(ctx, func(ctx context.Context) (err error) {
+			st, err = postgres.Open(ctx, path, checkpoint.Options{})
+			// Only what the store marked as passing is worth waiting for.
+			var c rebound.Classed
+			if err != nil && !(errors.As(err, &c) && c.Class().Kind.Retryable()) {
+				err = rebound.Permanent(err)
+			}
+			return err
+		})
+		var re *rebound.RetryError
+		if errors.As(err, &re) {
+			err = re.Last // the store's message; the attempts say little here
+		}
+		if errors.Is(err, checkpoint.ErrInvalid) || errors.Is(err, checkpoint.ErrBadFile) {
+			return nil, usageErr(err)
+		}
+		if err != nil {
+			return nil, withCode(ExitFailed, fmt.Errorf("state: %w", err)) // unreachable: not a usage error
+		}
+		return st, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
@@ -126,6 +154,9 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	if f.concurrency < 1 || f.attempts < 1 || f.breakerFailures < 1 {
 		return usageErr(errors.New("--concurrency, --attempts and --breaker-failures must be at least 1"))
 	}
+	if f.leaseTTL < 3*time.Millisecond {
+		return usageErr(errors.New("--lease-ttl must be at least 3ms"))
+	}
 	if _, err := os.Stat(manifest); err != nil {
 		return usageErr(fmt.Errorf("manifest: %w", err))
 	}
@@ -133,7 +164,9 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	if name == "" {
 		name = jobNameFor(manifest)
 	}
-	st, err := openStore(statePathFor(f.state, manifest))
+	statePath := statePathFor(f.state, manifest)
+	shared := postgres.IsDSN(statePath)
+	st, err := openStore(ctx, statePath)
 	if err != nil {
 		return err
 	}
@@ -199,9 +232,13 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 		return usageErr(err)
 	}
 	cfg := job.Config{
-		Job: name, Store: st, Concurrency: f.concurrency, MaxAttempts: f.attempts, Exclusive: true,
-		Retry:    rebound.Retry{Backoff: rebound.Backoff{Initial: f.wait, Max: f.maxWait}},
-		Breakers: breakers, BreakerKey: hostOf, Grace: f.grace,
+		Job: name, Store: st, Concurrency: f.concurrency, MaxAttempts: f.attempts, LeaseTTL: f.leaseTTL,
+		// A file has one worker: items a crashed run held come back at
+		// once. A shared store has others alive: theirs come back when
+		// their leases expire.
+		Exclusive: !shared,
+		Retry:     rebound.Retry{Backoff: rebound.Backoff{Initial: f.wait, Max: f.maxWait}},
+		Breakers:  breakers, BreakerKey: hostOf, Grace: f.grace,
 		OnEvent: func(e job.Event) {
 			switch e.Type {
 			case job.EventRetry:
@@ -226,7 +263,7 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	case errors.Is(runErr, job.ErrInterrupted):
 		return withCode(ExitInterrupted, runErr)
 	case runErr != nil:
-		return runErr
+		return withCode(ExitFailed, runErr) // the store failed mid-run: not a usage error
 	case sum.Stats.Dead > 0:
 		return withCode(ExitFailed, fmt.Errorf("%d item(s) dead; see 'rebound status %s'", sum.Stats.Dead, manifest))
 	}

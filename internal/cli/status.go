@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/postgres"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -24,9 +25,12 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show a job's progress: counts per state, throughput, common errors, dead items",
 		Long: `status reads a job's state file and shows how far it got: items per state,
 attempts, throughput, the most common errors, and the dead items with their
-reasons. Give the manifest (as for 'rebound run'), or --state and --job.`,
+reasons. Give the manifest (as for 'rebound run'), or --state and --job.
+With a shared PostgreSQL state it also lists every worker: its live leases,
+the items it finished and its rate.`,
 		Example: `  rebound status users.jsonl
-  rebound status --state .rebound/users.db --json`,
+  rebound status --state .rebound/users.db --json
+  rebound status --state postgres://db.internal/rebound --job users`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := state
@@ -42,13 +46,19 @@ reasons. Give the manifest (as for 'rebound run'), or --state and --job.`,
 			if path == "" {
 				return usageErr(errors.New("give a manifest, or --state FILE"))
 			}
-			if jobName == "" {
-				jobName = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+			if postgres.IsDSN(path) {
+				if jobName == "" {
+					return usageErr(errors.New("with a PostgreSQL state, give the manifest or --job NAME"))
+				}
+			} else {
+				if jobName == "" {
+					jobName = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+				}
+				if _, err := os.Stat(path); err != nil {
+					return usageErr(fmt.Errorf("state: %w (has 'rebound run' been started for this manifest?)", err))
+				}
 			}
-			if _, err := os.Stat(path); err != nil {
-				return usageErr(fmt.Errorf("state: %w (has 'rebound run' been started for this manifest?)", err))
-			}
-			st, err := openStore(path)
+			st, err := openStore(cmd.Context(), path)
 			if err != nil {
 				return err
 			}
@@ -56,7 +66,7 @@ reasons. Give the manifest (as for 'rebound run'), or --state and --job.`,
 			return showStatus(cmd, st, jobName, asJSON, deadLimit)
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "state file (default .rebound/<manifest name>.db; env REBOUND_STATE)")
+	cmd.Flags().StringVar(&state, "state", "", "state file or postgres://… URL (default .rebound/<manifest name>.db; env REBOUND_STATE)")
 	cmd.Flags().StringVar(&jobName, "job", "", "job name (default: the manifest's or state file's name)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().IntVar(&deadLimit, "dead", 20, "how many dead items to list")
@@ -79,6 +89,12 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 	dead, err := st.Dead(ctx, name, max(deadLimit, 0))
 	if err != nil {
 		return err
+	}
+	var workers []checkpoint.WorkerStat
+	if wl, ok := st.(checkpoint.WorkerLister); ok {
+		if workers, err = wl.Workers(ctx, name); err != nil {
+			return err
+		}
 	}
 	rate := 0.0
 	if d := s.LastDone.Sub(s.FirstDone).Seconds(); d > 0 {
@@ -106,11 +122,15 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 			DeadItems  []deadItem              `json:"dead_items"`
 			Complete   bool                    `json:"complete"`
 			LastUpdate time.Time               `json:"last_done,omitzero"`
+			Workers    []workerJSON            `json:"workers,omitempty"`
 		}{Job: name, Total: s.Items(), Pending: s.Pending, Leased: s.Leased, Done: s.Done, Failed: s.Failed,
 			Dead: s.Dead, Attempts: s.Attempts, PerSecond: rate, TopErrors: top,
 			Complete: s.Pending+s.Leased+s.Failed == 0, LastUpdate: s.LastDone, DeadItems: []deadItem{}}
 		if v.TopErrors == nil {
 			v.TopErrors = []checkpoint.ErrorCount{} // [] rather than null for scripts
+		}
+		for _, w := range workers {
+			v.Workers = append(v.Workers, workerJSON{w, w.Rate()})
 		}
 		for _, d := range dead {
 			v.DeadItems = append(v.DeadItems, deadItem{d.ID, d.Attempts, d.ErrKind, d.Err})
@@ -132,6 +152,15 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 		fmt.Fprintf(tw, "throughput\t%.0f items/s\n", rate)
 	}
 	tw.Flush()
+	if len(workers) > 0 {
+		fmt.Fprintf(out, "\nworkers (%d):\n", len(workers))
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  worker\tleased\tdone\titems/s\tlast active")
+		for _, w := range workers {
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%.0f\t%s\n", w.Worker, w.Leased, w.Done, w.Rate(), w.LastActive.Local().Format(time.DateTime))
+		}
+		tw.Flush()
+	}
 	if len(top) > 0 {
 		fmt.Fprintln(out, "\nmost common errors:")
 		for _, e := range top {
@@ -145,4 +174,10 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 		}
 	}
 	return nil
+}
+
+// workerJSON is one worker in status --json.
+type workerJSON struct {
+	checkpoint.WorkerStat
+	PerSecond float64 `json:"items_per_second"`
 }

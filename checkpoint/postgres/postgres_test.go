@@ -1,0 +1,337 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/storetest"
+)
+
+// testDSN returns the database of REBOUND_TEST_POSTGRES with a fresh schema
+// that is dropped when the test ends, or skips the test.
+func testDSN(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("REBOUND_TEST_POSTGRES")
+	if base == "" {
+		t.Skip("set REBOUND_TEST_POSTGRES to a PostgreSQL URL to run this test, e.g. " +
+			"REBOUND_TEST_POSTGRES='postgres://postgres@127.0.0.1:5432/test?sslmode=disable'")
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "rb_test_" + hex.EncodeToString(b[:])
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), base)
+		if err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+		}
+	})
+	return u.String()
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, storetest.Config{
+		Open: func(t *testing.T, path string, opts checkpoint.Options) checkpoint.Store {
+			// One schema per path: reopening the same path sees the same data.
+			dsn := dsnFor(t, path)
+			s, err := Open(context.Background(), dsn, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		Persistent: true,
+	})
+}
+
+var (
+	dsnMu  sync.Mutex
+	dsnFor = func() func(t *testing.T, path string) string {
+		m := map[string]string{}
+		return func(t *testing.T, path string) string {
+			dsnMu.Lock()
+			defer dsnMu.Unlock()
+			if d, ok := m[path]; ok {
+				return d
+			}
+			m[path] = testDSN(t)
+			return m[path]
+		}
+	}()
+)
+
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	dsn := testDSN(t)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	stores := make(chan *Store, n)
+	for range n {
+		wg.Go(func() {
+			s, err := Open(context.Background(), dsn, checkpoint.Options{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			stores <- s
+		})
+	}
+	wg.Wait()
+	close(errs)
+	close(stores)
+	for err := range errs {
+		t.Errorf("Open: %v", err)
+	}
+	var s *Store
+	for st := range stores {
+		s = st
+		defer st.Close()
+	}
+	if s == nil {
+		t.Fatal("no store opened")
+	}
+	var versions, count int
+	err := s.pool.QueryRow(context.Background(), "SELECT max(version), count(*) FROM schema_migrations").Scan(&versions, &count)
+	if err != nil || versions != SchemaVersion || count != SchemaVersion {
+		t.Fatalf("schema_migrations: max %d, %d rows, %v; want %d applied once each", versions, count, err, SchemaVersion)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	dsn := testDSN(t)
+	s, err := Open(context.Background(), dsn, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(context.Background(), "INSERT INTO schema_migrations (version) VALUES ($1)", SchemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = Open(context.Background(), dsn, checkpoint.Options{})
+	if !errors.Is(err, checkpoint.ErrBadFile) || !strings.Contains(err.Error(), "newer rebound") || !strings.Contains(err.Error(), "rb_test_") {
+		t.Fatalf("Open of a newer schema: err = %v, want ErrBadFile naming the schema and the newer version", err)
+	}
+}
+
+func TestBadSearchPath(t *testing.T) {
+	for _, sp := range []string{"a,b", `"x"`, strings.Repeat("s", 64)} {
+		_, err := Open(context.Background(), "postgres://u@127.0.0.1:1/db?search_path="+url.QueryEscape(sp), checkpoint.Options{})
+		if !errors.Is(err, checkpoint.ErrInvalid) {
+			t.Errorf("search_path %q: err = %v, want ErrInvalid", sp, err)
+		}
+	}
+	_, err := Open(context.Background(), "postgres://user:secret@[::1", checkpoint.Options{})
+	if !errors.Is(err, checkpoint.ErrInvalid) || strings.Contains(err.Error(), "secret") {
+		t.Errorf("bad DSN: err = %v, want ErrInvalid without the password", err)
+	}
+}
+
+func TestUnreachableIsTransient(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Port 1 on loopback: connection refused at once.
+	_, err := Open(ctx, "postgres://u@127.0.0.1:1/db?sslmode=disable&connect_timeout=2", checkpoint.Options{})
+	if err == nil || rebound.Classify(err).Kind != rebound.KindTransient {
+		t.Fatalf("Open of an unreachable server: err = %v (class %v), want a transient error", err, rebound.Classify(err))
+	}
+}
+
+func TestLockJobExcludes(t *testing.T) {
+	dsn := testDSN(t)
+	a, err := Open(context.Background(), dsn, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(context.Background(), dsn, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	unlock, err := a.LockJob(context.Background(), "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan func(), 1)
+	go func() {
+		u, err := b.LockJob(context.Background(), "j")
+		if err != nil {
+			t.Error(err)
+			close(got)
+			return
+		}
+		got <- u
+	}()
+	// Another job's lock is free meanwhile.
+	other, err := b.LockJob(context.Background(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other()
+	select {
+	case <-got:
+		t.Fatal("second LockJob returned while the first holds the lock")
+	default:
+	}
+	unlock()
+	if u, ok := <-got; ok {
+		u()
+	}
+}
+
+func TestWorkers(t *testing.T) {
+	dsn := testDSN(t)
+	clock := storetest.NewClock()
+	s, err := Open(context.Background(), dsn, checkpoint.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	var items []checkpoint.Item
+	for _, id := range []string{"a", "b", "c", "d", "e"} {
+		items = append(items, checkpoint.Item{ID: id})
+	}
+	if err := s.AddItems(ctx, "j", items); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.Lease(ctx, "j", "A", 3, time.Minute)
+	if b, _ := s.Lease(ctx, "j", "B", 2, time.Minute); len(a) != 3 || len(b) != 2 {
+		t.Fatalf("leased %d and %d items, want 3 and 2", len(a), len(b))
+	}
+	t0 := clock.Now()
+	clock.Advance(10 * time.Second)
+	s.Complete(ctx, []checkpoint.Result{{Job: "j", ID: a[0].ID, Lease: a[0].Lease, State: checkpoint.Done}})
+	s.Flush(ctx)
+	clock.Advance(10 * time.Second)
+	s.Complete(ctx, []checkpoint.Result{{Job: "j", ID: a[1].ID, Lease: a[1].Lease, State: checkpoint.Done}})
+	s.Flush(ctx)
+	ws, err := s.Workers(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 2 || ws[0].Worker != "A" || ws[0].Done != 2 || ws[0].Leased != 1 || ws[1].Worker != "B" || ws[1].Leased != 2 || ws[1].Done != 0 {
+		t.Fatalf("Workers = %+v", ws)
+	}
+	if !ws[0].FirstDone.Equal(t0.Add(10*time.Second)) || !ws[0].LastDone.Equal(t0.Add(20*time.Second)) || ws[0].Rate() != 0.2 {
+		t.Fatalf("A: %+v rate %v, want done at +10s and +20s, 0.2/s", ws[0], ws[0].Rate())
+	}
+	if !ws[1].LastActive.Equal(t0) {
+		t.Fatalf("B last active %v, want %v", ws[1].LastActive, t0)
+	}
+	// Expired leases are not live.
+	clock.Advance(time.Minute)
+	ws, _ = s.Workers(ctx, "j")
+	if ws[0].Leased != 0 || ws[1].Leased != 0 {
+		t.Fatalf("after expiry Workers = %+v, want no live leases", ws)
+	}
+}
+
+// TestServerClock runs without Options.Now: leases expire by the server's
+// clock.
+func TestServerClock(t *testing.T) {
+	dsn := testDSN(t)
+	s, err := Open(context.Background(), dsn, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	before := time.Now()
+	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddItems(ctx, "j", []checkpoint.Item{{ID: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Lease(ctx, "j", "w", 1, time.Hour)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Lease = %v, %v", got, err)
+	}
+	// Same machine: the server's clock is within a minute of ours.
+	if d := got[0].Due.Sub(before.Add(time.Hour)); d < -time.Minute || d > time.Minute {
+		t.Fatalf("lease due %v, want about an hour after %v", got[0].Due, before)
+	}
+	if again, _ := s.Lease(ctx, "j", "w2", 1, time.Hour); len(again) != 0 {
+		t.Fatal("leased a held item")
+	}
+	if err := s.Extend(ctx, "j", "x", got[0].Lease, time.Nanosecond); err != nil {
+		t.Fatal(err)
+	}
+	// A 1 ns lease has expired by the next statement's timestamp.
+	if again, _ := s.Lease(ctx, "j", "w2", 1, time.Hour); len(again) != 1 || again[0].Lease == got[0].Lease {
+		t.Fatalf("after expiry leased %+v", again)
+	}
+}
+
+// TestTextPostgresCannotHold: error texts with NUL bytes or invalid UTF-8
+// (a server's bytes quoted in an error) are stored cleaned, not failing the
+// group commit; IDs and job names with them are refused up front.
+func TestTextPostgresCannotHold(t *testing.T) {
+	dsn := testDSN(t)
+	s, err := Open(context.Background(), dsn, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.OpenJob(ctx, "j\x00", checkpoint.JobMeta{}); !errors.Is(err, checkpoint.ErrInvalid) {
+		t.Fatalf("job name with NUL: err = %v, want ErrInvalid", err)
+	}
+	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddItems(ctx, "j", []checkpoint.Item{{ID: "ok"}, {ID: "bad\xff"}}); !errors.Is(err, checkpoint.ErrInvalid) {
+		t.Fatalf("ID with invalid UTF-8: err = %v, want ErrInvalid", err)
+	}
+	if err := s.AddItems(ctx, "j", []checkpoint.Item{{ID: "ok"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Lease(ctx, "j", "w\x00", 1, time.Minute)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Lease = %v, %v", got, err)
+	}
+	r := checkpoint.Result{Job: "j", ID: "ok", Lease: got[0].Lease, State: checkpoint.Dead, ErrKind: "permanent", Err: "HTTP 400: \x00\xfe body"}
+	if err := s.Complete(ctx, []checkpoint.Result{r}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatalf("Flush after an error text with NUL and invalid UTF-8: %v", err)
+	}
+	it, err := s.Item(ctx, "j", "ok")
+	if err != nil || it.State != checkpoint.Dead || it.Err != "HTTP 400: \uFFFD\uFFFD body" {
+		t.Fatalf("item = %+v, %v; want dead with the error text cleaned", it, err)
+	}
+}
+
+func TestSchemaVersionIsMigrationCount(t *testing.T) {
+	if SchemaVersion != len(migrations) {
+		t.Fatalf("SchemaVersion %d, but there are %d migrations", SchemaVersion, len(migrations))
+	}
+}
