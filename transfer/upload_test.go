@@ -170,10 +170,26 @@ func TestUploadStall(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	retried := make(chan struct{})
 	go func() {
 		<-hung
-		if clock.BlockUntil(ctx, 1) == nil {
-			clock.Advance(DefaultStallTimeout)
+		// Move the fake clock past the stall timeout until the client has
+		// cut the hung PATCH. One Advance is not enough on a loaded machine:
+		// the pending timer seen first may not yet be the body's stall timer.
+		for {
+			wait, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+			ok := clock.BlockUntil(wait, 1) == nil
+			stop()
+			select {
+			case <-retried:
+				return
+			case <-ctx.Done():
+				return
+			default:
+			}
+			if ok {
+				clock.Advance(DefaultStallTimeout)
+			}
 		}
 	}()
 	var retries []error
@@ -181,6 +197,9 @@ func TestUploadStall(t *testing.T) {
 	_, err := Upload(ctx, src, srv.URL+"/files/", UploadOptions{Store: newStore(t), Clock: clock, Pipeline: fastPipeline, ChunkSize: 64 << 20,
 		OnEvent: func(ev Event) {
 			if ev.Kind == EventRetry {
+				if len(retries) == 0 {
+					close(retried)
+				}
 				retries = append(retries, ev.Err)
 			}
 		}})
