@@ -55,6 +55,18 @@
 // with a Client.Timeout, net/http starts two goroutines per request for any
 // RoundTripper that is not its own *http.Transport (this one included).
 //
+// # Conditional updates
+//
+// Update is a read-modify-write that cannot lose an update: GET, then PUT
+// (or PATCH) with If-Match set to the ETag read, so a change made by
+// someone else in between is refused with 412 (ErrPreconditionFailed,
+// permanent, never retried) instead of overwritten. Create writes with
+// If-None-Match: *, so an existing resource is never overwritten. A
+// resource without a strong ETag is an error (ErrNoETag), never a blind
+// write. Both writes carry an Idempotency-Key; a 412 to a write the client
+// had to send twice is ErrOutcomeUnknown, since it may be the write's own
+// first attempt that the server saw.
+//
 // # Zero values, time and concurrency
 //
 // The zero Config is the mission's default: connect 5 s, TLS handshake 5 s,
