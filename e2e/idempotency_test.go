@@ -187,6 +187,62 @@ func TestExactlyOnceUnderLostResponses(t *testing.T) {
 		items, elapsed.Round(time.Millisecond), s.total.Load(), s.requests.Load(), resent, s.replayed.Load())
 }
 
+// A request that outlives the client's read timeout is still running when
+// the retry arrives: the middleware answers 409 with Retry-After: 1 ("the
+// first request with this key is still in flight"). rebound run must wait
+// and retry, not give the item up, and the retry gets the first request's
+// stored answer: one effect, item done.
+func TestInFlightKeyRetriedNotDead(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "idem.db")+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store := idempotency.NewSQLStore(db, idempotency.SQLite, "")
+
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	var runs, requests, replayed, conflicts atomic.Int64
+	orders := idempotency.New(store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if runs.Add(1) == 1 {
+			<-release // outlive the client's read timeout
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		orders.ServeHTTP(w, r)
+		switch {
+		case w.Header().Get(idempotency.HeaderReplayed) == "true":
+			replayed.Add(1)
+		case w.Header().Get("Retry-After") != "":
+			conflicts.Add(1)
+			free() // the client has seen "in flight": let the first request finish
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(free) // runs before srv.Close: never leave the handler blocked
+
+	manifest := filepath.Join(dir, "slow.jsonl")
+	if err := os.WriteFile(manifest, []byte(`{"id":"a","method":"POST","url":"`+srv.URL+`/orders","body":{"item":1}}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := runCLI(t, dir, "run", manifest, "--json", "--read-timeout", "300ms", "--backoff", "1ms", "--max-backoff", "5ms")
+	if res.code != 0 {
+		t.Fatalf("rebound run exited %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	if runs.Load() != 1 || conflicts.Load() < 1 || replayed.Load() != 1 {
+		t.Fatalf("handler ran %d times, %d in-flight answers, %d replays (%d requests); want 1, >= 1, 1\n%s",
+			runs.Load(), conflicts.Load(), replayed.Load(), requests.Load(), res.stdout)
+	}
+	if !strings.Contains(res.stdout, `"kind":"throttled"`) {
+		t.Errorf("no throttled retry in the events:\n%s", res.stdout)
+	}
+	t.Logf("%d requests: timeout, %d × 409 in flight, then the stored answer", requests.Load(), conflicts.Load())
+}
+
 // tail returns the last n bytes of s.
 func tail(s string, n int) string {
 	if len(s) <= n {

@@ -14,9 +14,11 @@
 //   - a transport error is classified by rebound.Classify (a reset, a timeout
 //     or a refused connection is transient; a bad certificate or a cancelled
 //     context is permanent);
-//   - a response with a retryable status (408, 429, 502, 503, 504, and 500
-//     for a replayable request) becomes a *StatusError between attempts, with
-//     the server's Retry-After;
+//   - a response with a retryable status (408, 429, 502, 503, 504, and,
+//     for a replayable request, 500 and a 409 with a Retry-After, which is
+//     how an Idempotency-Key server says "the first request with this key
+//     still runs") becomes a *StatusError between attempts, with the
+//     server's Retry-After;
 //   - any other response is the answer, returned untouched.
 //
 // A request is replayable when its body can be rewound (no body, or GetBody
