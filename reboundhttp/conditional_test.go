@@ -168,9 +168,11 @@ func TestUpdateConcurrentWriterWins(t *testing.T) {
 	s := &etagStore{}
 	srv := newETagServer(t, s)
 	s.put("/doc", `{"N":1}`)
+	plain := &http.Client{Transport: &http.Transport{}}
+	defer plain.CloseIdleConnections()
 	other := func(cur []byte) ([]byte, error) {
 		req, _ := http.NewRequest(http.MethodPut, srv.URL+"/doc", strings.NewReader(`{"N":100}`))
-		resp, err := http.DefaultClient.Do(req) // an unconditional write by someone else
+		resp, err := plain.Do(req) // an unconditional write by someone else
 		if err != nil {
 			return nil, err
 		}
