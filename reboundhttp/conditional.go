@@ -52,7 +52,8 @@ type UpdateOptions struct {
 	// Method is the write's method: PUT (when empty) or PATCH.
 	Method string
 	// ContentType is the Content-Type of the write; empty means the
-	// Content-Type of the representation Update read.
+	// Content-Type of the representation Update read (for a PATCH, set the
+	// patch format's, e.g. application/merge-patch+json).
 	ContentType string
 	// Header is added to every request made (credentials, Accept). Its
 	// values never appear in errors.
@@ -83,7 +84,8 @@ type UpdateOptions struct {
 // answers a repeat with the first answer. A repeat that a server without
 // deduplication refuses with 412 may be refusing the write's own earlier,
 // applied attempt: that is reported as ErrOutcomeUnknown, never as
-// ErrPreconditionFailed. nil client means http.DefaultClient.
+// ErrPreconditionFailed. nil client means http.DefaultClient. Update keeps
+// no state: call it from as many goroutines as you like.
 func Update(ctx context.Context, client *http.Client, rawURL string, opt UpdateOptions, modify func(current []byte) ([]byte, error)) (etag string, err error) {
 	if modify == nil {
 		return "", errors.New("reboundhttp: Update: nil modify func")
