@@ -14,9 +14,11 @@
 //   - a transport error is classified by rebound.Classify (a reset, a timeout
 //     or a refused connection is transient; a bad certificate or a cancelled
 //     context is permanent);
-//   - a response with a retryable status (408, 429, 502, 503, 504, and 500
-//     for a replayable request) becomes a *StatusError between attempts, with
-//     the server's Retry-After;
+//   - a response with a retryable status (408, 429, 502, 503, 504, and,
+//     for a replayable request, 500 and a 409 with a Retry-After, which is
+//     how an Idempotency-Key server says "the first request with this key
+//     still runs") becomes a *StatusError between attempts, with the
+//     server's Retry-After;
 //   - any other response is the answer, returned untouched.
 //
 // A request is replayable when its body can be rewound (no body, or GetBody
@@ -54,6 +56,18 @@
 // Bound a whole call with the request's context, not http.Client.Timeout:
 // with a Client.Timeout, net/http starts two goroutines per request for any
 // RoundTripper that is not its own *http.Transport (this one included).
+//
+// # Conditional updates
+//
+// Update is a read-modify-write that cannot lose an update: GET, then PUT
+// (or PATCH) with If-Match set to the ETag read, so a change made by
+// someone else in between is refused with 412 (ErrPreconditionFailed,
+// permanent, never retried) instead of overwritten. Create writes with
+// If-None-Match: *, so an existing resource is never overwritten. A
+// resource without a strong ETag is an error (ErrNoETag), never a blind
+// write. Both writes carry an Idempotency-Key; a 412 to a write the client
+// had to send twice is ErrOutcomeUnknown, since it may be the write's own
+// first attempt that the server saw.
 //
 // # Zero values, time and concurrency
 //

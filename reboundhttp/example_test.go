@@ -2,11 +2,14 @@ package reboundhttp_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/rebound-go/rebound"
@@ -97,4 +100,61 @@ func ExampleSetIdempotencyKey() {
 	resp.Body.Close()
 	fmt.Println(resp.Status, len(keys), "attempts, same key:", keys[0] == key && keys[1] == key)
 	// Output: 201 Created 2 attempts, same key: true
+}
+
+// Update reads a resource, changes it and writes it back with If-Match, so
+// a change made by someone else in between is never overwritten: the write
+// fails with ErrPreconditionFailed instead, and the caller decides whether
+// to read again and redo its change.
+func ExampleUpdate() {
+	var (
+		mu      sync.Mutex
+		body    = `{"stock":10}`
+		version = 1
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		etag := fmt.Sprintf(`"v%d"`, version)
+		switch r.Method {
+		case http.MethodGet:
+			w.Header().Set("ETag", etag)
+			io.WriteString(w, body)
+		case http.MethodPut:
+			if r.Header.Get("If-Match") != etag {
+				w.WriteHeader(http.StatusPreconditionFailed)
+				return
+			}
+			b, _ := io.ReadAll(r.Body)
+			body, version = string(b), version+1
+			w.Header().Set("ETag", fmt.Sprintf(`"v%d"`, version))
+		}
+	}))
+	defer srv.Close()
+
+	client := reboundhttp.NewClient(reboundhttp.Config{})
+	defer client.CloseIdleConnections()
+	take := func(n int) func([]byte) ([]byte, error) {
+		return func(cur []byte) ([]byte, error) {
+			var v struct{ Stock int }
+			if err := json.Unmarshal(cur, &v); err != nil {
+				return nil, err
+			}
+			return json.Marshal(map[string]int{"stock": v.Stock - n})
+		}
+	}
+	etag, err := reboundhttp.Update(context.Background(), client, srv.URL, reboundhttp.UpdateOptions{}, take(3))
+	fmt.Println(etag, err, body)
+
+	// Someone else writes between our read and our write: ours is refused.
+	_, err = reboundhttp.Update(context.Background(), client, srv.URL, reboundhttp.UpdateOptions{}, func(cur []byte) ([]byte, error) {
+		mu.Lock()
+		body, version = `{"stock":0}`, version+1
+		mu.Unlock()
+		return take(1)(cur)
+	})
+	fmt.Println(errors.Is(err, reboundhttp.ErrPreconditionFailed), body)
+	// Output:
+	// "v2" <nil> {"stock":7}
+	// true {"stock":0}
 }

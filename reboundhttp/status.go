@@ -114,8 +114,17 @@ func (e *StatusError) Error() string {
 
 // Class judges the status with rebound.ClassifyStatus: 408, 502, 504
 // transient; 429 throttled; 503 throttled with a Retry-After, else
-// transient; 500 transient when Replayable; any other status permanent.
+// transient; 500 transient when Replayable; any other status permanent,
+// with one exception: a 409 Conflict with a Retry-After to a replayable
+// request is throttled. That is how a server that deduplicates by
+// Idempotency-Key (the IETF draft, and this module's idempotency
+// middleware) says that the first request with this key is still running:
+// a retry after the wait gets that request's answer replayed. A 409
+// without Retry-After stays permanent.
 func (e *StatusError) Class() rebound.Class {
+	if e.StatusCode == http.StatusConflict && e.RetryAfter > 0 && e.Replayable {
+		return rebound.Class{Kind: rebound.KindThrottled, RetryAfter: e.RetryAfter, Reason: "http 409 (in flight)"}
+	}
 	return rebound.ClassifyStatus(e.StatusCode, e.Replayable, e.RetryAfter)
 }
 
