@@ -167,10 +167,10 @@ func readResource(ctx context.Context, client *http.Client, rawURL string, opt *
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("reboundhttp: GET %s: reading the body: %w", redactURL(req.URL), err)
+		return nil, fmt.Errorf("reboundhttp: GET %s: reading the body: %w", RedactURL(req.URL), err)
 	}
 	if int64(len(body)) > limit {
-		return nil, fmt.Errorf("reboundhttp: GET %s: representation larger than %d bytes (UpdateOptions.MaxBody)", redactURL(req.URL), limit)
+		return nil, fmt.Errorf("reboundhttp: GET %s: representation larger than %d bytes (UpdateOptions.MaxBody)", RedactURL(req.URL), limit)
 	}
 	etag := resp.Header.Get("ETag")
 	if !strongETag(etag) {
@@ -219,7 +219,7 @@ func write(ctx context.Context, client *http.Client, method, rawURL string, opt 
 		}
 	}
 	if n := sent.Load(); n > 1 {
-		return "", &uncertainError{method: method, url: redactURL(req.URL), sent: int(n), se: se}
+		return "", &uncertainError{method: method, url: RedactURL(req.URL), sent: int(n), se: se}
 	}
 	return "", fmt.Errorf("%w: %w", ErrPreconditionFailed, se)
 }
@@ -265,7 +265,7 @@ func do(client *http.Client, req *http.Request) (*http.Response, error) {
 	resp, err := client.Do(req)
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		ue.URL = redactURL(req.URL)
+		ue.URL = RedactURL(req.URL)
 	}
 	return resp, err
 }
@@ -281,5 +281,5 @@ func redactString(raw string) string {
 	if err != nil {
 		return "(unparseable URL)"
 	}
-	return redactURL(u)
+	return RedactURL(u)
 }
