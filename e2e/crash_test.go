@@ -246,3 +246,92 @@ func TestInterruptExits130AndResumes(t *testing.T) {
 		t.Fatalf("%d effects, want 600", len(srv.effects))
 	}
 }
+
+// TestSecondSignalExitsAtOnce: the first SIGINT lets in-flight requests
+// finish (here they never would: the server holds them), a second one ends
+// the process at once, and the state file is still consistent: the next run
+// finishes the job with every item applied once.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real CLI")
+	}
+	srv := newDedupServer(0)
+	hold := make(chan struct{})
+	var held sync.Once
+	holding := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/orders/100" { // one request the server never answers until released
+			held.Do(func() { close(holding) })
+			select {
+			case <-hold:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		srv.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	var released sync.Once
+	release := func() { released.Do(func() { close(hold) }) }
+	defer release()
+	dir := t.TempDir()
+	writeManifest(t, dir, ts.URL, 300)
+	args := []string{"run", "orders.jsonl", "--quiet", "--concurrency", "4", "--grace", "10m"}
+
+	cmd := exec.Command(cliBinary(t), args...)
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	select {
+	case <-holding:
+	case <-exited:
+		t.Fatal("run ended before reaching the held request")
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatal("the held request never arrived")
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	// The first signal starts a graceful stop that would wait 10 minutes for
+	// the held request. Signal again until the process is gone: once the
+	// first has been handled, the next one ends it.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(time.Minute)
+wait:
+	for {
+		select {
+		case <-exited:
+			break wait
+		case <-tick.C:
+			_ = cmd.Process.Signal(syscall.SIGINT)
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			t.Fatal("a second SIGINT did not end the run")
+		}
+	}
+	if cmd.ProcessState.Success() {
+		t.Fatal("interrupted run reported success")
+	}
+	if st := runCLI(t, dir, "status", "orders.jsonl", "--json"); st.code != 0 {
+		t.Fatalf("state after the second signal: exit %d: %s", st.code, st.stderr)
+	}
+	release()
+	if res := runCLI(t, dir, args...); res.code != 0 {
+		t.Fatalf("resume: exit %d: %s", res.code, res.stderr)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.effects) != 300 {
+		t.Fatalf("%d effects, want 300", len(srv.effects))
+	}
+	for item, keys := range srv.keyOf {
+		if len(keys) != 1 {
+			t.Fatalf("item %s arrived with %d keys", item, len(keys))
+		}
+	}
+}
