@@ -261,6 +261,12 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	for range n {
 		wg.Go(func() {
 			for it := range queue {
+				if ctx.Err() != nil {
+					// Interrupted: queued items were never sent; leave them
+					// leased for the next run (Reclaim) or lease expiry.
+					r.live.Delete(it.ID)
+					continue
+				}
 				inflight.Add(1)
 				r.complete(workCtx, it, r.runItem(workCtx, ctx, it))
 				inflight.Add(-1)

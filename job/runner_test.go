@@ -194,6 +194,13 @@ func TestRunInterruptSavesProgress(t *testing.T) {
 	if sum.Stats.Done < 20 || sum.Stats.Done >= 100 {
 		t.Fatalf("done after interrupt: %+v", sum.Stats)
 	}
+	// Only the items already in flight (at most Concurrency-1 besides the
+	// one that cancelled) may start after the interrupt, not the queued ones.
+	mu.Lock()
+	if done > 20+3 {
+		t.Errorf("%d items started, want at most 23: queued items ran after the interrupt", done)
+	}
+	mu.Unlock()
 	// Resume finishes the rest, and nothing done is done again.
 	mu.Lock()
 	first := done
