@@ -3,6 +3,7 @@ package groupcommit
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -189,12 +190,15 @@ func TestStickyError(t *testing.T) {
 	mustSend(t, c, 2)
 	flushed := make(chan error, 1)
 	go func() { flushed <- c.Flush(context.Background()) }()
+	for len(c.ops) < 2 { // the flush queued behind 2: both go in one batch
+		runtime.Gosched()
+	}
 	r.release <- struct{}{} // commit {1}
-	<-r.started             // the committer holds 2 (and maybe the flush)
+	<-r.started             // the committer holds {2} and the flush
 	mustSend(t, c, 3)       // queued behind the failing commit
-	r.release <- struct{}{} // commit {2}: fails
+	r.ungate()              // commit {2}: fails; a broken committer would go on
 	if err := <-flushed; err != boom {
-		t.Fatalf("Flush = %v, want the commit error", err)
+		t.Fatalf("Flush in the failed batch = %v, want the commit error", err)
 	}
 	if err := c.Send(context.Background(), 4); err != boom {
 		t.Fatalf("Send after failure = %v, want the commit error", err)
