@@ -12,6 +12,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go)
+
+	"github.com/rebound-go/rebound/checkpoint/internal/groupcommit"
 )
 
 // SchemaVersion is the version of the SQLite file layout this build writes
@@ -81,22 +83,15 @@ type SQLite struct {
 	jobMu  sync.Mutex
 	jobIDs map[string]int64 // name -> jobs.id, for opened jobs
 
-	sendMu sync.RWMutex // held for reading while sending to ops; Close takes it to close ops
-	closed bool
-	ops    chan sqlOp
-	done   chan struct{} // closed when the committer exits
-
-	errMu sync.Mutex
-	err   error // sticky group-commit failure
+	gc *groupcommit.Committer[sqlOp] // Complete and SaveProgress; sticky error
 }
 
 var _ Store = (*SQLite)(nil)
 
-// sqlOp is one hand-over to the committer.
+// sqlOp is one hand-over to the committer: results or a progress record.
 type sqlOp struct {
 	results []Result
 	prog    *progOp
-	flush   chan error
 }
 
 type progOp struct {
@@ -138,13 +133,13 @@ func OpenSQLite(path string, opts Options) (*SQLite, error) {
 		db.Close()
 		return nil, err
 	}
-	q := opts.QueueSize
-	if q <= 0 {
-		q = 1024
-	}
-	s.ops = make(chan sqlOp, q)
-	s.done = make(chan struct{})
-	go s.committer()
+	s.gc = groupcommit.New(groupcommit.Config[sqlOp]{
+		Commit:    s.groupCommit,
+		Weight:    opWeight,
+		MaxBatch:  opts.MaxBatch,
+		QueueSize: opts.QueueSize,
+		ErrClosed: ErrClosed,
+	})
 	return s, nil
 }
 
@@ -270,11 +265,7 @@ func (s *SQLite) wrap(err error) error {
 	return fmt.Errorf("checkpoint: %s: %w", s.path, err)
 }
 
-func (s *SQLite) isClosed() bool {
-	s.sendMu.RLock()
-	defer s.sendMu.RUnlock()
-	return s.closed
-}
+func (s *SQLite) isClosed() bool { return s.gc.Closed() }
 
 func (s *SQLite) now() time.Time { return s.opts.now().UTC() }
 
@@ -565,30 +556,6 @@ func (s *SQLite) Reclaim(ctx context.Context, job string) (int, error) {
 	return int(n), s.wrap(err)
 }
 
-// send hands an operation to the committer, waiting while the queue is full.
-func (s *SQLite) send(ctx context.Context, op sqlOp) error {
-	if err := s.stickyErr(); err != nil {
-		return err
-	}
-	s.sendMu.RLock()
-	defer s.sendMu.RUnlock()
-	if s.closed {
-		return ErrClosed
-	}
-	select {
-	case s.ops <- op:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (s *SQLite) stickyErr() error {
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	return s.err
-}
-
 // Complete implements Store. It copies results; the caller may reuse them.
 func (s *SQLite) Complete(ctx context.Context, results []Result) error {
 	for _, r := range results {
@@ -599,7 +566,7 @@ func (s *SQLite) Complete(ctx context.Context, results []Result) error {
 	if len(results) == 0 {
 		return nil
 	}
-	return s.send(ctx, sqlOp{results: append([]Result(nil), results...)})
+	return s.gc.Send(ctx, sqlOp{results: append([]Result(nil), results...)})
 }
 
 // SaveProgress implements Store.
@@ -607,85 +574,28 @@ func (s *SQLite) SaveProgress(ctx context.Context, job, id string, lease int64, 
 	if err := checkProgress(&p); err != nil {
 		return err
 	}
-	data, err := encodeProgress(p)
+	data, err := groupcommit.EncodeProgress(p)
 	if err != nil {
 		return err
 	}
-	return s.send(ctx, sqlOp{prog: &progOp{job: job, id: id, lease: lease, data: data}})
-}
-
-func encodeProgress(p Progress) ([]byte, error) {
-	if p.IsZero() {
-		return nil, nil
-	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: encode progress: %w", err)
-	}
-	return b, nil
+	return s.gc.Send(ctx, sqlOp{prog: &progOp{job: job, id: id, lease: lease, data: data}})
 }
 
 // Flush implements Store.
-func (s *SQLite) Flush(ctx context.Context) error {
-	ch := make(chan error, 1)
-	if err := s.send(ctx, sqlOp{flush: ch}); err != nil {
-		return err
-	}
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (s *SQLite) Flush(ctx context.Context) error { return s.gc.Flush(ctx) }
 
-// committer writes the queued operations in as few transactions as the load
-// allows: it takes one operation, then everything else already queued (up
-// to MaxBatch results), writes it all in one transaction, and answers the
-// flushes among them once it has committed.
-func (s *SQLite) committer() {
-	defer close(s.done)
-	maxBatch := s.opts.MaxBatch
-	if maxBatch <= 0 {
-		maxBatch = 4096
+// opWeight is what an operation counts toward Options.MaxBatch: its results,
+// plus one for the hand-over.
+func opWeight(op sqlOp) int { return len(op.results) + 1 }
+
+// groupCommit is the committer's Commit: it writes one batch in one
+// transaction (an empty batch, of flushes only, commits an empty one).
+// Its error makes the store unusable, so it says so.
+func (s *SQLite) groupCommit(batch []sqlOp) error {
+	if err := s.commit(batch); err != nil {
+		return fmt.Errorf("checkpoint: %s: group commit failed, its results are lost and the store is unusable (reopen it): %w", s.path, err)
 	}
-	var batch []sqlOp
-	for {
-		op, ok := <-s.ops
-		if !ok {
-			return
-		}
-		batch = append(batch[:0], op)
-		size := len(op.results) + 1
-	drain:
-		for size < maxBatch {
-			select {
-			case op, ok := <-s.ops:
-				if !ok {
-					break drain // Close: write what we have, then the loop exits
-				}
-				batch = append(batch, op)
-				size += len(op.results) + 1
-			default:
-				break drain
-			}
-		}
-		err := s.stickyErr()
-		if err == nil {
-			if err = s.commit(batch); err != nil {
-				err = fmt.Errorf("checkpoint: %s: group commit failed, its results are lost and the store is unusable (reopen it): %w", s.path, err)
-				s.errMu.Lock()
-				s.err = err
-				s.errMu.Unlock()
-			}
-		}
-		for i := range batch {
-			if batch[i].flush != nil {
-				batch[i].flush <- err
-			}
-			batch[i] = sqlOp{} // let the results be collected
-		}
-	}
+	return nil
 }
 
 func (s *SQLite) commit(batch []sqlOp) error {
@@ -719,7 +629,7 @@ func (s *SQLite) commit(batch []sqlOp) error {
 			}
 			var prog []byte
 			if r.Progress != nil {
-				if prog, err = encodeProgress(*r.Progress); err != nil {
+				if prog, err = groupcommit.EncodeProgress(*r.Progress); err != nil {
 					return err
 				}
 			}
@@ -888,16 +798,10 @@ func (s *SQLite) RetryDead(ctx context.Context, job string) (int64, error) {
 // Close implements Store: it waits for the committer to write everything
 // handed over, then closes the file.
 func (s *SQLite) Close() error {
-	s.sendMu.Lock()
-	if s.closed {
-		s.sendMu.Unlock()
-		return ErrClosed
+	err := s.gc.Close()
+	if errors.Is(err, ErrClosed) {
+		return err // closed before
 	}
-	s.closed = true
-	close(s.ops)
-	s.sendMu.Unlock()
-	<-s.done
-	err := s.stickyErr()
 	s.completeStmt.Close()
 	s.progressStmt.Close()
 	if cerr := s.db.Close(); err == nil && cerr != nil {

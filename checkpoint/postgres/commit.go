@@ -7,6 +7,7 @@ import (
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/internal/groupcommit"
 )
 
 // commitRetry retries a group commit whose connection failed: long enough
@@ -20,62 +21,27 @@ var commitRetry = rebound.Retry{
 	Classify:    classify,
 }
 
-// committer writes the queued operations in as few transactions as the load
-// allows: it takes one operation, then everything else already queued (up
-// to MaxBatch results), writes it all in one transaction, and answers the
-// flushes among them once it has committed.
-func (s *Store) committer() {
-	defer close(s.done)
-	maxBatch := s.opts.MaxBatch
-	if maxBatch <= 0 {
-		maxBatch = 4096
+// opWeight is what an operation counts toward Options.MaxBatch: its results,
+// plus one for the hand-over.
+func opWeight(op pgOp) int { return len(op.results) + 1 }
+
+// groupCommit is the committer's Commit: it writes one batch, retrying
+// while the connection fails (commitRetry). An error that persists makes
+// the store unusable, so it says so.
+func (s *Store) groupCommit(batch []pgOp) error {
+	err := commitRetry.Do(context.Background(), func(ctx context.Context) error {
+		// A connection that went silent (no reset) must not stall
+		// every writer: bound each attempt.
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return s.commit(ctx, batch)
+	})
+	if err != nil {
+		// Permanent from here on: a caller that retries store errors
+		// must not retry this one.
+		return rebound.Permanent(fmt.Errorf("checkpoint/postgres: group commit failed, its results are lost and the store is unusable (reopen it): %w", err))
 	}
-	var batch []pgOp
-	for {
-		op, ok := <-s.ops
-		if !ok {
-			return
-		}
-		batch = append(batch[:0], op)
-		size := len(op.results) + 1
-	drain:
-		for size < maxBatch {
-			select {
-			case op, ok := <-s.ops:
-				if !ok {
-					break drain // Close: write what we have, then the loop exits
-				}
-				batch = append(batch, op)
-				size += len(op.results) + 1
-			default:
-				break drain
-			}
-		}
-		err := s.stickyErr()
-		if err == nil {
-			err = commitRetry.Do(context.Background(), func(ctx context.Context) error {
-				// A connection that went silent (no reset) must not stall
-				// every writer: bound each attempt.
-				ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				defer cancel()
-				return s.commit(ctx, batch)
-			})
-			if err != nil {
-				// Permanent from here on: a caller that retries store errors
-				// must not retry this one.
-				err = rebound.Permanent(fmt.Errorf("checkpoint/postgres: group commit failed, its results are lost and the store is unusable (reopen it): %w", err))
-				s.errMu.Lock()
-				s.err = err
-				s.errMu.Unlock()
-			}
-		}
-		for i := range batch {
-			if batch[i].flush != nil {
-				batch[i].flush <- err
-			}
-			batch[i] = pgOp{} // let the results be collected
-		}
-	}
+	return nil
 }
 
 // updateCols are the columns of the writes to one job that one statement
@@ -154,7 +120,7 @@ func (s *Store) commit(ctx context.Context, batch []pgOp) error {
 			var prog []byte
 			if r.Progress != nil {
 				var err error
-				if prog, err = encodeProgress(*r.Progress); err != nil {
+				if prog, err = groupcommit.EncodeProgress(*r.Progress); err != nil {
 					return rebound.Permanent(err)
 				}
 			}

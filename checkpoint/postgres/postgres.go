@@ -70,6 +70,7 @@ import (
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/internal/groupcommit"
 )
 
 // DefaultSchema is the schema the store uses when the DSN sets no
@@ -82,13 +83,7 @@ type Store struct {
 	schema string
 	opts   checkpoint.Options
 
-	sendMu sync.RWMutex // held for reading while sending to ops; Close takes it to close ops
-	closed bool
-	ops    chan pgOp
-	done   chan struct{} // closed when the committer exits
-
-	errMu sync.Mutex
-	err   error // sticky group-commit failure
+	gc *groupcommit.Committer[pgOp] // Complete and SaveProgress; sticky error
 }
 
 var (
@@ -97,11 +92,10 @@ var (
 	_ checkpoint.WorkerLister = (*Store)(nil)
 )
 
-// pgOp is one hand-over to the committer.
+// pgOp is one hand-over to the committer: results or a progress record.
 type pgOp struct {
 	results []checkpoint.Result
 	prog    *progOp
-	flush   chan error
 }
 
 type progOp struct {
@@ -154,13 +148,13 @@ func Open(ctx context.Context, dsn string, opts checkpoint.Options) (*Store, err
 		pool.Close()
 		return nil, err
 	}
-	q := opts.QueueSize
-	if q <= 0 {
-		q = 1024
-	}
-	s.ops = make(chan pgOp, q)
-	s.done = make(chan struct{})
-	go s.committer()
+	s.gc = groupcommit.New(groupcommit.Config[pgOp]{
+		Commit:    s.groupCommit,
+		Weight:    opWeight,
+		MaxBatch:  opts.MaxBatch,
+		QueueSize: opts.QueueSize,
+		ErrClosed: checkpoint.ErrClosed,
+	})
 	return s, nil
 }
 
@@ -227,11 +221,7 @@ func wrap(err error) error {
 	return e
 }
 
-func (s *Store) isClosed() bool {
-	s.sendMu.RLock()
-	defer s.sendMu.RUnlock()
-	return s.closed
-}
+func (s *Store) isClosed() bool { return s.gc.Closed() }
 
 // nowArg is the first argument of every statement that needs the time:
 // NULL means the server's clock (nowSQL).
@@ -548,30 +538,6 @@ func (s *Store) jobID(ctx context.Context, job string) (int64, error) {
 	return id, wrap(err)
 }
 
-// send hands an operation to the committer, waiting while the queue is full.
-func (s *Store) send(ctx context.Context, op pgOp) error {
-	if err := s.stickyErr(); err != nil {
-		return err
-	}
-	s.sendMu.RLock()
-	defer s.sendMu.RUnlock()
-	if s.closed {
-		return checkpoint.ErrClosed
-	}
-	select {
-	case s.ops <- op:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (s *Store) stickyErr() error {
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	return s.err
-}
-
 // Complete implements checkpoint.Store. It copies results; the caller may
 // reuse them.
 func (s *Store) Complete(ctx context.Context, results []checkpoint.Result) error {
@@ -583,7 +549,7 @@ func (s *Store) Complete(ctx context.Context, results []checkpoint.Result) error
 	if len(results) == 0 {
 		return nil
 	}
-	return s.send(ctx, pgOp{results: append([]checkpoint.Result(nil), results...)})
+	return s.gc.Send(ctx, pgOp{results: append([]checkpoint.Result(nil), results...)})
 }
 
 // SaveProgress implements checkpoint.Store.
@@ -591,37 +557,15 @@ func (s *Store) SaveProgress(ctx context.Context, job, id string, lease int64, p
 	if err := checkpoint.ValidateProgress(p); err != nil {
 		return err
 	}
-	data, err := encodeProgress(p)
+	data, err := groupcommit.EncodeProgress(p)
 	if err != nil {
 		return err
 	}
-	return s.send(ctx, pgOp{prog: &progOp{job: job, id: id, lease: lease, data: data}})
-}
-
-func encodeProgress(p checkpoint.Progress) ([]byte, error) {
-	if p.IsZero() {
-		return nil, nil
-	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint/postgres: encode progress: %w", err)
-	}
-	return b, nil
+	return s.gc.Send(ctx, pgOp{prog: &progOp{job: job, id: id, lease: lease, data: data}})
 }
 
 // Flush implements checkpoint.Store.
-func (s *Store) Flush(ctx context.Context) error {
-	ch := make(chan error, 1)
-	if err := s.send(ctx, pgOp{flush: ch}); err != nil {
-		return err
-	}
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (s *Store) Flush(ctx context.Context) error { return s.gc.Flush(ctx) }
 
 // Item implements checkpoint.Store.
 func (s *Store) Item(ctx context.Context, job, id string) (checkpoint.Item, error) {
@@ -835,16 +779,10 @@ func (s *Store) Workers(ctx context.Context, job string) ([]checkpoint.WorkerSta
 // Close implements checkpoint.Store: it waits for the committer to write
 // everything handed over, then closes the pool.
 func (s *Store) Close() error {
-	s.sendMu.Lock()
-	if s.closed {
-		s.sendMu.Unlock()
-		return checkpoint.ErrClosed
+	err := s.gc.Close()
+	if errors.Is(err, checkpoint.ErrClosed) {
+		return err // closed before
 	}
-	s.closed = true
-	close(s.ops)
-	s.sendMu.Unlock()
-	<-s.done
-	err := s.stickyErr()
 	s.pool.Close()
 	return err
 }
