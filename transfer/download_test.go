@@ -412,18 +412,19 @@ func TestDownloadStallResumes(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	retried := make(chan struct{})
 	go func() {
 		<-blocked
-		if err := clock.BlockUntil(ctx, 1); err != nil { // the stall timer is armed
-			return
-		}
-		clock.Advance(DefaultStallTimeout)
+		advanceUntil(ctx, clock, DefaultStallTimeout, retried)
 	}()
 	out := filepath.Join(t.TempDir(), "f")
 	var retries []Event
 	res, err := Download(ctx, srv.URL, DownloadOptions{Path: out, Store: newStore(t), Clock: clock, Pipeline: fastPipeline,
 		OnEvent: func(ev Event) {
 			if ev.Kind == EventRetry {
+				if len(retries) == 0 {
+					close(retried)
+				}
 				retries = append(retries, ev)
 			}
 		}})

@@ -173,24 +173,7 @@ func TestUploadStall(t *testing.T) {
 	retried := make(chan struct{})
 	go func() {
 		<-hung
-		// Move the fake clock past the stall timeout until the client has
-		// cut the hung PATCH. One Advance is not enough on a loaded machine:
-		// the pending timer seen first may not yet be the body's stall timer.
-		for {
-			wait, stop := context.WithTimeout(ctx, 50*time.Millisecond)
-			ok := clock.BlockUntil(wait, 1) == nil
-			stop()
-			select {
-			case <-retried:
-				return
-			case <-ctx.Done():
-				return
-			default:
-			}
-			if ok {
-				clock.Advance(DefaultStallTimeout)
-			}
-		}
+		advanceUntil(ctx, clock, DefaultStallTimeout, retried)
 	}()
 	var retries []error
 	defer close(release)
@@ -326,5 +309,27 @@ func TestUploadEmptyFile(t *testing.T) {
 	defer m.mu.Unlock()
 	if got := strings.Join(m.methods, " "); got != "OPTIONS POST" {
 		t.Fatalf("requests %s", got)
+	}
+}
+
+// advanceUntil moves the fake clock forward by step, again and again, until
+// done is closed or ctx ends. One Advance is not enough on a loaded machine:
+// the stall timer may not be armed yet, or a read that lands after the
+// Advance moves its deadline; each step waits until some timer is pending.
+func advanceUntil(ctx context.Context, clock *reboundtest.Clock, step time.Duration, done <-chan struct{}) {
+	for {
+		wait, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+		ok := clock.BlockUntil(wait, 1) == nil
+		stop()
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		default:
+		}
+		if ok {
+			clock.Advance(step)
+		}
 	}
 }
