@@ -60,6 +60,15 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 		if err != nil {
 			return rebound.Permanent(fmt.Errorf("item %q: %w", t.ID, err))
 		}
+		if f, ok := body.(*os.File); ok {
+			// Send a Content-Length rather than a chunked body: many servers
+			// refuse chunked uploads.
+			fi, err := f.Stat()
+			if err != nil {
+				return rebound.Permanent(fmt.Errorf("item %q: body_file: %w", t.ID, err))
+			}
+			hreq.ContentLength = fi.Size()
+		}
 		for k, v := range req.Headers {
 			hreq.Header.Set(k, v)
 		}

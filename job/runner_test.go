@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -259,4 +260,27 @@ func TestRunBreakerOpenDefersItems(t *testing.T) {
 		}
 		b.Stop()
 	})
+}
+
+func TestHTTPHandlerBodyFileHasContentLength(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "b.json"), []byte(`{"a":1}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var gotLen int64
+	var gotTE []string
+	var gotBody string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotLen, gotTE = r.ContentLength, r.TransferEncoding
+		b, _ := io.ReadAll(r.Body)
+		gotBody = string(b)
+	}))
+	defer srv.Close()
+	task := &Task{ID: "x", Key: "k", Payload: []byte(`{"id":"x","method":"PUT","url":"` + srv.URL + `/x","body_file":"b.json"}`)}
+	if err := HTTPHandler(srv.Client(), dir)(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	if gotLen != 7 || len(gotTE) != 0 || gotBody != `{"a":1}` {
+		t.Fatalf("Content-Length %d, Transfer-Encoding %v, body %q", gotLen, gotTE, gotBody)
+	}
 }
