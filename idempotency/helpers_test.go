@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/rebound-go/rebound/idempotency"
+	"github.com/rebound-go/rebound/reboundtest"
 )
 
 func TestMain(m *testing.M) {
@@ -27,26 +27,9 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// fakeClock is a settable clock; the tests never sleep to make time pass.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newFakeClock is the tests' settable clock; they never sleep to make time pass.
+func newFakeClock() *reboundtest.Clock {
+	return reboundtest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // storeKind makes a fresh, empty store for one test.

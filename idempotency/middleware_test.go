@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound/idempotency"
+	"github.com/rebound-go/rebound/reboundtest"
 )
 
 // counting is a handler with a visible effect: every run increments runs.
@@ -30,7 +31,7 @@ func counting(runs *atomic.Int64) http.Handler {
 	})
 }
 
-func testConfig(clock *fakeClock) idempotency.Config {
+func testConfig(clock *reboundtest.Clock) idempotency.Config {
 	return idempotency.Config{
 		Now:       clock.Now,
 		Principal: func(r *http.Request) string { return r.Header.Get("X-User") },

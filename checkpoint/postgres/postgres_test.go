@@ -17,6 +17,7 @@ import (
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/checkpoint/storetest"
+	"github.com/rebound-go/rebound/reboundtest"
 )
 
 // testDSN returns the database of REBOUND_TEST_POSTGRES with a fresh schema
@@ -204,7 +205,7 @@ func TestLockJobExcludes(t *testing.T) {
 
 func TestWorkers(t *testing.T) {
 	dsn := testDSN(t)
-	clock := storetest.NewClock()
+	clock := reboundtest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	s, err := Open(context.Background(), dsn, checkpoint.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)

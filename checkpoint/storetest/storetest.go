@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/reboundtest"
 )
 
 // Config says how to open the store under test.
@@ -43,43 +44,21 @@ type Config struct {
 	Persistent bool
 }
 
-// Clock is a fake clock for Options.Now. Safe for concurrent use.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-// NewClock returns a clock stopped at a fixed instant.
-func NewClock() *Clock {
-	return &Clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// storeEpoch is where each subtest's fake clock starts.
+var storeEpoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // env is one subtest's store, clock and path.
 type env struct {
 	t     *testing.T
 	cfg   Config
-	clock *Clock
+	clock *reboundtest.Clock
 	path  string
 	s     checkpoint.Store
 	ctx   context.Context
 }
 
 func newEnv(t *testing.T, cfg Config) *env {
-	e := &env{t: t, cfg: cfg, clock: NewClock(), path: t.TempDir() + "/store.db", ctx: context.Background()}
+	e := &env{t: t, cfg: cfg, clock: reboundtest.NewClock(storeEpoch), path: t.TempDir() + "/store.db", ctx: context.Background()}
 	e.open()
 	t.Cleanup(func() {
 		if e.s != nil {
