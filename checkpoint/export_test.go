@@ -2,6 +2,6 @@ package checkpoint
 
 // Exported for tests only.
 var (
-	LeaseSQL = leaseSQL
+	LeaseSQL = []string{leaseSQL(Leased), leaseSQL(Failed), leaseSQL(Pending)}
 	DeadSQL  = deadSQL
 )

@@ -66,7 +66,7 @@ func BenchmarkRunHTTP(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StartTimer()
-				sum, err := Run(ctx, Config{Job: "bench", Store: st, Concurrency: 16, Exclusive: true}, HTTPHandler(client, dir))
+				sum, err := Run(ctx, Config{Job: "bench", Store: st, Concurrency: benchConc(), Exclusive: true}, HTTPHandler(client, dir))
 				if err != nil || sum.Done != int64(n) {
 					b.Fatalf("run: %+v %v", sum, err)
 				}
@@ -75,4 +75,12 @@ func BenchmarkRunHTTP(b *testing.B) {
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "items/s")
 		})
 	}
+}
+
+// benchConc is the runner's concurrency; REBOUND_BENCH_CONC overrides 16.
+func benchConc() int {
+	if n, err := strconv.Atoi(os.Getenv("REBOUND_BENCH_CONC")); err == nil && n > 0 {
+		return n
+	}
+	return 16
 }
