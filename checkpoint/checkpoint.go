@@ -98,6 +98,8 @@ var (
 	// ErrInvalid: an argument is out of range (empty ID, oversized payload,
 	// unknown state, n < 1, ...).
 	ErrInvalid = errors.New("checkpoint: invalid argument")
+	// ErrLocked: another run holds the store's run lock (RunLocker).
+	ErrLocked = errors.New("checkpoint: store is in use by another run")
 )
 
 // Limits that keep every item small, so that memory is bounded by the number

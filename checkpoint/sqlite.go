@@ -87,9 +87,14 @@ type SQLite struct {
 	jobIDs map[string]int64 // name -> jobs.id, for opened jobs
 
 	gc *groupcommit.Committer[sqlOp] // Complete and SaveProgress; sticky error
+
+	run runLock
 }
 
-var _ Store = (*SQLite)(nil)
+var (
+	_ Store     = (*SQLite)(nil)
+	_ RunLocker = (*SQLite)(nil)
+)
 
 // sqlOp is one hand-over to the committer: results or a progress record.
 type sqlOp struct {
@@ -131,7 +136,7 @@ func OpenSQLite(path string, opts Options) (*SQLite, error) {
 	// One connection: SQLite has one writer anyway, and one connection
 	// keeps per-connection pragmas and the transaction order simple.
 	db.SetMaxOpenConns(1)
-	s := &SQLite{path: path, opts: opts, db: db, jobIDs: make(map[string]int64)}
+	s := &SQLite{path: path, opts: opts, db: db, jobIDs: make(map[string]int64), run: runLock{path: path + "-lock"}}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
@@ -808,13 +813,25 @@ func (s *SQLite) RetryDead(ctx context.Context, job string) (int64, error) {
 	return n, s.wrap(err)
 }
 
+// TryLockRun implements RunLocker with an exclusive lock on the whole file
+// (whatever the job), held in the file "<path>-lock" next to it: one run per
+// state file at a time. Readers (`rebound status`) and transfers, which do
+// not lease job items, need no lock.
+func (s *SQLite) TryLockRun(job string) (func(), error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	return s.run.tryLock(s.path)
+}
+
 // Close implements Store: it waits for the committer to write everything
-// handed over, then closes the file.
+// handed over, then closes the file and releases the run lock.
 func (s *SQLite) Close() error {
 	err := s.gc.Close()
 	if errors.Is(err, ErrClosed) {
 		return err // closed before
 	}
+	defer s.run.close()
 	for _, st := range append([]*sql.Stmt{s.completeStmt, s.progressStmt, s.seqStmt}, s.leaseStmts[:]...) {
 		st.Close()
 	}

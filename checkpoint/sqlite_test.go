@@ -332,3 +332,62 @@ func TestSQLiteQueryPlans(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLiteRunLock: one run per file. The lock is re-entrant for the store
+// that holds it, refused (naming the holder) to any other store of the same
+// file, and released by the last unlock or by Close.
+func TestSQLiteRunLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	open := func() *checkpoint.SQLite {
+		s, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	unlock1, err := a.TryLockRun("j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock2, err := a.TryLockRun("other job") // same store: re-entrant, whatever the job
+	if err != nil {
+		t.Fatalf("second take by the holder: %v", err)
+	}
+	_, err = b.TryLockRun("j")
+	if !errors.Is(err, checkpoint.ErrLocked) {
+		t.Fatalf("other store took the lock: err = %v, want ErrLocked", err)
+	}
+	if want := fmt.Sprintf("pid %d", os.Getpid()); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), path) {
+		t.Errorf("error %q does not name the file and the holder (%s)", err, want)
+	}
+	if st, err := os.Stat(path + "-lock"); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("lock file: %v, mode %v; want 0600", err, st.Mode().Perm())
+	}
+	unlock1()
+	unlock1() // a release is idempotent
+	if _, err := b.TryLockRun("j"); !errors.Is(err, checkpoint.ErrLocked) {
+		t.Fatalf("lock free after one of two releases: %v", err)
+	}
+	unlock2()
+	unlockB, err := b.TryLockRun("j")
+	if err != nil {
+		t.Fatalf("lock not free after the last release: %v", err)
+	}
+	unlockB()
+
+	// Close releases a lock still held.
+	if _, err := a.TryLockRun("j"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.TryLockRun("j"); err != nil {
+		t.Fatalf("lock not released by Close: %v", err)
+	}
+	if _, err := a.TryLockRun("j"); !errors.Is(err, checkpoint.ErrClosed) {
+		t.Errorf("TryLockRun after Close: %v, want ErrClosed", err)
+	}
+}

@@ -335,3 +335,82 @@ wait:
 		}
 	}
 }
+
+// TestSecondRunOnSameStateRefused: while one `rebound run` works, a second on
+// the same state file exits with 2 and names the first, before it restarts,
+// loads or takes back anything; `rebound status` still reads the state; the
+// first run finishes with every item applied once.
+func TestSecondRunOnSameStateRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real CLI")
+	}
+	srv := newDedupServer(0)
+	// The first run's requests wait until the checks below are done, so the
+	// first run is surely alive while the second one tries.
+	release, arrived := make(chan struct{}), make(chan struct{}, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		<-release
+		srv.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	dir := t.TempDir()
+	writeManifest(t, dir, ts.URL, 400)
+	args := []string{"run", "orders.jsonl", "--quiet", "--concurrency", "4"}
+
+	cmd := exec.Command(cliBinary(t), args...)
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	// The first run takes the lock before it sends anything: once a request
+	// arrives (and is held), it holds the lock.
+	select {
+	case <-arrived:
+	case <-exited:
+		t.Fatalf("first run ended early: %s", stderr.String())
+	case <-time.After(time.Minute):
+		t.Fatal("first run sent nothing within a minute")
+	}
+
+	for _, extra := range [][]string{nil, {"--restart"}} {
+		second := runCLI(t, dir, append(args, extra...)...)
+		if second.code != 2 || !strings.Contains(second.stderr, "being run by") ||
+			!strings.Contains(second.stderr, fmt.Sprintf("pid %d", cmd.Process.Pid)) {
+			t.Errorf("second run %v: exit %d, stderr %q; want 2 naming pid %d", extra, second.code, second.stderr, cmd.Process.Pid)
+		}
+	}
+	if st := runCLI(t, dir, "status", "orders.jsonl", "--json"); st.code != 0 {
+		t.Errorf("status during a run: exit %d: %s", st.code, st.stderr)
+	}
+	close(release)
+	released = true
+
+	select {
+	case <-exited:
+	case <-time.After(2 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatal("first run did not finish")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("first run: exit %d: %s", code, stderr.String())
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.effects) != 400 || srv.requests != 400 {
+		t.Fatalf("%d effects from %d requests, want 400 from 400 (nothing sent twice)", len(srv.effects), srv.requests)
+	}
+}

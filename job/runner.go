@@ -53,7 +53,9 @@ type Config struct {
 	Worker string
 	// Exclusive says this run owns the job alone (one process; SQLite or
 	// memory store): items leased by a previous, crashed run are taken back
-	// at start instead of after their lease expires.
+	// at start instead of after their lease expires. With a store that is a
+	// checkpoint.RunLocker, Run holds its run lock throughout and fails with
+	// checkpoint.ErrLocked if another run holds it.
 	Exclusive bool
 	// Grace is how long in-flight items may run on after ctx is cancelled;
 	// 0 means 10 s. Items still running then are abandoned and come back on
@@ -232,6 +234,15 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	st := r.cfg.Store
 	if r.cfg.Exclusive {
+		// Reclaim takes back every lease of the job: make sure their holder
+		// is dead, not another run of the same job still at work.
+		if l, ok := st.(checkpoint.RunLocker); ok {
+			unlock, err := l.TryLockRun(r.cfg.Job)
+			if err != nil {
+				return r.sum, fmt.Errorf("job %s: %w", r.cfg.Job, err)
+			}
+			defer unlock()
+		}
 		n, err := st.Reclaim(ctx, r.cfg.Job)
 		if err != nil {
 			return r.sum, fmt.Errorf("job %s: taking back items of a crashed run: %w", r.cfg.Job, err)

@@ -284,3 +284,58 @@ func TestHTTPHandlerBodyFileHasContentLength(t *testing.T) {
 		t.Fatalf("Content-Length %d, Transfer-Encoding %v, body %q", gotLen, gotTE, gotBody)
 	}
 }
+
+// TestRunExclusiveRefusesALiveRun: an Exclusive run takes back every lease of
+// the job, so it must not start while another run holds the SQLite file: it
+// fails with ErrLocked before leasing or sending anything, and the other
+// run's leases stay as they were.
+func TestRunExclusiveRefusesALiveRun(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	live, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if _, err := live.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.AddItems(ctx, "j", []checkpoint.Item{{ID: "a"}, {ID: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := live.TryLockRun("j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := live.Lease(ctx, "j", "live-worker", 1, time.Hour)
+	if err != nil || len(held) != 1 {
+		t.Fatalf("lease: %v %v", held, err)
+	}
+
+	second, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	sent := 0
+	_, err = Run(ctx, Config{Job: "j", Store: second, Exclusive: true}, func(context.Context, *Task) error {
+		sent++
+		return nil
+	})
+	if !errors.Is(err, checkpoint.ErrLocked) || sent != 0 {
+		t.Fatalf("second run: err %v, %d sent; want ErrLocked and nothing sent", err, sent)
+	}
+	if it, err := second.Item(ctx, "j", held[0].ID); err != nil || it.State != checkpoint.Leased || it.Lease != held[0].Lease {
+		t.Fatalf("the live run's lease was touched: %+v %v", it, err)
+	}
+
+	// Once the live run ends, the next one runs and finishes the job.
+	unlock()
+	sum, err := Run(ctx, Config{Job: "j", Store: second, Exclusive: true}, func(context.Context, *Task) error {
+		sent++
+		return nil
+	})
+	if err != nil || sum.Done != 2 || sum.Reclaimed != 1 {
+		t.Fatalf("run after unlock: %+v %v", sum, err)
+	}
+}

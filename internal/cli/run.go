@@ -63,8 +63,12 @@ make the item dead at once. A circuit breaker per host stops sending to a
 host that keeps failing. 'rebound status' shows the dead items and why;
 --retry-dead gives them another chance.
 
+One run per state file at a time: a second 'rebound run' on the same SQLite
+state exits with 2 and names the process that holds it.
+
 Exit codes: 0 all done, 1 some items dead, 2 usage or input error (a bad
-manifest is refused before anything is sent), 130 interrupted (SIGINT or
+manifest is refused before anything is sent; the state is in use by another
+run), 130 interrupted (SIGINT or
 SIGTERM: in-flight items finish, progress is saved; a second signal exits at
 once, and the state file stays consistent).`,
 		Example: `  rebound run users.jsonl
@@ -171,6 +175,17 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 		return err
 	}
 	defer st.Close()
+	// One run per state file: before --restart or loading touch the job,
+	// not only when the runner starts (job.Run takes the same lock again).
+	if l, ok := st.(checkpoint.RunLocker); ok {
+		unlock, err := l.TryLockRun(name)
+		if errors.Is(err, checkpoint.ErrLocked) {
+			return usageErr(err)
+		} else if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 
 	if f.restart {
 		if err := st.Restart(ctx, name); err != nil {
