@@ -183,8 +183,8 @@ func newProgress(out, errw io.Writer, jsonOut bool, verb string) *progress {
 	switch {
 	case jsonOut:
 		p.json = json.NewEncoder(out)
-	case isTerminal(errw):
-		p.bars = mpb.New(mpb.WithOutput(errw), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
+	default:
+		p.bars = newBars(errw, mpb.WithWidth(40))
 	}
 	return p
 }

@@ -10,17 +10,40 @@ import (
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
 )
 
-// isTerminal reports whether w is a character device (a terminal), where a
-// redrawn progress bar makes sense; elsewhere plain lines are written.
-func isTerminal(w io.Writer) bool {
+// terminalWidth reports whether w is a terminal and, if so, its width in
+// columns: 0 when nobody gave the terminal a size (a bare pty, as under
+// `script` or some CI runners).
+func terminalWidth(w io.Writer) (width int, tty bool) {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0, false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	width, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		return 0, true
+	}
+	return width, true
+}
+
+// newBars returns a progress bar container drawing on w, or nil if w is not
+// a terminal (callers then write plain lines). opts come after ours.
+func newBars(w io.Writer, opts ...mpb.ContainerOption) *mpb.Progress {
+	width, tty := terminalWidth(w)
+	if !tty {
+		return nil
+	}
+	base := []mpb.ContainerOption{mpb.WithOutput(w), mpb.WithRefreshRate(200 * time.Millisecond)}
+	if width <= 0 {
+		// mpb reads the size itself and draws nothing on a terminal of 0
+		// rows; hide the file from it and draw 80 columns, still redrawn
+		// in place (ForceTTY does not turn auto refresh on, whatever its doc
+		// says).
+		base = append(base, mpb.WithOutput(struct{ io.Writer }{w}), mpb.ForceTTY(), mpb.WithAutoRefresh(), mpb.WithWidth(80))
+	}
+	return mpb.New(append(base, opts...)...)
 }
 
 // jsonLines writes one JSON object per line, safe for concurrent use.
@@ -58,10 +81,12 @@ type counter struct {
 func newCounter(w io.Writer, label string, total int64, quiet bool, extra func() string) *counter {
 	c := &counter{w: w, label: label, total: total, start: time.Now(), every: 5 * time.Second, enabled: !quiet, extra: extra}
 	c.last = c.start
-	if quiet || !isTerminal(w) {
+	if quiet {
 		return c
 	}
-	c.prog = mpb.New(mpb.WithOutput(w), mpb.WithRefreshRate(200*time.Millisecond))
+	if c.prog = newBars(w); c.prog == nil {
+		return c
+	}
 	c.bar = c.prog.AddBar(total,
 		mpb.PrependDecorators(decor.Name(label+" "), decor.CountersNoUnit("%d / %d")),
 		mpb.AppendDecorators(
