@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -282,5 +283,71 @@ func TestHTTPHandlerBodyFileHasContentLength(t *testing.T) {
 	}
 	if gotLen != 7 || len(gotTE) != 0 || gotBody != `{"a":1}` {
 		t.Fatalf("Content-Length %d, Transfer-Encoding %v, body %q", gotLen, gotTE, gotBody)
+	}
+}
+
+// countingStore counts the calls of the store's two ways to learn whether a
+// job has work left.
+type countingStore struct {
+	checkpoint.Store
+	stats, unfinished atomic.Int64
+}
+
+func (c *countingStore) Stats(ctx context.Context, job string) (checkpoint.Stats, error) {
+	c.stats.Add(1)
+	return c.Store.Stats(ctx, job)
+}
+
+func (c *countingStore) Unfinished(ctx context.Context, job string) (bool, error) {
+	c.unfinished.Add(1)
+	return c.Store.Unfinished(ctx, job)
+}
+
+// TestRunWaitsForDeferredRetry: items the open breaker deferred are not
+// due yet, so nothing is leasable, but the run must wait for them rather
+// than end. It learns whether work is left from Unfinished (an index probe),
+// never from Stats (a count of the whole job), which it reads once, for the
+// Summary. (Whether a poll falls into the wait depends on the machine's
+// speed; that Unfinished counts deferred items is checked without timing in
+// checkpoint/storetest.)
+func TestRunWaitsForDeferredRetry(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Store: checkpoint.NewMemory(checkpoint.Options{})}
+	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddItems(ctx, "j", []checkpoint.Item{{ID: "a"}, {ID: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The first call fails and opens the breaker; the item's in-run retry
+	// is refused, so it is deferred until the breaker lets a probe through.
+	bs, err := rebound.NewBreakerSet(rebound.BreakerConfig{FailureThreshold: 1, OpenFor: 50 * time.Millisecond}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Each(func(_ string, b *rebound.Breaker) { b.Stop() })
+	var calls atomic.Int64
+	h := func(ctx context.Context, task *Task) error {
+		if calls.Add(1) == 1 {
+			return errors.New("connection reset")
+		}
+		return nil
+	}
+	sum, err := Run(ctx, Config{Job: "j", Store: st, Concurrency: 1, Breakers: bs, Retry: fastRetry(),
+		PollInterval: 5 * time.Millisecond}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed == 0 {
+		t.Fatalf("no item was deferred: %+v", sum)
+	}
+	if sum.Stats.Done != 2 || sum.Stats.Pending+sum.Stats.Leased+sum.Stats.Failed+sum.Stats.Dead != 0 {
+		t.Fatalf("run ended with %+v, want both items done", sum.Stats)
+	}
+	if n := st.stats.Load(); n != 1 {
+		t.Errorf("Stats called %d times, want once (the Summary)", n)
+	}
+	if n := st.unfinished.Load(); n < 1 {
+		t.Errorf("Unfinished called %d times, want at least once, to learn that the job is over", n)
 	}
 }
