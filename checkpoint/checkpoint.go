@@ -337,8 +337,9 @@ type Store interface {
 	Stats(ctx context.Context, job string) (Stats, error)
 	// Unfinished reports whether the job has an item that is not final:
 	// Pending, Leased (even under an expired lease) or Failed (even if not
-	// due yet). It stops at the first such item instead of counting the
-	// job, so a runner waiting for deferred retries can ask it often.
+	// due yet). It answers without counting the job's items (an index
+	// probe that stops at the first such item), so a runner waiting for
+	// deferred retries can ask it often.
 	Unfinished(ctx context.Context, job string) (bool, error)
 	// TopErrors returns the n most common (kind, error) pairs among the
 	// job's Failed and Dead items, most common first.
