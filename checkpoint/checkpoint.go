@@ -43,8 +43,8 @@
 // be idempotent (rebound derives an idempotency key from job and item ID).
 // All other methods (OpenJob, Restart, AddItems, Lease, Extend, Reclaim,
 // RetryDead) write synchronously: their effect is durable when they return.
-// Readers (Item, Stats, TopErrors, Dead) see committed state; call Flush
-// first to include your own handed-over writes.
+// Readers (Item, Stats, Unfinished, TopErrors, Dead) see committed state;
+// call Flush first to include your own handed-over writes.
 //
 // A failed group commit is sticky: the writes in it are lost, and every later
 // Complete, SaveProgress, Flush and Close returns the error. Their items come
@@ -334,8 +334,15 @@ type Store interface {
 
 	// Item returns one item.
 	Item(ctx context.Context, job, id string) (Item, error)
-	// Stats counts the job's items per state.
+	// Stats counts the job's items per state. It reads every item of the
+	// job: use Unfinished to learn whether work is left.
 	Stats(ctx context.Context, job string) (Stats, error)
+	// Unfinished reports whether the job has an item that is not final:
+	// Pending, Leased (even under an expired lease) or Failed (even if not
+	// due yet). It answers without counting the job's items (an index
+	// probe that stops at the first such item), so a runner waiting for
+	// deferred retries can ask it often.
+	Unfinished(ctx context.Context, job string) (bool, error)
 	// TopErrors returns the n most common (kind, error) pairs among the
 	// job's Failed and Dead items, most common first.
 	TopErrors(ctx context.Context, job string, n int) ([]ErrorCount, error)

@@ -2,6 +2,7 @@ package checkpoint
 
 // Exported for tests only.
 var (
-	LeaseSQL = []string{leaseSQL(Leased), leaseSQL(Failed), leaseSQL(Pending)}
-	DeadSQL  = deadSQL
+	LeaseSQL      = []string{leaseSQL(Leased), leaseSQL(Failed), leaseSQL(Pending)}
+	DeadSQL       = deadSQL
+	UnfinishedSQL = unfinishedSQL
 )

@@ -33,7 +33,14 @@ type memJob struct {
 	// changes state; an entry whose version is stale is skipped (lazy
 	// deletion keeps every state change O(log N)).
 	pending, failed, leased memQueue
+	// open counts the items that are not Done or Dead, so Unfinished
+	// answers without walking the job.
+	open int64
 }
+
+// final reports whether an item in state st is finished (Done or Dead):
+// nothing brings it back but RetryDead.
+func final(st State) bool { return st == Done || st == Dead }
 
 type memItem struct {
 	it  Item
@@ -197,6 +204,7 @@ func (m *Memory) AddItems(ctx context.Context, job string, items []Item) error {
 		j.enqueue(mi)
 	}
 	j.job.Items += int64(len(items))
+	j.open += int64(len(items))
 	return nil
 }
 
@@ -325,6 +333,13 @@ func (m *Memory) Complete(ctx context.Context, results []Result) error {
 			continue // lease lost: the item belongs to someone else now
 		}
 		mi.ver++
+		// A result may apply twice (handed over again under the same
+		// token), so count the change of state, not the result.
+		if final(mi.it.State) && !final(r.State) {
+			j.open++
+		} else if !final(mi.it.State) && final(r.State) {
+			j.open--
+		}
 		mi.it.State = r.State
 		if r.Attempts > 0 {
 			mi.it.Attempts = r.Attempts
@@ -432,6 +447,17 @@ func (m *Memory) Stats(ctx context.Context, job string) (Stats, error) {
 	return s, nil
 }
 
+// Unfinished implements Store in O(1): the job keeps the count.
+func (m *Memory) Unfinished(ctx context.Context, job string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, err := m.job(job)
+	if err != nil {
+		return false, err
+	}
+	return j.open > 0, nil
+}
+
 // TopErrors implements Store.
 func (m *Memory) TopErrors(ctx context.Context, job string, n int) ([]ErrorCount, error) {
 	if n < 1 {
@@ -519,6 +545,7 @@ func (m *Memory) RetryDead(ctx context.Context, job string) (int64, error) {
 		}
 		mi.ver++
 		mi.it.State = Pending
+		j.open++
 		mi.it.Attempts = 0
 		mi.it.Due = time.Time{}
 		mi.it.Updated = now

@@ -81,6 +81,7 @@ type SQLite struct {
 	// Hot statements, prepared once: modernc parses a query given as a
 	// string on every call, which cost a third of Lease's time.
 	completeStmt, progressStmt, seqStmt *sql.Stmt
+	unfinishedStmt                      *sql.Stmt    // polled by idle runners
 	leaseStmts                          [3]*sql.Stmt // by leaseOrder
 
 	jobMu  sync.Mutex
@@ -237,6 +238,10 @@ func (s *SQLite) prepare(ctx context.Context) error {
 		return fmt.Errorf("checkpoint: %s: %w", s.path, err)
 	}
 	s.seqStmt, err = s.db.PrepareContext(ctx, "UPDATE meta SET value = value + 1 WHERE key = 'lease_seq' RETURNING value")
+	if err != nil {
+		return fmt.Errorf("checkpoint: %s: %w", s.path, err)
+	}
+	s.unfinishedStmt, err = s.db.PrepareContext(ctx, unfinishedSQL)
 	if err != nil {
 		return fmt.Errorf("checkpoint: %s: %w", s.path, err)
 	}
@@ -515,6 +520,13 @@ func leaseSQL(st State) string {
 		RETURNING %s`, st, itemCols)
 }
 
+// unfinishedSQL finds one Pending, Leased or Failed item of job ?1, or no
+// row: at most one seek per state in items_due, whatever the job's size,
+// where counting the job (Stats) reads every row. It is not written as
+// SELECT EXISTS (…) only because that plan adds a "SCAN CONSTANT ROW",
+// which TestSQLiteQueryPlans could no longer tell from a scan of items.
+const unfinishedSQL = "SELECT 1 FROM items WHERE job = ?1 AND state IN (1, 2, 4) AND state <> 3 LIMIT 1"
+
 // deadSQL lists Dead items in added order through items_due.
 var deadSQL = "SELECT " + itemCols + " FROM items WHERE job = ? AND state = 5 AND state <> 3 ORDER BY due, rowid LIMIT ?"
 
@@ -736,6 +748,26 @@ func (s *SQLite) Stats(ctx context.Context, job string) (Stats, error) {
 	return st, s.wrap(rows.Err())
 }
 
+// Unfinished implements Store through the partial index items_due.
+func (s *SQLite) Unfinished(ctx context.Context, job string) (bool, error) {
+	if s.isClosed() {
+		return false, ErrClosed
+	}
+	jid, err := s.jobID(ctx, s.db, job)
+	if err != nil {
+		return false, err
+	}
+	var one int
+	err = s.unfinishedStmt.QueryRowContext(ctx, jid).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, s.wrap(err)
+	}
+	return true, nil
+}
+
 // TopErrors implements Store.
 func (s *SQLite) TopErrors(ctx context.Context, job string, n int) ([]ErrorCount, error) {
 	if n < 1 {
@@ -832,7 +864,7 @@ func (s *SQLite) Close() error {
 		return err // closed before
 	}
 	defer s.run.close()
-	for _, st := range append([]*sql.Stmt{s.completeStmt, s.progressStmt, s.seqStmt}, s.leaseStmts[:]...) {
+	for _, st := range append([]*sql.Stmt{s.completeStmt, s.progressStmt, s.seqStmt, s.unfinishedStmt}, s.leaseStmts[:]...) {
 		st.Close()
 	}
 	if cerr := s.db.Close(); err == nil && cerr != nil {

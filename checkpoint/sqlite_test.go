@@ -298,7 +298,8 @@ func crashChild(path string) {
 }
 
 // TestSQLiteQueryPlans pins the plans of the queries that must not scan or
-// sort the whole job: Lease and Dead read the head of the items_due index.
+// sort the whole job: Lease and Dead read the head of the items_due index,
+// Unfinished seeks into it.
 func TestSQLiteQueryPlans(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	makeStore(t, path, 10)
@@ -307,7 +308,7 @@ func TestSQLiteQueryPlans(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	queries := []string{checkpoint.DeadSQL}
+	queries := []string{checkpoint.DeadSQL, checkpoint.UnfinishedSQL}
 	for _, q := range checkpoint.LeaseSQL {
 		queries = append(queries, q)
 	}

@@ -345,11 +345,14 @@ func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-c
 				continue
 			}
 			// Nothing leasable now. Finished if nothing is queued or in
-			// flight here and nothing is left anywhere.
+			// flight here and nothing is left anywhere. While deferred
+			// retries wait (a breaker open for a minute) this runs every
+			// poll interval, on every worker: Unfinished probes an index,
+			// where Stats would count the whole job each time.
 			if len(queue) == 0 && inflight.Load() == 0 {
-				var s checkpoint.Stats
+				var left bool
 				err := r.storeDo(ctx, func(ctx context.Context) (err error) {
-					s, err = st.Stats(ctx, r.cfg.Job)
+					left, err = st.Unfinished(ctx, r.cfg.Job)
 					return err
 				})
 				if err != nil {
@@ -358,7 +361,7 @@ func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-c
 					}
 					return fmt.Errorf("job %s: reading progress: %w", r.cfg.Job, err)
 				}
-				if s.Pending+s.Leased+s.Failed == 0 {
+				if !left {
 					return nil
 				}
 			}

@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/reboundtest"
 )
 
 // effects counts requests per Idempotency-Key, as a deduplicating server would.
@@ -337,5 +339,87 @@ func TestRunExclusiveRefusesALiveRun(t *testing.T) {
 	})
 	if err != nil || sum.Done != 2 || sum.Reclaimed != 1 {
 		t.Fatalf("run after unlock: %+v %v", sum, err)
+	}
+}
+
+// countingStore counts the calls of the store's two ways to learn whether a
+// job has work left, and calls idle whenever either reports work left (so a
+// runner that polls Stats gets the same answers, only counted).
+type countingStore struct {
+	checkpoint.Store
+	stats, unfinished atomic.Int64
+	idle              func()
+}
+
+func (c *countingStore) Stats(ctx context.Context, job string) (checkpoint.Stats, error) {
+	c.stats.Add(1)
+	s, err := c.Store.Stats(ctx, job)
+	if err == nil && s.Pending+s.Leased+s.Failed > 0 && c.idle != nil {
+		c.idle()
+	}
+	return s, err
+}
+
+func (c *countingStore) Unfinished(ctx context.Context, job string) (bool, error) {
+	c.unfinished.Add(1)
+	left, err := c.Store.Unfinished(ctx, job)
+	if left && c.idle != nil {
+		c.idle()
+	}
+	return left, err
+}
+
+// TestRunWaitsForDeferredRetry: items the open breaker deferred are not
+// due yet, so nothing is leasable, but the run must wait for them rather
+// than end. It learns that from Unfinished (an index probe), never from
+// Stats (a count of the whole job), which it reads once, for the Summary.
+// Store and breaker run on a fake clock that moves only when the runner
+// asks whether work is left and is told yes, so the run must pass through
+// that wait to finish.
+func TestRunWaitsForDeferredRetry(t *testing.T) {
+	ctx := context.Background()
+	clock := reboundtest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	const openFor = time.Minute
+	st := &countingStore{Store: checkpoint.NewMemory(checkpoint.Options{Now: clock.Now}),
+		idle: func() { clock.Advance(openFor) }}
+	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddItems(ctx, "j", []checkpoint.Item{{ID: "a"}, {ID: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The first call fails and opens the breaker: the first item's in-run
+	// retry is refused, so it is deferred until the breaker lets a probe
+	// through, a minute later. (The second item is usually deferred too;
+	// but a worker that has taken it from the queue and not yet counted it
+	// in flight lets the runner poll, and the clock move, before it runs.)
+	bs, err := rebound.NewBreakerSet(rebound.BreakerConfig{FailureThreshold: 1, OpenFor: openFor, Clock: clock}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Each(func(_ string, b *rebound.Breaker) { b.Stop() })
+	var calls atomic.Int64
+	h := func(ctx context.Context, task *Task) error {
+		if calls.Add(1) == 1 {
+			return errors.New("connection reset")
+		}
+		return nil
+	}
+	sum, err := Run(ctx, Config{Job: "j", Store: st, Concurrency: 1, Breakers: bs, Retry: fastRetry(),
+		PollInterval: time.Millisecond}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed < 1 || sum.Done != 2 || calls.Load() != 3 {
+		t.Fatalf("summary %+v after %d calls; want a deferred item, then both done, in 3 calls", sum, calls.Load())
+	}
+	if sum.Stats.Done != 2 || sum.Stats.Items() != 2 {
+		t.Fatalf("run ended with %+v, want both items done", sum.Stats)
+	}
+	if n := st.stats.Load(); n != 1 {
+		t.Errorf("Stats called %d times, want once (the Summary)", n)
+	}
+	if n := st.unfinished.Load(); n < 2 {
+		t.Errorf("Unfinished called %d times, want a poll while the items waited and one at the end", n)
 	}
 }

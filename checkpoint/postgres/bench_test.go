@@ -208,3 +208,67 @@ func BenchmarkStore(b *testing.B) {
 		}
 	}
 }
+
+// unfinishedBenchItems is the job size of BenchmarkUnfinished.
+const unfinishedBenchItems = 100_000
+
+// BenchmarkUnfinished is checkpoint's BenchmarkUnfinished on PostgreSQL: a
+// job of 100,000 items, all Done but three Failed ones due in an hour;
+// "stats" counts the job, "unfinished" probes items_due. Every worker of a
+// job polls it while the job's last retries wait. The items are finished
+// with one UPDATE and then vacuumed, as autovacuum would have done in the
+// time a job takes to get there.
+func BenchmarkUnfinished(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(ctx, testDSN(b), checkpoint.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{}); err != nil {
+		b.Fatal(err)
+	}
+	items := make([]checkpoint.Item, 0, 10_000)
+	for i := 0; i < unfinishedBenchItems; i += len(items) {
+		items = items[:0]
+		for k := i; k < unfinishedBenchItems && k < i+cap(items); k++ {
+			items = append(items, checkpoint.Item{ID: fmt.Sprintf("item-%09d", k), Payload: []byte(`{"url":"http://example.com/x"}`)})
+		}
+		if err := s.AddItems(ctx, "j", items); err != nil {
+			b.Fatal(err)
+		}
+	}
+	now := time.Now()
+	if _, err := s.pool.Exec(ctx, "UPDATE items SET state = 3, attempts = 1, updated = $1", now.UnixNano()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, "UPDATE items SET state = 4, due = $1 WHERE id IN ('item-000000007', 'item-000050000', 'item-000099999')",
+		now.Add(time.Hour).UnixNano()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, "VACUUM ANALYZE items"); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("stats", func(b *testing.B) {
+		for b.Loop() {
+			st, err := s.Stats(ctx, "j")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if st.Pending+st.Leased+st.Failed == 0 {
+				b.Fatalf("stats %+v: want 3 failed", st)
+			}
+		}
+	})
+	b.Run("unfinished", func(b *testing.B) {
+		for b.Loop() {
+			left, err := s.Unfinished(ctx, "j")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !left {
+				b.Fatal("Unfinished = false with 3 failed items")
+			}
+		}
+	})
+}

@@ -628,6 +628,27 @@ func (s *Store) Stats(ctx context.Context, job string) (checkpoint.Stats, error)
 	return st, wrap(rows.Err())
 }
 
+// unfinishedSQL returns no row for a missing job, else whether the job has
+// a Pending, Leased or Failed item. The state list implies the predicate of
+// the partial index items_due, so the planner probes it (Index Cond on job
+// and state) instead of counting the job's rows as Stats does; every worker
+// of a job that waits for deferred retries runs it each poll interval.
+const unfinishedSQL = `SELECT EXISTS (SELECT 1 FROM items i WHERE i.job = j.id AND i.state IN (1, 2, 4))
+	FROM jobs j WHERE j.name = $1`
+
+// Unfinished implements checkpoint.Store in one round trip.
+func (s *Store) Unfinished(ctx context.Context, job string) (bool, error) {
+	if s.isClosed() {
+		return false, checkpoint.ErrClosed
+	}
+	var found bool
+	err := s.pool.QueryRow(ctx, unfinishedSQL, job).Scan(&found)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, checkpoint.NoJobError(job)
+	}
+	return found, wrap(err)
+}
+
 // TopErrors implements checkpoint.Store.
 func (s *Store) TopErrors(ctx context.Context, job string, n int) ([]checkpoint.ErrorCount, error) {
 	if n < 1 {

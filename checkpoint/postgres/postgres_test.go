@@ -331,6 +331,57 @@ func TestTextPostgresCannotHold(t *testing.T) {
 	}
 }
 
+// TestUnfinishedPlan checks that Unfinished can probe the partial index
+// items_due: its state list must imply the index predicate (state <> 3),
+// or PostgreSQL falls back to the job's whole range in items_pkey. Sequential
+// scans are turned off so that the small table's plan is the one a large
+// job would get.
+func TestUnfinishedPlan(t *testing.T) {
+	dsn := testDSN(t)
+	ctx := context.Background()
+	s, err := Open(ctx, dsn, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	// A job near its end: all done but one deferred retry.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO items (job, id, state, due, created, updated)
+		SELECT j.id, 'item-' || g, CASE WHEN g = 1 THEN 4 ELSE 3 END, 0, 0, 0
+		FROM jobs j, generate_series(1, 5000) g WHERE j.name = 'j'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, "ANALYZE items"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SET enable_seqscan = off"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, "RESET enable_seqscan")
+	rows, err := conn.Query(ctx, "EXPLAIN (COSTS OFF) "+unfinishedSQL, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	if !strings.Contains(plan, "using items_due on items") {
+		t.Fatalf("Unfinished does not use items_due:\n%s", plan)
+	}
+	if u, err := s.Unfinished(ctx, "j"); err != nil || !u {
+		t.Fatalf("Unfinished = %v, %v; want true (one failed item)", u, err)
+	}
+}
+
 func TestSchemaVersionIsMigrationCount(t *testing.T) {
 	if SchemaVersion != len(migrations) {
 		t.Fatalf("SchemaVersion %d, but there are %d migrations", SchemaVersion, len(migrations))

@@ -144,15 +144,29 @@ func (e *env) item(job, id string) checkpoint.Item {
 	return it
 }
 
+func (e *env) unfinished(job string) bool {
+	e.t.Helper()
+	u, err := e.s.Unfinished(e.ctx, job)
+	if err != nil {
+		e.t.Fatalf("Unfinished: %v", err)
+	}
+	return u
+}
+
 // counts is Stats reduced to comparable state counts.
 type counts struct{ Pending, Leased, Done, Failed, Dead int64 }
 
+// wantCounts checks the job's counts, and that Unfinished agrees with them:
+// every scenario of the suite then checks Unfinished too.
 func (e *env) wantCounts(job string, want counts) {
 	e.t.Helper()
 	st := e.stats(job)
 	got := counts{st.Pending, st.Leased, st.Done, st.Failed, st.Dead}
 	if got != want {
 		e.t.Fatalf("counts = %+v, want %+v", got, want)
+	}
+	if u, w := e.unfinished(job), want.Pending+want.Leased+want.Failed > 0; u != w {
+		e.t.Fatalf("Unfinished = %v with counts %+v, want %v", u, got, w)
 	}
 }
 
@@ -194,6 +208,7 @@ func Run(t *testing.T, cfg Config) {
 		{"Progress", false, testProgress},
 		{"RetryDead", false, testRetryDead},
 		{"StatsTopErrors", false, testStatsTopErrors},
+		{"Unfinished", false, testUnfinished},
 		{"ManifestChanged", false, testManifestChanged},
 		{"Restart", false, testRestart},
 		{"PartialLoad", false, testPartialLoad},
@@ -611,6 +626,79 @@ func testStatsTopErrors(e *env) {
 	}
 }
 
+func testUnfinished(e *env) {
+	e.job("j", 0)
+	if e.unfinished("j") {
+		e.t.Fatal("Unfinished = true for a job without items")
+	}
+	e.add("j", ids("a", 3))
+	if !e.unfinished("j") {
+		e.t.Fatal("Unfinished = false with 3 pending items")
+	}
+	// Only leased: one item is done, the others are held by a lease.
+	got := e.lease("j", "w", 3, time.Minute)
+	e.complete(done(got[0]))
+	e.wantCounts("j", counts{Leased: 2, Done: 1})
+	if !e.unfinished("j") {
+		e.t.Fatal("Unfinished = false with 2 leased items")
+	}
+	// A lease that expired still leaves its item unfinished.
+	e.clock.Advance(2 * time.Minute)
+	if !e.unfinished("j") {
+		e.t.Fatal("Unfinished = false with 2 items under expired leases")
+	}
+	got = e.lease("j", "w", 2, time.Minute)
+	// Only failed, and not due for an hour: waiting is not finishing.
+	e.complete(dead(got[0], "client", "HTTP 404"), failed(got[1], e.clock.Now().Add(time.Hour), "transient", "breaker open"))
+	e.wantCounts("j", counts{Done: 1, Failed: 1, Dead: 1})
+	if !e.unfinished("j") {
+		e.t.Fatal("Unfinished = false with a failed item due in an hour")
+	}
+	if more := e.lease("j", "w", 10, time.Minute); len(more) != 0 {
+		e.t.Fatalf("leased %s before the failed item was due", idsOf(more))
+	}
+	// The retry succeeds: everything is done or dead.
+	e.clock.Advance(time.Hour)
+	got = e.lease("j", "w", 10, time.Minute)
+	if len(got) != 1 {
+		e.t.Fatalf("leased %s once due, want the failed item", idsOf(got))
+	}
+	e.complete(done(got[0]))
+	e.wantCounts("j", counts{Done: 2, Dead: 1})
+	if e.unfinished("j") {
+		e.t.Fatal("Unfinished = true with every item done or dead")
+	}
+	// The same result handed over again changes nothing.
+	e.complete(done(got[0]))
+	if e.unfinished("j") {
+		e.t.Fatal("Unfinished = true after a result was applied twice")
+	}
+	// RetryDead makes the job unfinished again.
+	if n, err := e.s.RetryDead(e.ctx, "j"); err != nil || n != 1 {
+		e.t.Fatalf("RetryDead = %d, %v; want 1", n, err)
+	}
+	if !e.unfinished("j") {
+		e.t.Fatal("Unfinished = false after RetryDead made an item pending")
+	}
+	// Another job's items do not count, and a missing job is an error.
+	e.job("k", 0)
+	e.add("k", ids("b", 1))
+	got = e.lease("k", "w", 1, time.Minute)
+	e.complete(done(got[0]))
+	if e.unfinished("k") {
+		e.t.Fatal("Unfinished(k) = true: it sees job j's pending item")
+	}
+	if _, err := e.s.Unfinished(e.ctx, "nope"); !errors.Is(err, checkpoint.ErrNoJob) || !strings.Contains(err.Error(), `"nope"`) {
+		e.t.Fatalf("Unfinished of a missing job: err = %v, want ErrNoJob naming it", err)
+	}
+	if err := e.s.Restart(e.ctx, "j"); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.s.Unfinished(e.ctx, "j"); !errors.Is(err, checkpoint.ErrNoJob) {
+		e.t.Fatalf("Unfinished after Restart: err = %v, want ErrNoJob", err)
+	}
+}
+
 func testManifestChanged(e *env) {
 	meta := checkpoint.JobMeta{Fingerprint: "sha256:aaa", Total: 3}
 	j, err := e.s.OpenJob(e.ctx, "sync", meta)
@@ -688,6 +776,7 @@ func testInvalidInput(e *env) {
 		{"big extra", e.s.SaveProgress(ctx, "j", "a000", 0, checkpoint.Progress{Extra: make([]byte, checkpoint.MaxProgressExtraLen+1)}), checkpoint.ErrInvalid},
 		{"unknown item", func() error { _, err := e.s.Item(ctx, "j", "nope"); return err }(), checkpoint.ErrNoItem},
 		{"unknown job stats", func() error { _, err := e.s.Stats(ctx, "nope"); return err }(), checkpoint.ErrNoJob},
+		{"unknown job unfinished", func() error { _, err := e.s.Unfinished(ctx, "nope"); return err }(), checkpoint.ErrNoJob},
 		{"top errors n=0", func() error { _, err := e.s.TopErrors(ctx, "j", 0); return err }(), checkpoint.ErrInvalid},
 		{"dead limit=0", func() error { _, err := e.s.Dead(ctx, "j", 0); return err }(), checkpoint.ErrInvalid},
 	}
@@ -712,14 +801,15 @@ func testClosed(e *env) {
 	e.s = nil
 	ctx := e.ctx
 	for name, err := range map[string]error{
-		"OpenJob":  func() error { _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{}); return err }(),
-		"AddItems": s.AddItems(ctx, "j", []checkpoint.Item{{ID: "x"}}),
-		"Lease":    func() error { _, err := s.Lease(ctx, "j", "w", 1, time.Minute); return err }(),
-		"Complete": s.Complete(ctx, []checkpoint.Result{{Job: "j", ID: "x", Lease: 1, State: checkpoint.Done}}),
-		"Progress": s.SaveProgress(ctx, "j", "x", 0, checkpoint.Progress{}),
-		"Flush":    s.Flush(ctx),
-		"Stats":    func() error { _, err := s.Stats(ctx, "j"); return err }(),
-		"Close":    s.Close(),
+		"OpenJob":    func() error { _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{}); return err }(),
+		"AddItems":   s.AddItems(ctx, "j", []checkpoint.Item{{ID: "x"}}),
+		"Lease":      func() error { _, err := s.Lease(ctx, "j", "w", 1, time.Minute); return err }(),
+		"Complete":   s.Complete(ctx, []checkpoint.Result{{Job: "j", ID: "x", Lease: 1, State: checkpoint.Done}}),
+		"Progress":   s.SaveProgress(ctx, "j", "x", 0, checkpoint.Progress{}),
+		"Flush":      s.Flush(ctx),
+		"Stats":      func() error { _, err := s.Stats(ctx, "j"); return err }(),
+		"Unfinished": func() error { _, err := s.Unfinished(ctx, "j"); return err }(),
+		"Close":      s.Close(),
 	} {
 		if !errors.Is(err, checkpoint.ErrClosed) {
 			e.t.Errorf("%s after Close: err = %v, want ErrClosed", name, err)
