@@ -100,13 +100,7 @@ var (
 // sqlOp is one hand-over to the committer: results or a progress record.
 type sqlOp struct {
 	results []Result
-	prog    *progOp
-}
-
-type progOp struct {
-	job, id string
-	lease   int64
-	data    []byte // encoded Progress; nil for the zero value
+	prog    *groupcommit.ProgressOp
 }
 
 // OpenSQLite opens the store in the file at path, creating it (mode 0600)
@@ -604,11 +598,11 @@ func (s *SQLite) SaveProgress(ctx context.Context, job, id string, lease int64, 
 	if err := checkProgress(&p); err != nil {
 		return err
 	}
-	data, err := groupcommit.EncodeProgress(p)
+	op, err := groupcommit.NewProgressOp(job, id, lease, p)
 	if err != nil {
 		return err
 	}
-	return s.gc.Send(ctx, sqlOp{prog: &progOp{job: job, id: id, lease: lease, data: data}})
+	return s.gc.Send(ctx, sqlOp{prog: op})
 }
 
 // Flush implements Store.
@@ -669,13 +663,13 @@ func (s *SQLite) commit(batch []sqlOp) error {
 			}
 		}
 		if p := op.prog; p != nil {
-			jid, err := s.jobID(ctx, tx, p.job)
+			jid, err := s.jobID(ctx, tx, p.Job)
 			if errors.Is(err, ErrNoJob) {
 				continue
 			} else if err != nil {
 				return err
 			}
-			if _, err := progress.ExecContext(ctx, p.data, nowN, jid, p.id, p.lease); err != nil {
+			if _, err := progress.ExecContext(ctx, p.Data, nowN, jid, p.ID, p.Lease); err != nil {
 				return err
 			}
 		}

@@ -127,7 +127,7 @@ func (s *Store) commit(ctx context.Context, batch []pgOp) error {
 			chunk(r.Job, r.ID).add(r.ID, r.Lease, r.State, r.Attempts, cleanText(checkpoint.CutErr(r.Err)), cleanText(r.ErrKind), nextAt, true, r.Progress != nil, prog)
 		}
 		if p := op.prog; p != nil {
-			chunk(p.job, p.id).add(p.id, p.lease, 0, 0, "", "", 0, false, true, p.data)
+			chunk(p.Job, p.ID).add(p.ID, p.Lease, 0, 0, "", "", 0, false, true, p.Data)
 		}
 	}
 	for _, u := range cur {

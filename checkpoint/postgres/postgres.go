@@ -95,13 +95,7 @@ var (
 // pgOp is one hand-over to the committer: results or a progress record.
 type pgOp struct {
 	results []checkpoint.Result
-	prog    *progOp
-}
-
-type progOp struct {
-	job, id string
-	lease   int64
-	data    []byte // encoded Progress; nil for the zero value
+	prog    *groupcommit.ProgressOp
 }
 
 // IsDSN reports whether s names a PostgreSQL database (postgres:// or
@@ -557,11 +551,11 @@ func (s *Store) SaveProgress(ctx context.Context, job, id string, lease int64, p
 	if err := checkpoint.ValidateProgress(p); err != nil {
 		return err
 	}
-	data, err := groupcommit.EncodeProgress(p)
+	op, err := groupcommit.NewProgressOp(job, id, lease, p)
 	if err != nil {
 		return err
 	}
-	return s.gc.Send(ctx, pgOp{prog: &progOp{job: job, id: id, lease: lease, data: data}})
+	return s.gc.Send(ctx, pgOp{prog: op})
 }
 
 // Flush implements checkpoint.Store.

@@ -216,6 +216,23 @@ func (c *Committer[Op]) weight(e entry[Op]) int {
 	return max(c.cfg.Weight(e.op), 1) // every entry counts, so a batch is bounded
 }
 
+// ProgressOp is a progress record handed to a store's committer
+// (Store.SaveProgress), already encoded.
+type ProgressOp struct {
+	Job, ID string
+	Lease   int64
+	Data    []byte // EncodeProgress's output; nil for the zero value
+}
+
+// NewProgressOp encodes p for the item's progress column.
+func NewProgressOp[P interface{ IsZero() bool }](job, id string, lease int64, p P) (*ProgressOp, error) {
+	data, err := EncodeProgress(p)
+	if err != nil {
+		return nil, err
+	}
+	return &ProgressOp{Job: job, ID: id, Lease: lease, Data: data}, nil
+}
+
 // EncodeProgress encodes a progress record (checkpoint.Progress) for a
 // store's progress column: nil for the zero value, else JSON.
 func EncodeProgress[P interface{ IsZero() bool }](p P) ([]byte, error) {
