@@ -305,6 +305,42 @@ func TestDownloadGivesUpOnLiar(t *testing.T) {
 	}
 }
 
+// A server that cuts every full answer at the same point and answers every
+// resume with a range from 0 sends the same prefix again and again: that is
+// not progress, so the restarts run out instead of looping for ever. (The
+// server turns honest after 60 requests so that a looping client ends the
+// test with a success rather than a hang.)
+func TestDownloadGivesUpOnCutThenLie(t *testing.T) {
+	data := testData(200_000, 9)
+	var s served
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := s.record(r)
+		w.Header().Set("ETag", `"v1"`)
+		if i >= 60 {
+			http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
+			return
+		}
+		if r.Header.Get("Range") != "" {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(data)-1, len(data)))
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(data)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		w.Write(data[:50_000])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // cut the body short
+	}))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "f")
+	_, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline})
+	if err == nil || !strings.Contains(err.Error(), "restarts") {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		t.Fatalf("err = %v after %d requests, want a give-up on restarts", err, len(s.ranges))
+	}
+}
+
 func TestDownloadChecksums(t *testing.T) {
 	data := testData(70_000, 4)
 	sum := sha256.Sum256(data)
