@@ -66,6 +66,18 @@ func TestRunAndStatus(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "dead items") || !strings.Contains(out, "404 Not Found") {
 		t.Fatalf("status: %d %s", code, out)
 	}
+	// status --json keys every list the same way, in snake case.
+	code, out, _ = cliRun("status", m, "--json")
+	var st struct {
+		TopErrors []map[string]any `json:"top_errors"`
+		DeadItems []map[string]any `json:"dead_items"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || len(st.TopErrors) != 1 || len(st.DeadItems) != 1 {
+		t.Fatalf("status --json: %d %v %s", code, err, out)
+	}
+	if e := st.TopErrors[0]; e["kind"] != "permanent" || e["count"] != float64(1) || !strings.Contains(fmt.Sprint(e["error"]), "404") {
+		t.Fatalf("status --json top_errors[0] = %v, want kind, error and count keys", e)
+	}
 	// Re-running sends nothing new except nothing at all: done items are skipped,
 	// dead ones stay dead until --retry-dead.
 	before := hits.Load()

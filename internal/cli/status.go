@@ -109,25 +109,25 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 			Err      string `json:"error"`
 		}
 		v := struct {
-			Job        string                  `json:"job"`
-			Total      int64                   `json:"total"`
-			Pending    int64                   `json:"pending"`
-			Leased     int64                   `json:"leased"`
-			Done       int64                   `json:"done"`
-			Failed     int64                   `json:"failed"`
-			Dead       int64                   `json:"dead"`
-			Attempts   int64                   `json:"attempts"`
-			PerSecond  float64                 `json:"items_per_second"`
-			TopErrors  []checkpoint.ErrorCount `json:"top_errors"`
-			DeadItems  []deadItem              `json:"dead_items"`
-			Complete   bool                    `json:"complete"`
-			LastUpdate time.Time               `json:"last_done,omitzero"`
-			Workers    []workerJSON            `json:"workers,omitempty"`
+			Job        string           `json:"job"`
+			Total      int64            `json:"total"`
+			Pending    int64            `json:"pending"`
+			Leased     int64            `json:"leased"`
+			Done       int64            `json:"done"`
+			Failed     int64            `json:"failed"`
+			Dead       int64            `json:"dead"`
+			Attempts   int64            `json:"attempts"`
+			PerSecond  float64          `json:"items_per_second"`
+			TopErrors  []errorCountJSON `json:"top_errors"`
+			DeadItems  []deadItem       `json:"dead_items"`
+			Complete   bool             `json:"complete"`
+			LastUpdate time.Time        `json:"last_done,omitzero"`
+			Workers    []workerJSON     `json:"workers,omitempty"`
 		}{Job: name, Total: s.Items(), Pending: s.Pending, Leased: s.Leased, Done: s.Done, Failed: s.Failed,
-			Dead: s.Dead, Attempts: s.Attempts, PerSecond: rate, TopErrors: top,
+			Dead: s.Dead, Attempts: s.Attempts, PerSecond: rate, TopErrors: []errorCountJSON{},
 			Complete: s.Pending+s.Leased+s.Failed == 0, LastUpdate: s.LastDone, DeadItems: []deadItem{}}
-		if v.TopErrors == nil {
-			v.TopErrors = []checkpoint.ErrorCount{} // [] rather than null for scripts
+		for _, e := range top {
+			v.TopErrors = append(v.TopErrors, errorCountJSON{e.Kind, e.Err, e.Count})
 		}
 		for _, w := range workers {
 			v.Workers = append(v.Workers, workerJSON{w, w.Rate()})
@@ -180,4 +180,13 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 type workerJSON struct {
 	checkpoint.WorkerStat
 	PerSecond float64 `json:"items_per_second"`
+}
+
+// errorCountJSON is one of status --json's top_errors, keyed like the rest of
+// the object (checkpoint.ErrorCount has no JSON tags, so it came out as
+// "Kind", "Err", "Count" beside dead_items' "kind" and "error").
+type errorCountJSON struct {
+	Kind  string `json:"kind"`
+	Err   string `json:"error"`
+	Count int64  `json:"count"`
 }
