@@ -83,6 +83,15 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 			var ue *url.Error
 			if errors.As(err, &ue) {
 				ue.URL = redactString(ue.URL) // queries and userinfo may hold secrets
+				// A reboundhttp client that makes one attempt wraps its error
+				// in "gave up after 1 attempt (attempts exhausted)", which
+				// reads as final in an item's retry event and dead reason
+				// although the runner's own attempts decide. The wrapped
+				// error classifies the same (Classify unwraps to it).
+				var re *rebound.RetryError
+				if errors.As(ue.Err, &re) && re.Attempts == 1 && re.Last != nil {
+					ue.Err = re.Last
+				}
 			}
 			return err
 		}

@@ -89,6 +89,42 @@ func TestRunAndStatus(t *testing.T) {
 	}
 }
 
+// An item's error says what failed, not the client's "gave up after 1
+// attempt (attempts exhausted)", which read as final at attempt 1 of 5.
+func TestRunErrorIsTheCause(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there now: connection refused
+	dir := t.TempDir()
+	m := filepath.Join(dir, "refused.jsonl")
+	if err := os.WriteFile(m, []byte(`{"id":"x","url":"`+url+`/x"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cliRun("run", m, "--json", "--attempts", "2", "--backoff", "1ms")
+	if code != ExitFailed {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var retry, dead map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("--json line %q: %v", l, err)
+		}
+		switch ev["event"] {
+		case "retry":
+			retry = ev
+		case "dead":
+			dead = ev
+		}
+	}
+	for _, ev := range []map[string]any{retry, dead} {
+		msg := fmt.Sprint(ev["error"])
+		if ev == nil || ev["kind"] != "transient" || !strings.Contains(msg, "connection refused") || strings.Contains(msg, "gave up") {
+			t.Fatalf("event %v: want a transient connection refused without the client's give-up", ev)
+		}
+	}
+}
+
 func TestRunRefusesBadInput(t *testing.T) {
 	srv, hits := countingServer(t)
 	cases := []struct {
