@@ -176,10 +176,11 @@ type progress struct {
 	start   time.Time
 	startAt int64 // bytes already there when this run began
 	lastLn  time.Time
+	shown   int64 // the count the last plain line showed; -1 none
 }
 
 func newProgress(out, errw io.Writer, jsonOut bool, verb string) *progress {
-	p := &progress{verb: verb, out: out, errw: errw, start: time.Now()}
+	p := &progress{verb: verb, out: out, errw: errw, start: time.Now(), shown: -1}
 	switch {
 	case jsonOut:
 		p.json = json.NewEncoder(out)
@@ -258,7 +259,12 @@ func (p *progress) progress(ev transfer.Event) {
 	if ev.Kind != transfer.EventDone && now.Sub(p.lastLn) < time.Second {
 		return
 	}
-	p.lastLn = now
+	if ev.Kind == transfer.EventDone && ev.Done == p.shown {
+		// The last progress line already said it: a transfer that ends
+		// with a progress event would otherwise print its last line twice.
+		return
+	}
+	p.lastLn, p.shown = now, ev.Done
 	line := fmt.Sprintf("%s: %s", p.verb, size(ev.Done))
 	if ev.Total > 0 {
 		line += fmt.Sprintf(" of %s (%d%%)", size(ev.Total), ev.Done*100/ev.Total)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rebound-go/rebound/transfer"
 )
 
 // Exit codes of get and upload: 0 done, 1 failed for good, 2 bad input.
@@ -63,5 +65,27 @@ func TestParseSize(t *testing.T) {
 		if _, err := parseSize(bad); err == nil {
 			t.Errorf("parseSize(%q) accepted", bad)
 		}
+	}
+}
+
+// On a non-terminal, a transfer's last progress line is not printed twice
+// (once for the final progress event, once for done).
+func TestPlainProgressLastLineOnce(t *testing.T) {
+	var out, errb bytes.Buffer
+	p := newProgress(&out, &errb, false, "get")
+	p.event(transfer.Event{Kind: transfer.EventStart, Total: -1})
+	p.event(transfer.Event{Kind: transfer.EventProgress, Done: 5, Total: 5})
+	p.event(transfer.Event{Kind: transfer.EventDone, Done: 5, Total: 5})
+	p.close(true)
+	if n := strings.Count(errb.String(), "5 B of 5 B"); n != 1 {
+		t.Fatalf("the final count was shown %d times, want 1:\n%s", n, errb.String())
+	}
+	// A done event that says more than the last line is still shown.
+	errb.Reset()
+	p = newProgress(&out, &errb, false, "get")
+	p.event(transfer.Event{Kind: transfer.EventProgress, Done: 1, Total: 5})
+	p.event(transfer.Event{Kind: transfer.EventDone, Done: 5, Total: 5})
+	if !strings.Contains(errb.String(), "5 B of 5 B (100%)") {
+		t.Fatalf("done line missing:\n%s", errb.String())
 	}
 }
