@@ -218,7 +218,9 @@ func (p *progress) event(ev transfer.Event) {
 		p.startAt = ev.Done
 		p.note(fmt.Sprintf("%s: resuming %s at %s", p.verb, filepath.Base(ev.Name), size(ev.Done)))
 	case transfer.EventRestart:
-		p.startAt = 0
+		// The bytes so far are thrown away: the rate and ETA count from
+		// here, or the time spent on them showed as a crawl (6 B/s, ETA 42h).
+		p.startAt, p.start = 0, time.Now()
 		p.note(fmt.Sprintf("%s: starting over: %s", p.verb, ev.Reason))
 	case transfer.EventRetry:
 		if ev.Wait > 0 {

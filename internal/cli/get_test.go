@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rebound-go/rebound/transfer"
 )
@@ -87,5 +88,24 @@ func TestPlainProgressLastLineOnce(t *testing.T) {
 	p.event(transfer.Event{Kind: transfer.EventDone, Done: 5, Total: 5})
 	if !strings.Contains(errb.String(), "5 B of 5 B (100%)") {
 		t.Fatalf("done line missing:\n%s", errb.String())
+	}
+}
+
+// After a restart from byte 0 the rate and ETA count from the restart: the
+// time spent on the discarded bytes is not the new transfer's.
+func TestPlainProgressRateAfterRestart(t *testing.T) {
+	var out, errb bytes.Buffer
+	p := newProgress(&out, &errb, false, "get")
+	p.start = time.Now().Add(-time.Hour) // an hour spent on a download the server then restarted
+	p.event(transfer.Event{Kind: transfer.EventRestart, Reason: "the file changed"})
+	p.event(transfer.Event{Kind: transfer.EventProgress, Done: 1 << 20, Total: 2 << 20})
+	line := strings.TrimSpace(errb.String()[strings.LastIndex(strings.TrimSpace(errb.String()), "\n")+1:])
+	i := strings.LastIndex(line, "ETA ")
+	if i < 0 {
+		t.Fatalf("no ETA in %q", line)
+	}
+	eta, err := time.ParseDuration(line[i+4:])
+	if err != nil || eta > 10*time.Minute {
+		t.Fatalf("ETA %v (%v) in %q: the hour before the restart was counted", eta, err, line)
 	}
 }
