@@ -57,9 +57,9 @@ skipped, interrupted ones continue. Every request carries an Idempotency-Key
 derived from the job and the item ID, the same after any crash, so a server
 that deduplicates applies each item exactly once.
 
-Failures are classified: connection errors, timeouts, 408, 429 and 5xx are
-retried with jittered exponential backoff (Retry-After honoured); other 4xx
-make the item dead at once. A circuit breaker per host stops sending to a
+Failures are classified: connection errors, timeouts, 408, 429 and 5xx but
+501 are retried with jittered exponential backoff (Retry-After honoured);
+501 and other 4xx make the item dead at once. A circuit breaker per host stops sending to a
 host that keeps failing. 'rebound status' shows the dead items and why;
 --retry-dead gives them another chance.
 

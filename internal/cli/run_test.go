@@ -125,6 +125,27 @@ func TestRunErrorIsTheCause(t *testing.T) {
 	}
 }
 
+// What run --help says about 501 is what happens: one request, then dead.
+func TestRun501IsDeadAtOnce(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Error(w, "no", http.StatusNotImplemented)
+	}))
+	defer srv.Close()
+	m := filepath.Join(t.TempDir(), "n.jsonl")
+	if err := os.WriteFile(m, []byte(`{"id":"x","url":"`+srv.URL+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := cliRun("run", m, "--quiet", "--backoff", "1ms"); code != ExitFailed || hits.Load() != 1 {
+		t.Fatalf("exit %d after %d requests, want 1 after 1: %s", code, hits.Load(), errOut)
+	}
+	_, help, _ := cliRun("run", "--help")
+	if !strings.Contains(strings.Join(strings.Fields(help), " "), "501 and other 4xx make the item dead at once") {
+		t.Fatalf("run --help does not say a 501 is not retried:\n%s", help)
+	}
+}
+
 func TestRunRefusesBadInput(t *testing.T) {
 	srv, hits := countingServer(t)
 	cases := []struct {
