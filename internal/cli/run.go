@@ -84,7 +84,7 @@ once, and the state file stays consistent).`,
 	fl.BoolVar(&f.retryDead, "retry-dead", false, "give dead items another full set of attempts")
 	fl.IntVar(&f.concurrency, "concurrency", 8, "requests in flight at once")
 	fl.IntVar(&f.attempts, "attempts", 5, "attempts per item in all, across retries and restarts")
-	fl.DurationVar(&f.wait, "backoff", time.Second, "wait after the first failure (doubles each time, ×[0.8, 1.2] jitter)")
+	fl.DurationVar(&f.wait, "backoff", time.Second, "wait after the first failure (doubles each time, ×[0.8, 1.2] jitter; 0 retries at once)")
 	fl.DurationVar(&f.maxWait, "max-backoff", 30*time.Second, "longest wait between attempts")
 	fl.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "TCP connect and TLS handshake timeout")
 	fl.DurationVar(&f.readTimeout, "read-timeout", 30*time.Second, "timeout for the response headers of each attempt")
@@ -160,6 +160,22 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	}
 	if f.leaseTTL < 3*time.Millisecond {
 		return usageErr(errors.New("--lease-ttl must be at least 3ms"))
+	}
+	// The library reads 0 as "the default" and a negative duration as
+	// "none"; on the command line both would silently turn --read-timeout 0
+	// into 30s or --grace -1s into a failed run, so only positive values
+	// are taken (and --backoff 0, meaning retry at once).
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--max-backoff", f.maxWait}, {"--connect-timeout", f.connectTimeout}, {"--read-timeout", f.readTimeout},
+		{"--breaker-open", f.breakerOpen}, {"--grace", f.grace}} {
+		if d.v <= 0 {
+			return usageErr(fmt.Errorf("%s must be positive, not %v", d.name, d.v))
+		}
+	}
+	if f.wait < 0 {
+		return usageErr(fmt.Errorf("--backoff must be 0 (retry at once) or positive, not %v", f.wait))
 	}
 	if _, err := os.Stat(manifest); err != nil {
 		return usageErr(fmt.Errorf("manifest: %w", err))
@@ -252,7 +268,7 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 		// once. A shared store has others alive: theirs come back when
 		// their leases expire.
 		Exclusive: !shared,
-		Retry:     rebound.Retry{Backoff: rebound.Backoff{Initial: f.wait, Max: f.maxWait}},
+		Retry:     rebound.Retry{Backoff: backoffFor(f.wait, f.maxWait)},
 		Breakers:  breakers, BreakerKey: hostOf, Grace: f.grace,
 		OnEvent: func(e job.Event) {
 			switch e.Type {
@@ -283,6 +299,15 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 		return withCode(ExitFailed, fmt.Errorf("%d item(s) dead; see 'rebound status %s'", sum.Stats.Dead, manifest))
 	}
 	return nil
+}
+
+// backoffFor is the run's backoff: --backoff 0 retries at once (the
+// library's zero Initial would mean its 1s default).
+func backoffFor(initial, maxWait time.Duration) rebound.Backoff {
+	if initial == 0 {
+		return rebound.NoDelay
+	}
+	return rebound.Backoff{Initial: initial, Max: maxWait}
 }
 
 // hostOf keys an item's circuit breaker by the scheme and host it calls.

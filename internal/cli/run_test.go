@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // cliRun runs the CLI in-process and returns its exit code and output.
@@ -170,6 +171,50 @@ func TestRunRefusesBadInput(t *testing.T) {
 	}
 	if hits.Load() != 0 {
 		t.Fatalf("%d requests sent for refused manifests", hits.Load())
+	}
+}
+
+// Duration flags mean what they say: 0 or negative is refused before
+// anything is sent (the library would read 0 as its default and a negative
+// value as "none"), except --backoff 0, which retries without waiting.
+func TestRunDurationFlags(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	m := filepath.Join(t.TempDir(), "d.jsonl")
+	if err := os.WriteFile(m, []byte(`{"id":"x","url":"`+srv.URL+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--grace", "-1s"}, {"--grace", "0"}, {"--read-timeout", "0"}, {"--connect-timeout", "-5s"},
+		{"--max-backoff", "0"}, {"--breaker-open", "0"}, {"--backoff", "-1s"},
+	} {
+		code, _, errOut := cliRun(append([]string{"run", m, "--quiet"}, args...)...)
+		if code != ExitUsage || !strings.Contains(errOut, args[0]) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 naming the flag", args, code, errOut)
+		}
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("%d requests sent with refused flags", hits.Load())
+	}
+	code, out, errOut := cliRun("run", m, "--json", "--attempts", "3", "--backoff", "0")
+	if code != ExitFailed || hits.Load() != 3 {
+		t.Fatalf("--backoff 0: exit %d after %d requests, want 1 after 3: %s", code, hits.Load(), errOut)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev struct {
+			Event string `json:"event"`
+			Wait  int64  `json:"wait_ns"`
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("--json line %q: %v", l, err)
+		}
+		if ev.Event == "retry" && ev.Wait != 0 {
+			t.Fatalf("--backoff 0 waited %v before a retry", time.Duration(ev.Wait))
+		}
 	}
 }
 
