@@ -79,6 +79,11 @@ func TestRunAndStatus(t *testing.T) {
 	if e := st.TopErrors[0]; e["kind"] != "permanent" || e["count"] != float64(1) || !strings.Contains(fmt.Sprint(e["error"]), "404") {
 		t.Fatalf("status --json top_errors[0] = %v, want kind, error and count keys", e)
 	}
+	// --dead 0 shows the counts without listing dead items.
+	code, out, errOut = cliRun("status", m, "--dead", "0")
+	if code != 0 || !strings.Contains(out, "dead") || strings.Contains(out, "dead items") {
+		t.Fatalf("status --dead 0: exit %d: %s %s", code, out, errOut)
+	}
 	// Re-running sends nothing new except nothing at all: done items are skipped,
 	// dead ones stay dead until --retry-dead.
 	before := hits.Load()

@@ -69,7 +69,7 @@ the items it finished and its rate.`,
 	cmd.Flags().StringVar(&state, "state", "", "state file or postgres://… URL (default .rebound/<manifest name>.db; env REBOUND_STATE)")
 	cmd.Flags().StringVar(&jobName, "job", "", "job name (default: the manifest's or state file's name)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
-	cmd.Flags().IntVar(&deadLimit, "dead", 20, "how many dead items to list")
+	cmd.Flags().IntVar(&deadLimit, "dead", 20, "how many dead items to list (0: none, only the count)")
 	return cmd
 }
 
@@ -86,9 +86,11 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 	if err != nil {
 		return err
 	}
-	dead, err := st.Dead(ctx, name, max(deadLimit, 0))
-	if err != nil {
-		return err
+	var dead []checkpoint.Item
+	if deadLimit > 0 { // stores refuse a limit below 1; --dead 0 lists none
+		if dead, err = st.Dead(ctx, name, deadLimit); err != nil {
+			return err
+		}
 	}
 	var workers []checkpoint.WorkerStat
 	if wl, ok := st.(checkpoint.WorkerLister); ok {
