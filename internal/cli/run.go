@@ -48,12 +48,13 @@ func newRunCmd() *cobra.Command {
 
 ("body" is JSON or a string; "body_file" names a file to send instead.)
 
-Progress goes to a state file (.rebound/<manifest name>.db unless --state says
-otherwise). With --state postgres://… (or REBOUND_STATE) many workers, on many
-machines, share one job: start the same command on each; the first loads the
-manifest, the others join, and a worker that dies leaves its items to the
-others once its leases expire (--lease-ttl). Running the same command again resumes: finished items are
-skipped, interrupted ones continue. Every request carries an Idempotency-Key
+Progress goes to a state file (.rebound/<manifest name>.db in the manifest's
+folder, unless --state says otherwise). With --state postgres://… (or
+REBOUND_STATE) many workers, on many machines, share one job: start the same
+command on each; the first loads the manifest, the others join, and a worker
+that dies leaves its items to the others once its leases expire (--lease-ttl).
+Running the same command again resumes: finished items are skipped,
+interrupted ones continue. Every request carries an Idempotency-Key
 derived from the job and the item ID, the same after any crash, so a server
 that deduplicates applies each item exactly once.
 
@@ -78,7 +79,7 @@ once, and the state file stays consistent).`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runManifest(cmd, args[0], &f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.state, "state", "", "state file, or postgres://… URL shared by many workers (default .rebound/<manifest name>.db; env REBOUND_STATE)")
+	fl.StringVar(&f.state, "state", "", "state file, or postgres://… URL shared by many workers (default .rebound/<manifest name>.db beside the manifest; env REBOUND_STATE)")
 	fl.StringVar(&f.jobName, "job", "", "job name in the state file (default: the manifest's file name)")
 	fl.BoolVar(&f.restart, "restart", false, "forget saved progress and start the job over")
 	fl.BoolVar(&f.retryDead, "retry-dead", false, "give dead items another full set of attempts")

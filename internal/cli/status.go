@@ -66,7 +66,7 @@ the items it finished and its rate.`,
 			return showStatus(cmd, st, jobName, asJSON, deadLimit)
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "state file or postgres://… URL (default .rebound/<manifest name>.db; env REBOUND_STATE)")
+	cmd.Flags().StringVar(&state, "state", "", "state file or postgres://… URL (default .rebound/<manifest name>.db beside the manifest; env REBOUND_STATE)")
 	cmd.Flags().StringVar(&jobName, "job", "", "job name (default: the manifest's or state file's name)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().IntVar(&deadLimit, "dead", 20, "how many dead items to list (0: none, only the count)")
