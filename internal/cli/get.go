@@ -74,6 +74,10 @@ func (f *transferFlags) setup() (*checkpoint.SQLite, *rebound.Pipeline, http.Hea
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		if f.stateDir == "" {
+			// The user never named this directory: say which flag moves it.
+			return nil, nil, nil, usageErr(fmt.Errorf("state directory: %w; pass --state-dir", err))
+		}
 		return nil, nil, nil, usageErr(fmt.Errorf("state directory: %w", err))
 	}
 	store, err := checkpoint.OpenSQLite(filepath.Join(dir, "transfers.db"), checkpoint.Options{})

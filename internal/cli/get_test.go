@@ -109,3 +109,17 @@ func TestPlainProgressRateAfterRestart(t *testing.T) {
 		t.Fatalf("ETA %v (%v) in %q: the hour before the restart was counted", eta, err, line)
 	}
 }
+
+// When the default state directory (in the user cache dir) cannot be made,
+// the error says how to put it elsewhere.
+func TestTransferDefaultStateDirUnusable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(file, "cache")) // under a file: mkdir fails
+	code, _, errOut := cliRun("get", "http://127.0.0.1:1/x", "-o", filepath.Join(t.TempDir(), "o"))
+	if code != ExitUsage || !strings.Contains(errOut, "--state-dir") {
+		t.Fatalf("exit %d, stderr %q; want 2 and a hint to pass --state-dir", code, errOut)
+	}
+}
