@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -317,13 +318,13 @@ func TestRunExclusiveRefusesALiveRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	sent := 0
+	var sent atomic.Int64 // handlers run on the runner's workers, concurrently
 	_, err = Run(ctx, Config{Job: "j", Store: second, Exclusive: true}, func(context.Context, *Task) error {
-		sent++
+		sent.Add(1)
 		return nil
 	})
-	if !errors.Is(err, checkpoint.ErrLocked) || sent != 0 {
-		t.Fatalf("second run: err %v, %d sent; want ErrLocked and nothing sent", err, sent)
+	if !errors.Is(err, checkpoint.ErrLocked) || sent.Load() != 0 {
+		t.Fatalf("second run: err %v, %d sent; want ErrLocked and nothing sent", err, sent.Load())
 	}
 	if it, err := second.Item(ctx, "j", held[0].ID); err != nil || it.State != checkpoint.Leased || it.Lease != held[0].Lease {
 		t.Fatalf("the live run's lease was touched: %+v %v", it, err)
@@ -332,7 +333,7 @@ func TestRunExclusiveRefusesALiveRun(t *testing.T) {
 	// Once the live run ends, the next one runs and finishes the job.
 	unlock()
 	sum, err := Run(ctx, Config{Job: "j", Store: second, Exclusive: true}, func(context.Context, *Task) error {
-		sent++
+		sent.Add(1)
 		return nil
 	})
 	if err != nil || sum.Done != 2 || sum.Reclaimed != 1 {
