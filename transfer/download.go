@@ -478,6 +478,13 @@ func (d *downloader) copyBody(ctx context.Context, body io.Reader, limit int64, 
 		}
 		if rerr != nil {
 			d.checkpoint(context.WithoutCancel(ctx))
+			if errors.Is(ctx.Err(), context.Canceled) && !errors.Is(rerr, ErrStalled) {
+				// The caller stopped us (Ctrl-C). The body's error is then
+				// the context's cause, such as "interrupt signal received",
+				// which Classify takes for a transient failure: it was
+				// reported as a lost connection and another attempt begun.
+				return ctx.Err()
+			}
 			// Progress is passing the most this run ever held: a server that
 			// restarts us from 0 and is cut before that point is failing, and
 			// must exhaust the attempts rather than loop for ever.

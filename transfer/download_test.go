@@ -341,6 +341,47 @@ func TestDownloadGivesUpOnCutThenLie(t *testing.T) {
 	}
 }
 
+// Stopping a download mid-body (Ctrl-C: a context cancelled with a cause
+// such as "interrupt signal received") ends it with the context's error; it
+// is neither reported as a lost connection nor followed by another attempt.
+func TestDownloadInterruptedMidBody(t *testing.T) {
+	data := testData(200_000, 10)
+	var s served
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.record(r)
+		w.Header().Set("Content-Length", fmt.Sprint(len(data))) // no validator: a retry would start over
+		w.Write(data[:50_000])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	var after []Event
+	out := filepath.Join(t.TempDir(), "f")
+	_, err := Download(ctx, srv.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline,
+		OnEvent: func(ev Event) {
+			if ctx.Err() != nil {
+				after = append(after, ev)
+			}
+			if ev.Kind == EventProgress {
+				cancel(errors.New("interrupt signal received"))
+			}
+		}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	for _, ev := range after {
+		if ev.Kind == EventRetry || ev.Kind == EventRestart {
+			t.Errorf("after the interrupt: %v event (%v %s)", ev.Kind, ev.Err, ev.Reason)
+		}
+	}
+	srv.Close()
+	if len(s.ranges) != 1 {
+		t.Errorf("%d requests, want 1", len(s.ranges))
+	}
+}
+
 func TestDownloadChecksums(t *testing.T) {
 	data := testData(70_000, 4)
 	sum := sha256.Sum256(data)
