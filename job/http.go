@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -83,6 +84,15 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 			var ue *url.Error
 			if errors.As(err, &ue) {
 				ue.URL = redactString(ue.URL) // queries and userinfo may hold secrets
+				// A reboundhttp client that makes one attempt wraps its error
+				// in "gave up after 1 attempt (attempts exhausted)", which
+				// reads as final in an item's retry event and dead reason
+				// although the runner's own attempts decide. The wrapped
+				// error classifies the same (Classify unwraps to it).
+				var re *rebound.RetryError
+				if errors.As(ue.Err, &re) && re.Attempts == 1 && re.Last != nil {
+					ue.Err = re.Last
+				}
 			}
 			return err
 		}
@@ -97,11 +107,79 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 		se := reboundhttp.NewStatusError(resp, true, time.Now())
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		if len(se.Body) > 0 {
-			// The server's own words make a dead item's reason useful.
-			return fmt.Errorf("%w: %s", se, oneLine(se.Body, 200))
+			// The server's own words make a dead item's reason useful, but
+			// a server that echoes the request (debug endpoints, some
+			// gateways' 400s) would put the manifest's credentials into
+			// the state file and 'rebound status'.
+			return fmt.Errorf("%w: %s", se, oneLine(scrub(se.Body, secretsOf(req)), 200))
 		}
 		return se
 	}
+}
+
+// minSecret is the shortest value scrub hides: shorter ones ("1", "yes")
+// would blank out common words of the server's message.
+const minSecret = 6
+
+// secretsOf lists what in req may be a credential: the values of
+// credential-like headers (whole, and each word or name=value part, since a
+// server may echo only the token of "Bearer <token>" or one cookie), the
+// URL's password and its query values.
+func secretsOf(req Request) []string {
+	var out []string
+	add := func(v string) {
+		if len(v) >= minSecret {
+			out = append(out, v)
+		}
+	}
+	for k, v := range req.Headers {
+		if !credentialHeader(k) {
+			continue
+		}
+		add(v)
+		for _, part := range strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == ';' || r == ',' }) {
+			add(part)
+			if _, val, ok := strings.Cut(part, "="); ok {
+				add(val)
+			}
+		}
+	}
+	if u, err := url.Parse(req.URL); err == nil {
+		if p, ok := u.User.Password(); ok {
+			add(p)
+		}
+		for _, vs := range u.Query() {
+			for _, v := range vs {
+				add(v)
+			}
+		}
+	}
+	// Longest first, so a whole value goes before its parts.
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return out
+}
+
+// credentialHeader reports whether a header named k usually carries a
+// credential.
+func credentialHeader(k string) bool {
+	k = strings.ToLower(k)
+	if k == "idempotency-key" {
+		return false // ours, derived from the job: not a secret
+	}
+	for _, w := range []string{"auth", "cookie", "token", "key", "secret", "session", "password", "signature"} {
+		if strings.Contains(k, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// scrub replaces every occurrence of secrets in b with [redacted].
+func scrub(b []byte, secrets []string) []byte {
+	for _, s := range secrets {
+		b = bytes.ReplaceAll(b, []byte(s), []byte("[redacted]"))
+	}
+	return b
 }
 
 func redactString(raw string) string {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/rebound-go/rebound/checkpoint"
 )
@@ -51,8 +52,13 @@ func LoadManifest(ctx context.Context, st checkpoint.Store, name, path string) (
 		seen[k] = int32(line)
 		return nil
 	})
-	if err == nil && len(dups) > 0 {
-		merr := &ManifestError{Path: path}
+	var merr *ManifestError
+	if len(dups) > 0 && (err == nil || errors.As(err, &merr)) {
+		// Report duplicates with the other bad lines, not in a second
+		// round after those are fixed.
+		if merr == nil {
+			merr = &ManifestError{Path: path}
+		}
 		for _, d := range dups {
 			if len(merr.Lines) < maxReported {
 				merr.Lines = append(merr.Lines, d)
@@ -60,6 +66,7 @@ func LoadManifest(ctx context.Context, st checkpoint.Store, name, path string) (
 				merr.More++
 			}
 		}
+		slices.SortStableFunc(merr.Lines, func(a, b LineError) int { return a.Line - b.Line })
 		err = merr
 	}
 	if err != nil {

@@ -436,7 +436,7 @@ func (d *downloader) checkpoint(ctx context.Context) { _ = d.save(ctx) }
 func (d *downloader) copyBody(ctx context.Context, body io.Reader, limit int64, cancel context.CancelFunc) error {
 	sr := newStallReader(body, d.clock, d.stall, cancel)
 	defer sr.stop()
-	start := d.offset
+	start, high := d.offset, d.high
 	buf := make([]byte, 256<<10)
 	for {
 		want := int64(len(buf))
@@ -454,7 +454,13 @@ func (d *downloader) copyBody(ctx context.Context, body io.Reader, limit int64, 
 				return rebound.Permanent(fmt.Errorf("transfer: write %s: %w", d.partPath(), werr))
 			}
 			d.offset += int64(n)
-			d.restarts = 0
+			if d.offset > d.high {
+				// Only bytes past the most this run ever held are progress:
+				// a server that restarts us from 0, sends the same prefix
+				// and lies again must run out of restarts, not loop for ever.
+				d.high = d.offset
+				d.restarts = 0
+			}
 			if now := d.clock.Now(); now.Sub(d.lastEmit) >= d.every {
 				d.lastEmit = now
 				d.emit(Event{Kind: EventProgress, Done: d.offset})
@@ -472,11 +478,17 @@ func (d *downloader) copyBody(ctx context.Context, body io.Reader, limit int64, 
 		}
 		if rerr != nil {
 			d.checkpoint(context.WithoutCancel(ctx))
+			if errors.Is(ctx.Err(), context.Canceled) && !errors.Is(rerr, ErrStalled) {
+				// The caller stopped us (Ctrl-C). The body's error is then
+				// the context's cause, such as "interrupt signal received",
+				// which Classify takes for a transient failure: it was
+				// reported as a lost connection and another attempt begun.
+				return ctx.Err()
+			}
 			// Progress is passing the most this run ever held: a server that
 			// restarts us from 0 and is cut before that point is failing, and
 			// must exhaust the attempts rather than loop for ever.
-			if d.offset > d.high && rebound.Classify(rerr).Kind.Retryable() {
-				d.high = d.offset
+			if d.offset > high && rebound.Classify(rerr).Kind.Retryable() {
 				d.emit(Event{Kind: EventRetry, Err: rerr, Done: d.offset})
 				return nil // progress made: resume at once, with a fresh attempt count
 			}

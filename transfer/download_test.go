@@ -305,6 +305,83 @@ func TestDownloadGivesUpOnLiar(t *testing.T) {
 	}
 }
 
+// A server that cuts every full answer at the same point and answers every
+// resume with a range from 0 sends the same prefix again and again: that is
+// not progress, so the restarts run out instead of looping for ever. (The
+// server turns honest after 60 requests so that a looping client ends the
+// test with a success rather than a hang.)
+func TestDownloadGivesUpOnCutThenLie(t *testing.T) {
+	data := testData(200_000, 9)
+	var s served
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := s.record(r)
+		w.Header().Set("ETag", `"v1"`)
+		if i >= 60 {
+			http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
+			return
+		}
+		if r.Header.Get("Range") != "" {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(data)-1, len(data)))
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(data)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		w.Write(data[:50_000])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // cut the body short
+	}))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "f")
+	_, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline})
+	if err == nil || !strings.Contains(err.Error(), "restarts") {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		t.Fatalf("err = %v after %d requests, want a give-up on restarts", err, len(s.ranges))
+	}
+}
+
+// Stopping a download mid-body (Ctrl-C: a context cancelled with a cause
+// such as "interrupt signal received") ends it with the context's error; it
+// is neither reported as a lost connection nor followed by another attempt.
+func TestDownloadInterruptedMidBody(t *testing.T) {
+	data := testData(200_000, 10)
+	var s served
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.record(r)
+		w.Header().Set("Content-Length", fmt.Sprint(len(data))) // no validator: a retry would start over
+		w.Write(data[:50_000])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	var after []Event
+	out := filepath.Join(t.TempDir(), "f")
+	_, err := Download(ctx, srv.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline,
+		OnEvent: func(ev Event) {
+			if ctx.Err() != nil {
+				after = append(after, ev)
+			}
+			if ev.Kind == EventProgress {
+				cancel(errors.New("interrupt signal received"))
+			}
+		}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	for _, ev := range after {
+		if ev.Kind == EventRetry || ev.Kind == EventRestart {
+			t.Errorf("after the interrupt: %v event (%v %s)", ev.Kind, ev.Err, ev.Reason)
+		}
+	}
+	srv.Close()
+	if len(s.ranges) != 1 {
+		t.Errorf("%d requests, want 1", len(s.ranges))
+	}
+}
+
 func TestDownloadChecksums(t *testing.T) {
 	data := testData(70_000, 4)
 	sum := sha256.Sum256(data)
@@ -454,8 +531,9 @@ func TestDownloadNameStaysInDir(t *testing.T) {
 		{"", "/dir/%2e%2e%2fescape.txt", "escape.txt"},
 		{"", "/", "download"},
 		{`attachment; filename=".."`, "/..", "download"},
+		{`attachment; filename="` + strings.Repeat("x", 300) + `"`, "/x", strings.Repeat("x", 250)},
 	} {
-		t.Run(tc.want, func(t *testing.T) {
+		t.Run(tc.want[:min(len(tc.want), 20)], func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if tc.disp != "" {
 					w.Header().Set("Content-Disposition", tc.disp)
@@ -503,13 +581,13 @@ func TestSafeFileName(t *testing.T) {
 		{"bell\x07\x00name\n.txt", "bellname.txt"},
 		{"rtl\u202etxt.exe", "rtltxt.exe"},
 		{"bad\xffutf8", "badutf8"},
-		{strings.Repeat("é", 200), strings.Repeat("é", 127)},
+		{strings.Repeat("é", 200), strings.Repeat("é", 125)}, // 250 bytes: room for ".part"
 	} {
 		got := SafeFileName(tc.in)
 		if got != tc.want {
 			t.Errorf("SafeFileName(%q) = %q, want %q", tc.in, got, tc.want)
 		}
-		if got != "" && (!filepath.IsLocal(got) || strings.ContainsAny(got, `/\`) || len(got) > 255) {
+		if got != "" && (!filepath.IsLocal(got) || strings.ContainsAny(got, `/\`) || len(got+".part") > 255) {
 			t.Errorf("SafeFileName(%q) = %q is not a safe local name", tc.in, got)
 		}
 	}

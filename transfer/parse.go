@@ -129,8 +129,10 @@ func isTokenChar(c byte) bool {
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
-// maxNameBytes is the longest file name most file systems accept.
-const maxNameBytes = 255
+// maxNameBytes is the longest file name most file systems accept (255),
+// less the ".part" the download is written to first: a 255-byte name made
+// the .part fail to open with ENAMETOOLONG.
+const maxNameBytes = 255 - len(".part")
 
 // SafeFileName turns a name suggested by a server (Content-Disposition) or a
 // URL into a single local file name that cannot escape its directory: only

@@ -74,6 +74,10 @@ func (f *transferFlags) setup() (*checkpoint.SQLite, *rebound.Pipeline, http.Hea
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		if f.stateDir == "" {
+			// The user never named this directory: say which flag moves it.
+			return nil, nil, nil, usageErr(fmt.Errorf("state directory: %w; pass --state-dir", err))
+		}
 		return nil, nil, nil, usageErr(fmt.Errorf("state directory: %w", err))
 	}
 	store, err := checkpoint.OpenSQLite(filepath.Join(dir, "transfers.db"), checkpoint.Options{})
@@ -176,10 +180,11 @@ type progress struct {
 	start   time.Time
 	startAt int64 // bytes already there when this run began
 	lastLn  time.Time
+	shown   int64 // the count the last plain line showed; -1 none
 }
 
 func newProgress(out, errw io.Writer, jsonOut bool, verb string) *progress {
-	p := &progress{verb: verb, out: out, errw: errw, start: time.Now()}
+	p := &progress{verb: verb, out: out, errw: errw, start: time.Now(), shown: -1}
 	switch {
 	case jsonOut:
 		p.json = json.NewEncoder(out)
@@ -217,7 +222,9 @@ func (p *progress) event(ev transfer.Event) {
 		p.startAt = ev.Done
 		p.note(fmt.Sprintf("%s: resuming %s at %s", p.verb, filepath.Base(ev.Name), size(ev.Done)))
 	case transfer.EventRestart:
-		p.startAt = 0
+		// The bytes so far are thrown away: the rate and ETA count from
+		// here, or the time spent on them showed as a crawl (6 B/s, ETA 42h).
+		p.startAt, p.start = 0, time.Now()
 		p.note(fmt.Sprintf("%s: starting over: %s", p.verb, ev.Reason))
 	case transfer.EventRetry:
 		if ev.Wait > 0 {
@@ -258,7 +265,12 @@ func (p *progress) progress(ev transfer.Event) {
 	if ev.Kind != transfer.EventDone && now.Sub(p.lastLn) < time.Second {
 		return
 	}
-	p.lastLn = now
+	if ev.Kind == transfer.EventDone && ev.Done == p.shown {
+		// The last progress line already said it: a transfer that ends
+		// with a progress event would otherwise print its last line twice.
+		return
+	}
+	p.lastLn, p.shown = now, ev.Done
 	line := fmt.Sprintf("%s: %s", p.verb, size(ev.Done))
 	if ev.Total > 0 {
 		line += fmt.Sprintf(" of %s (%d%%)", size(ev.Total), ev.Done*100/ev.Total)

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/rebound-go/rebound/transfer"
 )
 
 // Exit codes of get and upload: 0 done, 1 failed for good, 2 bad input.
@@ -63,5 +66,60 @@ func TestParseSize(t *testing.T) {
 		if _, err := parseSize(bad); err == nil {
 			t.Errorf("parseSize(%q) accepted", bad)
 		}
+	}
+}
+
+// On a non-terminal, a transfer's last progress line is not printed twice
+// (once for the final progress event, once for done).
+func TestPlainProgressLastLineOnce(t *testing.T) {
+	var out, errb bytes.Buffer
+	p := newProgress(&out, &errb, false, "get")
+	p.event(transfer.Event{Kind: transfer.EventStart, Total: -1})
+	p.event(transfer.Event{Kind: transfer.EventProgress, Done: 5, Total: 5})
+	p.event(transfer.Event{Kind: transfer.EventDone, Done: 5, Total: 5})
+	p.close(true)
+	if n := strings.Count(errb.String(), "5 B of 5 B"); n != 1 {
+		t.Fatalf("the final count was shown %d times, want 1:\n%s", n, errb.String())
+	}
+	// A done event that says more than the last line is still shown.
+	errb.Reset()
+	p = newProgress(&out, &errb, false, "get")
+	p.event(transfer.Event{Kind: transfer.EventProgress, Done: 1, Total: 5})
+	p.event(transfer.Event{Kind: transfer.EventDone, Done: 5, Total: 5})
+	if !strings.Contains(errb.String(), "5 B of 5 B (100%)") {
+		t.Fatalf("done line missing:\n%s", errb.String())
+	}
+}
+
+// After a restart from byte 0 the rate and ETA count from the restart: the
+// time spent on the discarded bytes is not the new transfer's.
+func TestPlainProgressRateAfterRestart(t *testing.T) {
+	var out, errb bytes.Buffer
+	p := newProgress(&out, &errb, false, "get")
+	p.start = time.Now().Add(-time.Hour) // an hour spent on a download the server then restarted
+	p.event(transfer.Event{Kind: transfer.EventRestart, Reason: "the file changed"})
+	p.event(transfer.Event{Kind: transfer.EventProgress, Done: 1 << 20, Total: 2 << 20})
+	line := strings.TrimSpace(errb.String()[strings.LastIndex(strings.TrimSpace(errb.String()), "\n")+1:])
+	i := strings.LastIndex(line, "ETA ")
+	if i < 0 {
+		t.Fatalf("no ETA in %q", line)
+	}
+	eta, err := time.ParseDuration(line[i+4:])
+	if err != nil || eta > 10*time.Minute {
+		t.Fatalf("ETA %v (%v) in %q: the hour before the restart was counted", eta, err, line)
+	}
+}
+
+// When the default state directory (in the user cache dir) cannot be made,
+// the error says how to put it elsewhere.
+func TestTransferDefaultStateDirUnusable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(file, "cache")) // under a file: mkdir fails
+	code, _, errOut := cliRun("get", "http://127.0.0.1:1/x", "-o", filepath.Join(t.TempDir(), "o"))
+	if code != ExitUsage || !strings.Contains(errOut, "--state-dir") {
+		t.Fatalf("exit %d, stderr %q; want 2 and a hint to pass --state-dir", code, errOut)
 	}
 }

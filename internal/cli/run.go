@@ -48,18 +48,19 @@ func newRunCmd() *cobra.Command {
 
 ("body" is JSON or a string; "body_file" names a file to send instead.)
 
-Progress goes to a state file (.rebound/<manifest name>.db unless --state says
-otherwise). With --state postgres://… (or REBOUND_STATE) many workers, on many
-machines, share one job: start the same command on each; the first loads the
-manifest, the others join, and a worker that dies leaves its items to the
-others once its leases expire (--lease-ttl). Running the same command again resumes: finished items are
-skipped, interrupted ones continue. Every request carries an Idempotency-Key
+Progress goes to a state file (.rebound/<manifest name>.db in the manifest's
+folder, unless --state says otherwise). With --state postgres://… (or
+REBOUND_STATE) many workers, on many machines, share one job: start the same
+command on each; the first loads the manifest, the others join, and a worker
+that dies leaves its items to the others once its leases expire (--lease-ttl).
+Running the same command again resumes: finished items are skipped,
+interrupted ones continue. Every request carries an Idempotency-Key
 derived from the job and the item ID, the same after any crash, so a server
 that deduplicates applies each item exactly once.
 
-Failures are classified: connection errors, timeouts, 408, 429 and 5xx are
-retried with jittered exponential backoff (Retry-After honoured); other 4xx
-make the item dead at once. A circuit breaker per host stops sending to a
+Failures are classified: connection errors, timeouts, 408, 429 and 5xx but
+501 are retried with jittered exponential backoff (Retry-After honoured);
+501 and other 4xx make the item dead at once. A circuit breaker per host stops sending to a
 host that keeps failing. 'rebound status' shows the dead items and why;
 --retry-dead gives them another chance.
 
@@ -78,13 +79,13 @@ once, and the state file stays consistent).`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runManifest(cmd, args[0], &f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.state, "state", "", "state file, or postgres://… URL shared by many workers (default .rebound/<manifest name>.db; env REBOUND_STATE)")
+	fl.StringVar(&f.state, "state", "", "state file, or postgres://… URL shared by many workers (default .rebound/<manifest name>.db beside the manifest; env REBOUND_STATE)")
 	fl.StringVar(&f.jobName, "job", "", "job name in the state file (default: the manifest's file name)")
 	fl.BoolVar(&f.restart, "restart", false, "forget saved progress and start the job over")
 	fl.BoolVar(&f.retryDead, "retry-dead", false, "give dead items another full set of attempts")
 	fl.IntVar(&f.concurrency, "concurrency", 8, "requests in flight at once")
 	fl.IntVar(&f.attempts, "attempts", 5, "attempts per item in all, across retries and restarts")
-	fl.DurationVar(&f.wait, "backoff", time.Second, "wait after the first failure (doubles each time, ×[0.8, 1.2] jitter)")
+	fl.DurationVar(&f.wait, "backoff", time.Second, "wait after the first failure (doubles each time, ×[0.8, 1.2] jitter; 0 retries at once)")
 	fl.DurationVar(&f.maxWait, "max-backoff", 30*time.Second, "longest wait between attempts")
 	fl.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "TCP connect and TLS handshake timeout")
 	fl.DurationVar(&f.readTimeout, "read-timeout", 30*time.Second, "timeout for the response headers of each attempt")
@@ -160,6 +161,22 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	}
 	if f.leaseTTL < 3*time.Millisecond {
 		return usageErr(errors.New("--lease-ttl must be at least 3ms"))
+	}
+	// The library reads 0 as "the default" and a negative duration as
+	// "none"; on the command line both would silently turn --read-timeout 0
+	// into 30s or --grace -1s into a failed run, so only positive values
+	// are taken (and --backoff 0, meaning retry at once).
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--max-backoff", f.maxWait}, {"--connect-timeout", f.connectTimeout}, {"--read-timeout", f.readTimeout},
+		{"--breaker-open", f.breakerOpen}, {"--grace", f.grace}} {
+		if d.v <= 0 {
+			return usageErr(fmt.Errorf("%s must be positive, not %v", d.name, d.v))
+		}
+	}
+	if f.wait < 0 {
+		return usageErr(fmt.Errorf("--backoff must be 0 (retry at once) or positive, not %v", f.wait))
 	}
 	if _, err := os.Stat(manifest); err != nil {
 		return usageErr(fmt.Errorf("manifest: %w", err))
@@ -252,7 +269,7 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 		// once. A shared store has others alive: theirs come back when
 		// their leases expire.
 		Exclusive: !shared,
-		Retry:     rebound.Retry{Backoff: rebound.Backoff{Initial: f.wait, Max: f.maxWait}},
+		Retry:     rebound.Retry{Backoff: backoffFor(f.wait, f.maxWait)},
 		Breakers:  breakers, BreakerKey: hostOf, Grace: f.grace,
 		OnEvent: func(e job.Event) {
 			switch e.Type {
@@ -283,6 +300,15 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 		return withCode(ExitFailed, fmt.Errorf("%d item(s) dead; see 'rebound status %s'", sum.Stats.Dead, manifest))
 	}
 	return nil
+}
+
+// backoffFor is the run's backoff: --backoff 0 retries at once (the
+// library's zero Initial would mean its 1s default).
+func backoffFor(initial, maxWait time.Duration) rebound.Backoff {
+	if initial == 0 {
+		return rebound.NoDelay
+	}
+	return rebound.Backoff{Initial: initial, Max: maxWait}
 }
 
 // hostOf keys an item's circuit breaker by the scheme and host it calls.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // cliRun runs the CLI in-process and returns its exit code and output.
@@ -66,6 +67,23 @@ func TestRunAndStatus(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "dead items") || !strings.Contains(out, "404 Not Found") {
 		t.Fatalf("status: %d %s", code, out)
 	}
+	// status --json keys every list the same way, in snake case.
+	code, out, _ = cliRun("status", m, "--json")
+	var st struct {
+		TopErrors []map[string]any `json:"top_errors"`
+		DeadItems []map[string]any `json:"dead_items"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || len(st.TopErrors) != 1 || len(st.DeadItems) != 1 {
+		t.Fatalf("status --json: %d %v %s", code, err, out)
+	}
+	if e := st.TopErrors[0]; e["kind"] != "permanent" || e["count"] != float64(1) || !strings.Contains(fmt.Sprint(e["error"]), "404") {
+		t.Fatalf("status --json top_errors[0] = %v, want kind, error and count keys", e)
+	}
+	// --dead 0 shows the counts without listing dead items.
+	code, out, errOut = cliRun("status", m, "--dead", "0")
+	if code != 0 || !strings.Contains(out, "dead") || strings.Contains(out, "dead items") {
+		t.Fatalf("status --dead 0: exit %d: %s %s", code, out, errOut)
+	}
 	// Re-running sends nothing new except nothing at all: done items are skipped,
 	// dead ones stay dead until --retry-dead.
 	before := hits.Load()
@@ -74,6 +92,63 @@ func TestRunAndStatus(t *testing.T) {
 	}
 	if code, _, _ = cliRun("run", m, "--quiet", "--retry-dead"); code != ExitFailed || hits.Load() != before+1 {
 		t.Fatalf("--retry-dead: exit %d, %d new requests", code, hits.Load()-before)
+	}
+}
+
+// An item's error says what failed, not the client's "gave up after 1
+// attempt (attempts exhausted)", which read as final at attempt 1 of 5.
+func TestRunErrorIsTheCause(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there now: connection refused
+	dir := t.TempDir()
+	m := filepath.Join(dir, "refused.jsonl")
+	if err := os.WriteFile(m, []byte(`{"id":"x","url":"`+url+`/x"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cliRun("run", m, "--json", "--attempts", "2", "--backoff", "1ms")
+	if code != ExitFailed {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var retry, dead map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("--json line %q: %v", l, err)
+		}
+		switch ev["event"] {
+		case "retry":
+			retry = ev
+		case "dead":
+			dead = ev
+		}
+	}
+	for _, ev := range []map[string]any{retry, dead} {
+		msg := fmt.Sprint(ev["error"])
+		if ev == nil || ev["kind"] != "transient" || !strings.Contains(msg, "connection refused") || strings.Contains(msg, "gave up") {
+			t.Fatalf("event %v: want a transient connection refused without the client's give-up", ev)
+		}
+	}
+}
+
+// What run --help says about 501 is what happens: one request, then dead.
+func TestRun501IsDeadAtOnce(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Error(w, "no", http.StatusNotImplemented)
+	}))
+	defer srv.Close()
+	m := filepath.Join(t.TempDir(), "n.jsonl")
+	if err := os.WriteFile(m, []byte(`{"id":"x","url":"`+srv.URL+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := cliRun("run", m, "--quiet", "--backoff", "1ms"); code != ExitFailed || hits.Load() != 1 {
+		t.Fatalf("exit %d after %d requests, want 1 after 1: %s", code, hits.Load(), errOut)
+	}
+	_, help, _ := cliRun("run", "--help")
+	if !strings.Contains(strings.Join(strings.Fields(help), " "), "501 and other 4xx make the item dead at once") {
+		t.Fatalf("run --help does not say a 501 is not retried:\n%s", help)
 	}
 }
 
@@ -101,6 +176,50 @@ func TestRunRefusesBadInput(t *testing.T) {
 	}
 	if hits.Load() != 0 {
 		t.Fatalf("%d requests sent for refused manifests", hits.Load())
+	}
+}
+
+// Duration flags mean what they say: 0 or negative is refused before
+// anything is sent (the library would read 0 as its default and a negative
+// value as "none"), except --backoff 0, which retries without waiting.
+func TestRunDurationFlags(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	m := filepath.Join(t.TempDir(), "d.jsonl")
+	if err := os.WriteFile(m, []byte(`{"id":"x","url":"`+srv.URL+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--grace", "-1s"}, {"--grace", "0"}, {"--read-timeout", "0"}, {"--connect-timeout", "-5s"},
+		{"--max-backoff", "0"}, {"--breaker-open", "0"}, {"--backoff", "-1s"},
+	} {
+		code, _, errOut := cliRun(append([]string{"run", m, "--quiet"}, args...)...)
+		if code != ExitUsage || !strings.Contains(errOut, args[0]) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 naming the flag", args, code, errOut)
+		}
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("%d requests sent with refused flags", hits.Load())
+	}
+	code, out, errOut := cliRun("run", m, "--json", "--attempts", "3", "--backoff", "0")
+	if code != ExitFailed || hits.Load() != 3 {
+		t.Fatalf("--backoff 0: exit %d after %d requests, want 1 after 3: %s", code, hits.Load(), errOut)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev struct {
+			Event string `json:"event"`
+			Wait  int64  `json:"wait_ns"`
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("--json line %q: %v", l, err)
+		}
+		if ev.Event == "retry" && ev.Wait != 0 {
+			t.Fatalf("--backoff 0 waited %v before a retry", time.Duration(ev.Wait))
+		}
 	}
 }
 

@@ -66,10 +66,10 @@ the items it finished and its rate.`,
 			return showStatus(cmd, st, jobName, asJSON, deadLimit)
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "state file or postgres://… URL (default .rebound/<manifest name>.db; env REBOUND_STATE)")
+	cmd.Flags().StringVar(&state, "state", "", "state file or postgres://… URL (default .rebound/<manifest name>.db beside the manifest; env REBOUND_STATE)")
 	cmd.Flags().StringVar(&jobName, "job", "", "job name (default: the manifest's or state file's name)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
-	cmd.Flags().IntVar(&deadLimit, "dead", 20, "how many dead items to list")
+	cmd.Flags().IntVar(&deadLimit, "dead", 20, "how many dead items to list (0: none, only the count)")
 	return cmd
 }
 
@@ -86,9 +86,11 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 	if err != nil {
 		return err
 	}
-	dead, err := st.Dead(ctx, name, max(deadLimit, 0))
-	if err != nil {
-		return err
+	var dead []checkpoint.Item
+	if deadLimit > 0 { // stores refuse a limit below 1; --dead 0 lists none
+		if dead, err = st.Dead(ctx, name, deadLimit); err != nil {
+			return err
+		}
 	}
 	var workers []checkpoint.WorkerStat
 	if wl, ok := st.(checkpoint.WorkerLister); ok {
@@ -109,25 +111,25 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 			Err      string `json:"error"`
 		}
 		v := struct {
-			Job        string                  `json:"job"`
-			Total      int64                   `json:"total"`
-			Pending    int64                   `json:"pending"`
-			Leased     int64                   `json:"leased"`
-			Done       int64                   `json:"done"`
-			Failed     int64                   `json:"failed"`
-			Dead       int64                   `json:"dead"`
-			Attempts   int64                   `json:"attempts"`
-			PerSecond  float64                 `json:"items_per_second"`
-			TopErrors  []checkpoint.ErrorCount `json:"top_errors"`
-			DeadItems  []deadItem              `json:"dead_items"`
-			Complete   bool                    `json:"complete"`
-			LastUpdate time.Time               `json:"last_done,omitzero"`
-			Workers    []workerJSON            `json:"workers,omitempty"`
+			Job        string           `json:"job"`
+			Total      int64            `json:"total"`
+			Pending    int64            `json:"pending"`
+			Leased     int64            `json:"leased"`
+			Done       int64            `json:"done"`
+			Failed     int64            `json:"failed"`
+			Dead       int64            `json:"dead"`
+			Attempts   int64            `json:"attempts"`
+			PerSecond  float64          `json:"items_per_second"`
+			TopErrors  []errorCountJSON `json:"top_errors"`
+			DeadItems  []deadItem       `json:"dead_items"`
+			Complete   bool             `json:"complete"`
+			LastUpdate time.Time        `json:"last_done,omitzero"`
+			Workers    []workerJSON     `json:"workers,omitempty"`
 		}{Job: name, Total: s.Items(), Pending: s.Pending, Leased: s.Leased, Done: s.Done, Failed: s.Failed,
-			Dead: s.Dead, Attempts: s.Attempts, PerSecond: rate, TopErrors: top,
+			Dead: s.Dead, Attempts: s.Attempts, PerSecond: rate, TopErrors: []errorCountJSON{},
 			Complete: s.Pending+s.Leased+s.Failed == 0, LastUpdate: s.LastDone, DeadItems: []deadItem{}}
-		if v.TopErrors == nil {
-			v.TopErrors = []checkpoint.ErrorCount{} // [] rather than null for scripts
+		for _, e := range top {
+			v.TopErrors = append(v.TopErrors, errorCountJSON{e.Kind, e.Err, e.Count})
 		}
 		for _, w := range workers {
 			v.Workers = append(v.Workers, workerJSON{w, w.Rate()})
@@ -180,4 +182,13 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 type workerJSON struct {
 	checkpoint.WorkerStat
 	PerSecond float64 `json:"items_per_second"`
+}
+
+// errorCountJSON is one of status --json's top_errors, keyed like the rest of
+// the object (checkpoint.ErrorCount has no JSON tags, so it came out as
+// "Kind", "Err", "Count" beside dead_items' "kind" and "error").
+type errorCountJSON struct {
+	Kind  string `json:"kind"`
+	Err   string `json:"error"`
+	Count int64  `json:"count"`
 }
