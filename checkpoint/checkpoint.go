@@ -122,7 +122,7 @@ type State uint8
 
 // Item states. The numbers are stored in files; never renumber them.
 const (
-	// Pending: not yet tried, or given back by Reclaim or RetryDead.
+	// Pending: not yet tried, or given back by Reclaim, Release or RetryDead.
 	Pending State = 1
 	// Leased: a worker holds it until its lease expires.
 	Leased State = 2
@@ -312,6 +312,12 @@ type Store interface {
 	// Extend moves the expiry of the lease on item id to now+ttl. It returns
 	// an error wrapping ErrLeaseLost if lease no longer holds the item.
 	Extend(ctx context.Context, job, id string, lease int64, ttl time.Duration) error
+	// Release gives back an item that was leased but never worked on (a
+	// runner that stops with items leased ahead): it is Pending again at
+	// once, and the attempt its lease counted is taken back. It returns an
+	// error wrapping ErrLeaseLost if lease no longer holds the item.
+	// Durable when it returns.
+	Release(ctx context.Context, job, id string, lease int64) error
 	// Reclaim makes every Leased item of the job Pending again, at once,
 	// and returns how many there were. Only a runner that owns the job alone
 	// (one process: memory or SQLite) may call it, at start: the leases it

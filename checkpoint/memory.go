@@ -284,6 +284,27 @@ func (m *Memory) Extend(ctx context.Context, job, id string, lease int64, ttl ti
 	return nil
 }
 
+// Release implements Store.
+func (m *Memory) Release(ctx context.Context, job, id string, lease int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, err := m.job(job)
+	if err != nil {
+		return err
+	}
+	mi := j.items[id]
+	if mi == nil || lease == 0 || mi.it.Lease != lease || mi.it.State != Leased {
+		return fmt.Errorf("%w: job %q item %q lease %d", ErrLeaseLost, job, id, lease)
+	}
+	mi.ver++
+	mi.it.State = Pending
+	mi.it.Due = time.Time{}
+	mi.it.Attempts = max(mi.it.Attempts-1, 0)
+	mi.it.Updated = m.opts.now().UTC()
+	j.enqueue(mi)
+	return nil
+}
+
 // Reclaim implements Store.
 func (m *Memory) Reclaim(ctx context.Context, job string) (int, error) {
 	m.mu.Lock()

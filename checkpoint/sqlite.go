@@ -562,6 +562,28 @@ func (s *SQLite) Extend(ctx context.Context, job, id string, lease int64, ttl ti
 	return nil
 }
 
+// Release implements Store.
+func (s *SQLite) Release(ctx context.Context, job, id string, lease int64) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	jid, err := s.jobID(ctx, s.db, job)
+	if err != nil {
+		return err
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE items SET state = 1, due = 0, attempts = max(attempts - 1, 0), updated = ?
+		WHERE job = ? AND id = ? AND lease = ? AND state = 2 AND lease <> 0`, s.now().UnixNano(), jid, id, lease)
+	if err != nil {
+		return s.wrap(err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return s.wrap(err)
+	} else if n == 0 {
+		return fmt.Errorf("%w: job %q item %q lease %d", ErrLeaseLost, job, id, lease)
+	}
+	return nil
+}
+
 // Reclaim implements Store.
 func (s *SQLite) Reclaim(ctx context.Context, job string) (int, error) {
 	if s.isClosed() {

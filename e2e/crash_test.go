@@ -230,6 +230,9 @@ func TestInterruptExits130AndResumes(t *testing.T) {
 	if status.Done == 0 || status.Done == 600 {
 		t.Fatalf("interrupted run saved %d done items", status.Done)
 	}
+	if status.Leased != 0 {
+		t.Errorf("%d items left leased after a graceful interrupt; items leased ahead must be given back unspent", status.Leased)
+	}
 	if res := runCLI(t, dir, args...); res.code != 0 {
 		t.Fatalf("resume: exit %d: %s", res.code, res.stderr)
 	}

@@ -273,9 +273,10 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 		wg.Go(func() {
 			for it := range queue {
 				if ctx.Err() != nil {
-					// Interrupted: queued items were never sent; leave them
-					// leased for the next run (Reclaim) or lease expiry.
+					// Interrupted: queued items were never sent. Give them
+					// back, so the stop does not use up their attempts.
 					r.live.Delete(it.ID)
+					r.release(workCtx, it)
 					continue
 				}
 				inflight.Add(1)
@@ -377,6 +378,19 @@ func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-c
 		t.Stop()
 	}
 	return nil
+}
+
+// release gives back an item that was leased ahead but never started. If
+// that fails it stays leased, with its lease's attempt counted, until the
+// next run takes it back (Reclaim) or the lease expires.
+func (r *runner) release(ctx context.Context, it checkpoint.Item) {
+	err := r.storeDo(ctx, func(ctx context.Context) error {
+		return r.cfg.Store.Release(ctx, r.cfg.Job, it.ID, it.Lease)
+	})
+	if err != nil && !errors.Is(err, checkpoint.ErrLeaseLost) && r.cfg.Logger != nil {
+		r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "giving back an unstarted item", slog.String("job", r.cfg.Job),
+			slog.String("id", it.ID), slog.String("error", err.Error()))
+	}
 }
 
 // heartbeat renews the leases of in-flight items until ctx ends.

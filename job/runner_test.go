@@ -204,6 +204,21 @@ func TestRunInterruptSavesProgress(t *testing.T) {
 		t.Errorf("%d items started, want at most 23: queued items ran after the interrupt", done)
 	}
 	mu.Unlock()
+	// Items leased ahead but never started were given back: pending, their
+	// attempt not counted (else every Ctrl-C would use up one attempt of
+	// items that were never sent).
+	if sum.Stats.Leased != 0 {
+		t.Errorf("%d items still leased after the interrupt, want the queued ones given back", sum.Stats.Leased)
+	}
+	for _, it := range items {
+		got, err := st.Item(ctx, "j", it.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != checkpoint.Done && (got.State != checkpoint.Pending || got.Attempts != 0) {
+			t.Errorf("item %s after the interrupt: %v with %d attempts, want done or pending with 0", it.ID, got.State, got.Attempts)
+		}
+	}
 	// Resume finishes the rest, and nothing done is done again.
 	mu.Lock()
 	first := done
@@ -212,8 +227,8 @@ func TestRunInterruptSavesProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum2.Stats.Done != 100 {
-		t.Fatalf("after resume: %+v", sum2.Stats)
+	if sum2.Stats.Done != 100 || sum2.Reclaimed != 0 {
+		t.Fatalf("after resume: %+v, %d reclaimed (want 0: nothing was left leased)", sum2.Stats, sum2.Reclaimed)
 	}
 	mu.Lock()
 	defer mu.Unlock()

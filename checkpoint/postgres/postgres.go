@@ -503,6 +503,23 @@ func (s *Store) Extend(ctx context.Context, job, id string, lease int64, ttl tim
 	return nil
 }
 
+// Release implements checkpoint.Store.
+func (s *Store) Release(ctx context.Context, job, id string, lease int64) error {
+	if s.isClosed() {
+		return checkpoint.ErrClosed
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE items i SET state = 1, due = 0, attempts = greatest(i.attempts - 1, 0), updated = `+nowSQL+`
+		FROM jobs j WHERE j.name = $2 AND i.job = j.id AND i.id = $3 AND i.lease = $4 AND i.state = 2 AND i.lease <> 0`,
+		s.nowArg(), job, id, lease)
+	if err != nil {
+		return wrap(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: job %q item %q lease %d", checkpoint.ErrLeaseLost, job, id, lease)
+	}
+	return nil
+}
+
 // Reclaim implements checkpoint.Store. Do not call it while other workers
 // share the job: it takes back their live leases too.
 func (s *Store) Reclaim(ctx context.Context, job string) (int, error) {

@@ -203,6 +203,7 @@ func Run(t *testing.T, cfg Config) {
 		{"LeaseExpiry", false, testLeaseExpiry},
 		{"Extend", false, testExtend},
 		{"Reclaim", false, testReclaim},
+		{"Release", false, testRelease},
 		{"ConcurrentLeasers", false, testConcurrentLeasers},
 		{"GroupCommitFlush", false, testGroupCommitFlush},
 		{"Progress", false, testProgress},
@@ -381,6 +382,39 @@ func testExtend(e *env) {
 	}
 	if err := e.s.Extend(e.ctx, "j", "nope", 1, time.Minute); !errors.Is(err, checkpoint.ErrLeaseLost) {
 		e.t.Fatalf("Extend unknown item: err = %v, want ErrLeaseLost", err)
+	}
+}
+
+func testRelease(e *env) {
+	e.job("j", 0)
+	e.add("j", ids("a", 3))
+	got := e.lease("j", "w", 3, time.Hour)
+	if err := e.s.Release(e.ctx, "j", got[1].ID, got[1].Lease); err != nil {
+		e.t.Fatalf("Release: %v", err)
+	}
+	e.wantCounts("j", counts{Pending: 1, Leased: 2})
+	if it := e.item("j", got[1].ID); it.State != checkpoint.Pending || it.Attempts != 0 {
+		e.t.Fatalf("released item %+v, want pending with its attempt taken back", it)
+	}
+	// Leasable again at once, and its next lease is attempt 1 again.
+	again := e.lease("j", "w2", 3, time.Hour)
+	if len(again) != 1 || again[0].ID != got[1].ID || again[0].Attempts != 1 {
+		e.t.Fatalf("lease after Release: %+v, want %s at attempt 1", again, got[1].ID)
+	}
+	// The old token no longer holds it; a done item cannot be released.
+	if err := e.s.Release(e.ctx, "j", got[1].ID, got[1].Lease); !errors.Is(err, checkpoint.ErrLeaseLost) {
+		e.t.Fatalf("Release with a replaced lease: err = %v, want ErrLeaseLost", err)
+	}
+	e.complete(done(got[0]))
+	if err := e.s.Release(e.ctx, "j", got[0].ID, got[0].Lease); !errors.Is(err, checkpoint.ErrLeaseLost) {
+		e.t.Fatalf("Release of a done item: err = %v, want ErrLeaseLost", err)
+	}
+	if err := e.s.Release(e.ctx, "j", "nope", 1); !errors.Is(err, checkpoint.ErrLeaseLost) {
+		e.t.Fatalf("Release of an unknown item: err = %v, want ErrLeaseLost", err)
+	}
+	e.wantCounts("j", counts{Leased: 2, Done: 1})
+	if it := e.item("j", got[0].ID); it.State != checkpoint.Done || it.Attempts != 1 {
+		e.t.Fatalf("done item after a refused Release: %+v", it)
 	}
 }
 
@@ -809,6 +843,7 @@ func testClosed(e *env) {
 		"Flush":      s.Flush(ctx),
 		"Stats":      func() error { _, err := s.Stats(ctx, "j"); return err }(),
 		"Unfinished": func() error { _, err := s.Unfinished(ctx, "j"); return err }(),
+		"Release":    s.Release(ctx, "j", "x", 1),
 		"Close":      s.Close(),
 	} {
 		if !errors.Is(err, checkpoint.ErrClosed) {
