@@ -25,9 +25,11 @@ import (
 
 // DownloadOptions configures Download. The zero value is usable; see each field.
 type DownloadOptions struct {
-	// Path is the output file. Empty: a name from the server's
+	// Path is the output file; an existing file there is replaced once the
+	// download is complete. Empty: a name from the server's
 	// Content-Disposition, else from the URL (sanitised by SafeFileName, else
-	// "download"), inside Dir.
+	// "download"), inside Dir; if a file of that name exists, Download fails
+	// (ErrInvalid) before it writes anything.
 	Path string
 	// Dir is the output directory when Path is empty; "" means ".".
 	Dir string
@@ -387,6 +389,13 @@ func (d *downloader) attempt(ctx context.Context) error {
 		}
 		if d.name == "" {
 			d.name = "download"
+		}
+		// A name the server chose must not replace a file the user has
+		// (curl -OJ refuses too); a path given in Path may.
+		if _, err := os.Lstat(filepath.Join(d.dir, d.name)); err == nil {
+			return rebound.Permanent(fmt.Errorf("%w: download %s: the server names the file %q and %s already exists; it was left untouched. "+
+				"Choose the output with -o (an existing file named there is replaced), or move the file away",
+				ErrInvalid, d.shown, d.name, filepath.Join(d.dir, d.name)))
 		}
 		d.st.Name = d.name
 	}

@@ -561,6 +561,39 @@ func TestDownloadNameStaysInDir(t *testing.T) {
 	}
 }
 
+// A name the server chose never replaces a file that is already there; a
+// path the caller gave does, once the download is complete.
+func TestDownloadKeepsExistingFileServerNamed(t *testing.T) {
+	data := []byte("from the server")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Disposition", `attachment; filename=".bashrc"`)
+		w.Header().Set("ETag", `"e"`)
+		w.Write(data)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	mine := filepath.Join(dir, "bashrc")
+	if err := os.WriteFile(mine, []byte("the user's own"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store := newStore(t)
+	for range 2 { // and again: nothing was saved that would let a rerun go on
+		_, err := Download(context.Background(), srv.URL+"/x", DownloadOptions{Dir: dir, Store: store})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), mine) || !strings.Contains(err.Error(), "-o") {
+			t.Fatalf("err = %v, want ErrInvalid naming %s and -o", err, mine)
+		}
+		checkFile(t, mine, []byte("the user's own"))
+		if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+			t.Fatalf("files written beside it: %v", entries)
+		}
+	}
+	res, err := Download(context.Background(), srv.URL+"/x", DownloadOptions{Path: mine, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, res.Path, data)
+}
+
 func TestSafeFileName(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"report.pdf", "report.pdf"},

@@ -111,7 +111,9 @@ func newGetCmd() *cobra.Command {
 		Short: "Download a file, resuming where an earlier run stopped",
 		Long: `get downloads URL to FILE (-o), or to a name taken from the server's
 Content-Disposition or the URL, sanitised so that it stays in the current
-directory (or the directory -o names).
+directory (or the directory -o names). A name the server chose never replaces
+a file that is already there (exit 2, nothing written); a FILE given with -o
+is replaced once the download is complete.
 
 The bytes go to FILE.part; the offset, the ETag / Last-Modified and the size
 are saved, so running the same command again resumes with a Range request
