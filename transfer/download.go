@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/reboundhttp"
 )
 
 // DownloadOptions configures Download. The zero value is usable; see each field.
@@ -115,7 +116,7 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 	}
 	// The URL's password, if any, stays out of the state, its file name and
 	// every message.
-	d := &downloader{url: rawURL, shown: u.Redacted(), u: u, opts: opts, wantSHA: want, clock: clockOr(opts.Clock)}
+	d := &downloader{url: rawURL, shown: reboundhttp.RedactURL(u), u: u, opts: opts, wantSHA: want, clock: clockOr(opts.Clock)}
 	if d.client = opts.Client; d.client == nil {
 		d.client = defaultClient()
 	}
@@ -130,13 +131,15 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 	if d.every = opts.ProgressInterval; d.every <= 0 {
 		d.every = DefaultProgressInterval
 	}
+	// The state key keeps the query: URLs that differ only there are
+	// different files. It stays in the 0600 state store, never in messages.
 	if opts.Path != "" {
 		abs, err := filepath.Abs(opts.Path)
 		if err != nil {
 			return nil, fmt.Errorf("%w: output path: %v", ErrInvalid, err)
 		}
 		d.dir, d.name = filepath.Dir(abs), filepath.Base(abs)
-		d.key = "get " + d.shown + " -> " + abs
+		d.key = "get " + u.Redacted() + " -> " + abs
 	} else {
 		dir := opts.Dir
 		if dir == "" {
@@ -145,7 +148,7 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 		if d.dir, err = filepath.Abs(dir); err != nil {
 			return nil, fmt.Errorf("%w: output directory: %v", ErrInvalid, err)
 		}
-		d.key = "get " + d.shown + " -> " + d.dir + string(filepath.Separator)
+		d.key = "get " + u.Redacted() + " -> " + d.dir + string(filepath.Separator)
 	}
 	if fi, err := os.Stat(d.dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: output directory %s does not exist", ErrInvalid, d.dir)
@@ -155,7 +158,7 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 
 type downloader struct {
 	url     string
-	shown   string // url without its password
+	shown   string // url for messages and the state: no password, no query (it may hold a signature)
 	u       *url.URL
 	opts    DownloadOptions
 	client  *http.Client

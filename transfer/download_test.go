@@ -594,6 +594,18 @@ func TestDownloadKeepsExistingFileServerNamed(t *testing.T) {
 	checkFile(t, res.Path, data)
 }
 
+// A signed URL's query never shows in an error (CI logs keep stderr).
+func TestDownloadErrorHidesQuery(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent) // an answer a download cannot use
+	}))
+	defer srv.Close()
+	_, err := Download(context.Background(), srv.URL+"/f.bin?X-Sig=s3cr3tSIGNATURE", DownloadOptions{Dir: t.TempDir(), Store: newStore(t)})
+	if err == nil || strings.Contains(err.Error(), "s3cr3tSIGNATURE") || !strings.Contains(err.Error(), "/f.bin") {
+		t.Fatalf("err = %v, want an error naming /f.bin without the query", err)
+	}
+}
+
 func TestSafeFileName(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"report.pdf", "report.pdf"},
