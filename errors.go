@@ -79,14 +79,20 @@ func (e *RetryError) Error() string {
 	if e.Op != "" {
 		b.WriteString(e.Op + ": ")
 	}
-	word := "attempts"
-	if e.Attempts == 1 {
-		word = "attempt"
+	if e.Attempts == 1 && e.Reason == reasonPermanent {
+		// Nothing was retried: counts and time would only bury the cause.
+		fmt.Fprintf(&b, "not retried, %s error", e.Class.Kind)
+	} else {
+		word := "attempts"
+		if e.Attempts == 1 {
+			word = "attempt"
+		}
+		fmt.Fprintf(&b, "gave up after %d %s in %s (%s): %s error",
+			e.Attempts, word, e.Elapsed.Round(time.Millisecond), e.Reason, e.Class.Kind)
 	}
-	fmt.Fprintf(&b, "gave up after %d %s in %s (%s): %s error",
-		e.Attempts, word, e.Elapsed.Round(time.Millisecond), e.Reason, e.Class.Kind)
-	if e.Class.Reason != "" && e.Class.Reason != "error" {
-		b.WriteString(" (" + e.Class.Reason + ")")
+	// "marked permanent" only repeats the kind.
+	if r := e.Class.Reason; r != "" && r != "error" && r != "marked permanent" {
+		b.WriteString(" (" + r + ")")
 	}
 	if e.Last != nil {
 		b.WriteString(": " + e.Last.Error())

@@ -175,7 +175,14 @@ func TestRetryPermanentStopsAtOnce(t *testing.T) {
 	if !errors.As(err, &re) || calls != 1 || re.Attempts != 1 || re.Class.Kind != rebound.KindPermanent || !errors.Is(err, errAuth) {
 		t.Fatalf("err %v, calls %d: want one attempt and a permanent RetryError", err, calls)
 	}
-	if !strings.Contains(err.Error(), "1 attempt ") {
+	// Nothing was retried: the message is the cause, not a retry summary.
+	if got, want := err.Error(), "not retried, permanent error: 401 unauthorized"; got != want {
+		t.Errorf("message %q, want %q", got, want)
+	}
+	// One attempt that was allowed no retry is still a summary, in the singular.
+	one := rebound.Retry{MaxAttempts: 1, Clock: reboundtest.NewClock(time.Time{})}
+	err = one.Do(context.Background(), func(context.Context) error { return syscall.ECONNREFUSED })
+	if !strings.Contains(err.Error(), "gave up after 1 attempt in") {
 		t.Errorf("message %q: want the singular", err.Error())
 	}
 }
