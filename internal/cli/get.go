@@ -87,8 +87,23 @@ func (f *transferFlags) setup() (*checkpoint.SQLite, *rebound.Pipeline, http.Hea
 	return store, &rebound.Pipeline{Retry: rebound.Retry{MaxAttempts: f.attempts}}, h, nil
 }
 
-// transferExit maps a transfer's error to the CLI's exit codes.
-func transferExit(ctx context.Context, verb string, err error) error {
+// transferExit maps a transfer's error to the CLI's exit codes, and with
+// --json also reports it as the last event, so a script reading the events
+// sees why the transfer ended.
+func transferExit(ctx context.Context, p *progress, verb string, err error) error {
+	err = transferExitCode(ctx, verb, err)
+	if p.json != nil && err != nil {
+		je := jsonEvent{Event: "error", Error: err.Error(), ExitCode: ExitFailed}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			je.ExitCode = ee.code
+		}
+		p.json.Encode(je)
+	}
+	return err
+}
+
+func transferExitCode(ctx context.Context, verb string, err error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -145,7 +160,7 @@ Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.`,
 			res, err := transfer.Download(cmd.Context(), args[0], opts)
 			prog.close(err == nil)
 			if err != nil {
-				return transferExit(cmd.Context(), "download", err)
+				return transferExit(cmd.Context(), prog, "download", err)
 			}
 			if !tf.jsonOut {
 				msg := fmt.Sprintf("get: saved %s (%d bytes", res.Path, res.Size)
@@ -207,6 +222,8 @@ type jsonEvent struct {
 	WaitMS  int64  `json:"wait_ms,omitempty"`
 	Error   string `json:"error,omitempty"`
 	URL     string `json:"url,omitempty"`
+	// ExitCode is set on the last event of a failed transfer ("error").
+	ExitCode int `json:"exit_code,omitempty"`
 }
 
 func (p *progress) event(ev transfer.Event) {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -53,6 +54,36 @@ func TestTransferExitCodes(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "ok")); string(b) != "hello" {
 		t.Errorf("downloaded %q", b)
+	}
+}
+
+// With --json, a failed transfer's last event says why and with which exit
+// code, so a script that reads the events need not parse stderr.
+func TestTransferJSONErrorEvent(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"get", srv.URL + "/missing", "-o", filepath.Join(dir, "m"), "--json"}, ExitFailed},
+		{[]string{"get", srv.URL, "-o", filepath.Join(dir, "no/such/dir/f"), "--json"}, ExitUsage},
+	} {
+		var out, errb bytes.Buffer
+		code := Main(append(tc.args, "--state-dir", t.TempDir()), nil, &out, &errb)
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		var last struct {
+			Event    string `json:"event"`
+			Error    string `json:"error"`
+			ExitCode int    `json:"exit_code"`
+		}
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+			t.Fatalf("%q: last line %q: %v", tc.args, lines[len(lines)-1], err)
+		}
+		if code != tc.code || last.Event != "error" || last.ExitCode != tc.code || last.Error == "" {
+			t.Errorf("%q: exit %d, last event %+v; want an error event with exit code %d", tc.args, code, last, tc.code)
+		}
 	}
 }
 

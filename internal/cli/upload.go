@@ -59,7 +59,7 @@ On success the upload URL is printed on stdout.`,
 				ChunkSize: n, Metadata: md, StallTimeout: tf.stall, OnEvent: prog.event})
 			prog.close(err == nil)
 			if err != nil {
-				return transferExit(cmd.Context(), "upload", err)
+				return transferExit(cmd.Context(), prog, "upload", err)
 			}
 			if tf.jsonOut {
 				prog.json.Encode(jsonEvent{Event: "result", File: args[0], Done: res.Size, Total: res.Size, URL: res.URL})
