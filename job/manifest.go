@@ -185,6 +185,11 @@ func (r *Request) validate(dir string) error {
 	if err != nil {
 		return fmt.Errorf("url: %v", err)
 	}
+	if u.Scheme == "" {
+		// RedactURL would show ":///path"; without a scheme nothing secret
+		// is parsed out of it, but a user:pass@ could still be there.
+		return fmt.Errorf("url %q is not absolute: it needs http:// or https://", (&url.URL{Host: u.Host, Path: u.Path}).String())
+	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fmt.Errorf("url %q: scheme must be http or https", reboundhttp.RedactURL(u))
 	}

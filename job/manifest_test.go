@@ -50,6 +50,8 @@ func TestScanManifestBadLines(t *testing.T) {
 		{`{"url":"http://h/"}`, `missing "id"`},
 		{`{"id":"x"}`, `missing "url"`},
 		{`{"id":"x","url":"ftp://h/"}`, "scheme must be http or https"},
+		{`{"id":"x","url":"/relative"}`, `url "/relative" is not absolute`},
+		{`{"id":"x","url":"//u:s3cret@h/p"}`, `url "//h/p" is not absolute`},
 		{`{"id":"x","url":"http:///p"}`, "has no host"},
 		{`{"id":"x","url":"http://h/","method":"GE T"}`, "not a valid HTTP method"},
 		{`{"id":"x","url":"http://h/","body":"a","body_file":"f"}`, "both set"},
