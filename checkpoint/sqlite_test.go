@@ -392,3 +392,117 @@ func TestSQLiteRunLock(t *testing.T) {
 		t.Errorf("TryLockRun after Close: %v, want ErrClosed", err)
 	}
 }
+
+// secondOpenEnv turns the test binary into TestSQLiteSecondOpenLosesNoResult's
+// writer.
+const secondOpenEnv = "REBOUND_CHECKPOINT_SECOND_OPEN_CHILD"
+
+// TestSQLiteSecondOpenLosesNoResult: a process that opens its store file a
+// second time (a status reader next to a run, in one program) drops the
+// POSIX lock SQLite holds on the database file, because prepareFile opens
+// and closes a descriptor of it (closing any descriptor of a file drops all
+// of the process's POSIX locks on it; /proc/locks shows it). The next
+// process that closes the file (`rebound status`) might then believe it is
+// the last user and delete the write-ahead log under the writer, whose later
+// commits would go to the deleted log: lost when it is killed, though Flush
+// returned nil. The SQLite that modernc vendors (3.54) also checks the -shm
+// file's lock (unixIsSharingShmNode) before it deletes the log, and rebound
+// never opens that file itself; this test pins that the result survives.
+func TestSQLiteSecondOpenLosesNoResult(t *testing.T) {
+	if path := os.Getenv(secondOpenEnv); path != "" {
+		secondOpenChild(path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "state.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSQLiteSecondOpenLosesNoResult$")
+	cmd.Env = append(os.Environ(), secondOpenEnv+"="+path)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(out)
+	expect := func(line string) {
+		t.Helper()
+		if !sc.Scan() || sc.Text() != line {
+			t.Fatalf("child said %q (%v), want %q", sc.Text(), sc.Err(), line)
+		}
+	}
+	expect("ready")
+	// Another process reads the file while the writer works, as `rebound
+	// status` does, and closes it.
+	r := openSQLite(t, path, checkpoint.Options{})
+	if _, err := r.Stats(ctx, "j"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(in, "go")
+	expect("flushed")
+	cmd.Process.Kill() // SIGKILL
+	cmd.Wait()
+	s := openSQLite(t, path, checkpoint.Options{})
+	defer s.Close()
+	it, err := s.Item(ctx, "j", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.State != checkpoint.Done {
+		t.Fatalf("item b is %v after the writer was killed, but its result was flushed", it.State)
+	}
+}
+
+func secondOpenChild(path string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	s, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	if err != nil {
+		fail(err)
+	}
+	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "f"}); err != nil {
+		fail(err)
+	}
+	if err := s.AddItems(ctx, "j", []checkpoint.Item{{ID: "a"}, {ID: "b"}}); err != nil {
+		fail(err)
+	}
+	got, err := s.Lease(ctx, "j", "w", 2, time.Hour)
+	if err != nil || len(got) != 2 {
+		fail(fmt.Errorf("lease: %v %v", got, err))
+	}
+	// The same process opens the file again, reads and closes it.
+	s2, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	if err != nil {
+		fail(err)
+	}
+	if _, err := s2.Stats(ctx, "j"); err != nil {
+		fail(err)
+	}
+	if err := s2.Close(); err != nil {
+		fail(err)
+	}
+	fmt.Println("ready")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		fail(err)
+	}
+	b := got[1]
+	if err := s.Complete(ctx, []checkpoint.Result{{Job: "j", ID: b.ID, Lease: b.Lease, State: checkpoint.Done}}); err != nil {
+		fail(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		fail(err)
+	}
+	fmt.Println("flushed")
+	select {} // until killed
+}

@@ -272,9 +272,12 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	for range n {
 		wg.Go(func() {
 			for it := range queue {
-				if ctx.Err() != nil {
-					// Interrupted: queued items were never sent. Give them
-					// back, so the stop does not use up their attempts.
+				if ctx.Err() != nil || r.failed.Load() != nil {
+					// Interrupted, or the store failed: queued items were
+					// never sent. Give them back, so the stop does not use
+					// up their attempts. After a store failure none may be
+					// sent: its result could not be saved, so the next run
+					// would send it again, beyond the Concurrency bound.
 					r.live.Delete(it.ID)
 					r.release(workCtx, it)
 					continue
@@ -293,6 +296,10 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	go r.heartbeat(workCtx, hbDone)
 
 	leaseErr := r.lease(ctx, queue, kick, &inflight)
+	if leaseErr != nil {
+		// The run stops: workers give back the items still queued.
+		r.failed.CompareAndSwap(nil, &leaseErr)
+	}
 	close(queue)
 	wg.Wait()
 	cancelWork()

@@ -2,6 +2,7 @@ package job
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -436,5 +437,76 @@ func TestRunWaitsForDeferredRetry(t *testing.T) {
 	}
 	if n := st.unfinished.Load(); n < 2 {
 		t.Errorf("Unfinished called %d times, want a poll while the items waited and one at the end", n)
+	}
+}
+
+// TestRunStopsSendingWhenTheStoreFails: once a result cannot be made
+// durable, the run must not send another item. The worker's next item came
+// from the lease-ahead queue; sending it would be a request whose outcome
+// is lost too, so a store failure would replay more than Concurrency
+// requests on the next run. The failure is real: another connection holds
+// SQLite's write lock (as a full disk or an I/O error would fail the group
+// commit), so the commit of the first item's result fails.
+func TestRunStopsSendingWhenTheStoreFails(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	st, err := checkpoint.OpenSQLite(path, checkpoint.Options{BusyTimeout: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	var items []checkpoint.Item
+	for i := range 10 {
+		items = append(items, checkpoint.Item{ID: fmt.Sprint(i)})
+	}
+	if err := st.AddItems(ctx, "j", items); err != nil {
+		t.Fatal(err)
+	}
+	// It waits for the store's own transactions (the runner leases ahead).
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(60000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var sent atomic.Int64
+	h := func(context.Context, *Task) error {
+		if sent.Add(1) == 1 {
+			// Take the write lock until the run ends: the result of this
+			// item cannot be committed.
+			if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+				t.Error(err)
+			}
+		}
+		return nil
+	}
+	sum, err := Run(ctx, Config{Job: "j", Store: st, Concurrency: 1}, h)
+	conn.ExecContext(ctx, "ROLLBACK")
+	// The group commit fails, or the runner's next Lease if it comes first.
+	if err == nil || !strings.Contains(err.Error(), "database is locked") {
+		t.Fatalf("run ended with %v, want the store's error", err)
+	}
+	if n := sent.Load(); n != 1 {
+		t.Errorf("%d items sent, want 1: items were sent after their results could no longer be saved", n)
+	}
+	if sum.Done != 0 {
+		t.Errorf("summary counts %d done, but no result was saved", sum.Done)
+	}
+	// No item is marked done that was not.
+	st2, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	s, err := st2.Stats(ctx, "j")
+	if err != nil || s.Done != 0 {
+		t.Fatalf("after the failed run: %+v %v, want nothing done", s, err)
 	}
 }
