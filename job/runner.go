@@ -168,7 +168,28 @@ type runner struct {
 	clock  rebound.Clock
 	sum    Summary
 	failed atomic.Pointer[error] // the first store error; it stops the run
-	live   sync.Map              // item ID -> lease token, for heartbeats
+	live   sync.Map              // item ID -> *liveLease: this run's leases, for heartbeats
+}
+
+// liveLease is one of this run's leases, as far as this run knows.
+type liveLease struct {
+	token int64
+	// until is when the lease surely holds to (unix ns, this run's clock):
+	// the time just before the last successful Lease or Extend, plus the
+	// TTL. 0 once the store said it was lost.
+	until atomic.Int64
+}
+
+// holds reports whether a queued item's lease surely still holds, with
+// a third of the TTL to spare: if the heartbeat could not renew it (a shared
+// store cut off), another worker may have taken the item over, and sending
+// it would do it twice.
+func (r *runner) holds(id string) bool {
+	v, ok := r.live.Load(id)
+	if !ok {
+		return false
+	}
+	return v.(*liveLease).until.Load()-r.clock.Now().UnixNano() >= int64(r.cfg.LeaseTTL/3)
 }
 
 func newRunner(cfg Config, h Handler) (*runner, error) {
@@ -269,26 +290,33 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	kick := make(chan struct{}, 1)
 	var inflight atomic.Int64
 	var wg sync.WaitGroup
+	// wake tells the lease loop the queue or the in-flight count shrank.
+	wake := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
 	for range n {
 		wg.Go(func() {
 			for it := range queue {
-				if ctx.Err() != nil || r.failed.Load() != nil {
+				if ctx.Err() != nil || r.failed.Load() != nil || !r.holds(it.ID) {
 					// Interrupted, or the store failed: queued items were
 					// never sent. Give them back, so the stop does not use
 					// up their attempts. After a store failure none may be
 					// sent: its result could not be saved, so the next run
 					// would send it again, beyond the Concurrency bound.
+					// A lease the heartbeat could not renew may be
+					// another worker's now: give it back if still ours.
 					r.live.Delete(it.ID)
 					r.release(workCtx, it)
+					wake()
 					continue
 				}
 				inflight.Add(1)
 				r.complete(workCtx, it, r.runItem(workCtx, ctx, it))
 				inflight.Add(-1)
-				select {
-				case kick <- struct{}{}:
-				default:
-				}
+				wake()
 			}
 		})
 	}
@@ -335,7 +363,9 @@ func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-c
 		room := cap(queue) - len(queue)
 		if room >= n || len(queue) == 0 {
 			var items []checkpoint.Item
+			var asked time.Time
 			err := r.storeDo(ctx, func(ctx context.Context) (err error) {
+				asked = r.clock.Now()
 				items, err = st.Lease(ctx, r.cfg.Job, r.cfg.Worker, room, r.cfg.LeaseTTL)
 				return err
 			})
@@ -346,7 +376,9 @@ func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-c
 				return fmt.Errorf("job %s: leasing items: %w", r.cfg.Job, err)
 			}
 			for _, it := range items {
-				r.live.Store(it.ID, it.Lease)
+				l := &liveLease{token: it.Lease}
+				l.until.Store(asked.Add(r.cfg.LeaseTTL).UnixNano())
+				r.live.Store(it.ID, l)
 				queue <- it // never blocks: there was room
 			}
 			if len(items) > 0 {
@@ -412,9 +444,17 @@ func (r *runner) heartbeat(ctx context.Context, done chan<- struct{}) {
 		case <-t.C():
 		}
 		r.live.Range(func(k, v any) bool {
-			// A lost lease means another worker took the item over after
-			// ours expired; our late result will be dropped by the store.
-			_ = r.cfg.Store.Extend(ctx, r.cfg.Job, k.(string), v.(int64), r.cfg.LeaseTTL)
+			l := v.(*liveLease)
+			asked := r.clock.Now()
+			switch err := r.cfg.Store.Extend(ctx, r.cfg.Job, k.(string), l.token, r.cfg.LeaseTTL); {
+			case err == nil:
+				l.until.Store(asked.Add(r.cfg.LeaseTTL).UnixNano())
+			case errors.Is(err, checkpoint.ErrLeaseLost):
+				// Another worker took the item over after ours expired: a
+				// queued item is not sent; a running one's late result
+				// will be dropped by the store.
+				l.until.Store(0)
+			}
 			return true
 		})
 	}

@@ -510,3 +510,70 @@ func TestRunStopsSendingWhenTheStoreFails(t *testing.T) {
 		t.Fatalf("after the failed run: %+v %v, want nothing done", s, err)
 	}
 }
+
+// partitioned fails every Extend, as for a worker cut off from a shared
+// store: its heartbeats never land.
+type partitioned struct{ checkpoint.Store }
+
+func (p partitioned) Extend(ctx context.Context, job, id string, lease int64, ttl time.Duration) error {
+	return context.DeadlineExceeded
+}
+
+// TestRunSkipsQueuedItemsWhoseLeaseLapsed: worker A is cut off from the
+// store while it works on one item, so its leases lapse and worker B takes
+// both items over and finishes them. When A's item ends, A must not send the
+// item it had queued: that lease was never renewed, and the item is B's.
+func TestRunSkipsQueuedItemsWhoseLeaseLapsed(t *testing.T) {
+	ctx := context.Background()
+	clock := reboundtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	mem := checkpoint.NewMemory(checkpoint.Options{Now: clock.Now})
+	if _, err := mem.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mem.AddItems(ctx, "j", []checkpoint.Item{{ID: "0"}, {ID: "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	sentByA := map[string]int{}
+	started, unblock := make(chan struct{}), make(chan struct{})
+	aDone := make(chan error, 1)
+	go func() {
+		// Concurrency 1 leases both items in one call (queue of 2); a long
+		// poll interval keeps A from leasing again while the clock moves.
+		_, err := Run(ctx, Config{Job: "j", Store: partitioned{mem}, Worker: "a", Concurrency: 1,
+			LeaseTTL: time.Minute, PollInterval: time.Hour, Clock: clock},
+			func(ctx context.Context, task *Task) error {
+				mu.Lock()
+				sentByA[task.ID]++
+				mu.Unlock()
+				if task.ID == "0" {
+					close(started)
+					<-unblock
+				}
+				return nil
+			})
+		aDone <- err
+	}()
+	<-started
+	clock.Advance(2 * time.Minute) // A's heartbeats fail meanwhile
+	taken, err := mem.Lease(ctx, "j", "b", 2, time.Minute)
+	if err != nil || len(taken) != 2 {
+		t.Fatalf("worker b could not take over A's lapsed leases: %v %v", taken, err)
+	}
+	for _, it := range taken {
+		if err := mem.Complete(ctx, []checkpoint.Result{{Job: "j", ID: it.ID, Lease: it.Lease, State: checkpoint.Done}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(unblock)
+	if err := <-aDone; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Item 0 was in flight at A when B took it over: the stalled-worker
+	// case the idempotency key is for. The queued one must not go out.
+	if sentByA["1"] != 0 {
+		t.Errorf("A sent its queued item %d time(s) after its lease lapsed and B had done it", sentByA["1"])
+	}
+}
