@@ -141,6 +141,9 @@ func TestRetryContextDeadlineShorterThanWait(t *testing.T) {
 	if !errors.As(err, &re) || re.Reason != "context deadline" || calls != 1 || !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("err %v, calls %d: want the last error at once, reason context deadline", err, calls)
 	}
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		t.Errorf("errors.Is(%v, context.DeadlineExceeded) = false: the deadline is what stopped the retries", err)
+	}
 	if clk.Pending() != 0 {
 		t.Error("a wait was started although it would outlive the deadline")
 	}
@@ -160,6 +163,11 @@ func TestRetryCancelDuringWait(t *testing.T) {
 	var re *rebound.RetryError
 	if !errors.As(err, &re) || re.Reason != "canceled" || calls != 1 {
 		t.Fatalf("err %v, calls %d: want canceled after 1 call", err, calls)
+	}
+	// The caller's idiom for "I cancelled this" must hold although the last
+	// attempt failed with a reset, before the cancellation.
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, syscall.ECONNRESET) || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("errors.Is(%v): want context.Canceled and ECONNRESET, not DeadlineExceeded", err)
 	}
 	if clk.Pending() != 0 {
 		t.Error("the wait's timer was not stopped")
