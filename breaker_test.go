@@ -272,6 +272,11 @@ func TestBreakerConfigErrors(t *testing.T) {
 		"open for":        {OpenFor: -1},
 		"probes":          {HalfOpenProbes: -1},
 		"success > probe": {SuccessThreshold: 2},
+		// A count window smaller than MinCalls never lets the rate count:
+		// a breaker that can never open.
+		"window < default min calls": {FailureRate: 0.5, WindowCalls: 5},
+		"min calls > default window": {FailureRate: 0.5, MinCalls: 101},
+		"min calls > window":         {FailureRate: 0.5, WindowCalls: 20, MinCalls: 21},
 	} {
 		var ce *rebound.ConfigError
 		if _, err := rebound.NewBreaker(cfg); !errors.As(err, &ce) {
