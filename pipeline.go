@@ -52,12 +52,17 @@ func (p *Pipeline) Do(ctx context.Context, fn func(context.Context) error) error
 	return err
 }
 
-// Get runs fn through p and returns its value.
+// Get runs fn through p and returns the value of its successful attempt.
+// A failed attempt's value is never returned: when every attempt failed, Get
+// returns T's zero value, also when p.Fallback turned the failure into a nil
+// error (use GetOr to degrade to a value).
 func Get[T any](ctx context.Context, p *Pipeline, fn func(context.Context) (T, error)) (T, error) {
 	var v T
 	err := p.Do(ctx, func(ctx context.Context) error {
-		var err error
-		v, err = fn(ctx)
+		x, err := fn(ctx)
+		if err == nil {
+			v = x
+		}
 		return err
 	})
 	return v, err

@@ -319,3 +319,30 @@ func TestRetryFirstSuccessAllocatesNothing(t *testing.T) {
 		t.Errorf("a first-attempt success allocates %v times", n)
 	}
 }
+
+// Get must not hand out the value of a failed attempt as a success: with a
+// Pipeline.Fallback that degrades to a nil error, a caller used to get the
+// partial value the failing call returned along with its error.
+func TestGetNeverReturnsAFailedAttemptsValue(t *testing.T) {
+	p := rebound.Pipeline{
+		Retry:    rebound.Retry{MaxAttempts: 2, Backoff: rebound.NoDelay},
+		Fallback: func(context.Context, error) error { return nil },
+	}
+	v, err := rebound.Get(context.Background(), &p, func(context.Context) (string, error) {
+		return "half-read garbage", errReset
+	})
+	if v != "" || err != nil {
+		t.Fatalf("Get = %q, %v; want the zero value and the fallback's nil error", v, err)
+	}
+	calls := 0
+	v, err = rebound.Get(context.Background(), &p, func(context.Context) (string, error) {
+		calls++
+		if calls == 1 {
+			return "stale", errReset
+		}
+		return "fresh", nil
+	})
+	if v != "fresh" || err != nil {
+		t.Fatalf("Get = %q, %v; want the successful attempt's value", v, err)
+	}
+}
