@@ -118,6 +118,8 @@ func orDefault(v, def int) int {
 // Breaker is a circuit breaker: after repeated failures it rejects calls at
 // once (ErrOpen) for a while instead of burying a failing service, then lets
 // a probe through to see whether it has recovered. Safe for concurrent use.
+// Make it with NewBreaker or MustBreaker: a zero Breaker has no settings, and
+// a Pipeline refuses it with a *ConfigError.
 //
 // Deciding and recording a call in the closed state takes no lock, reads no
 // clock (in consecutive mode and count-window mode) and allocates nothing; a

@@ -474,3 +474,16 @@ func TestBreakerStaleFailureIgnored(t *testing.T) {
 		})
 	}
 }
+
+// A zero Breaker (&rebound.Breaker{} instead of NewBreaker) has no clock and
+// no threshold: a Pipeline must refuse it up front rather than open it on the
+// first failure and panic mid-call.
+func TestPipelineRefusesZeroBreaker(t *testing.T) {
+	p := rebound.Pipeline{Breaker: &rebound.Breaker{}, Retry: rebound.Retry{Backoff: rebound.NoDelay}}
+	calls := 0
+	err := p.Do(context.Background(), func(context.Context) error { calls++; return errReset })
+	var ce *rebound.ConfigError
+	if !errors.As(err, &ce) || ce.Field != "Pipeline.Breaker" || calls != 0 {
+		t.Fatalf("err %v after %d calls, want a *ConfigError for Pipeline.Breaker before any call", err, calls)
+	}
+}

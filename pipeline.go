@@ -18,8 +18,8 @@ import (
 type Pipeline struct {
 	// Retry is the retry policy; its zero value is the mission's default.
 	Retry Retry
-	// Breaker, if set, guards every attempt. Share it between all the
-	// pipelines that call the same service.
+	// Breaker, if set, guards every attempt; make it with NewBreaker. Share
+	// it between all the pipelines that call the same service.
 	Breaker *Breaker
 	// Timeout bounds each attempt (not the whole call; use the context for
 	// that); 0 means none. It costs a context and a timer per attempt.
@@ -34,6 +34,11 @@ type Pipeline struct {
 func (p *Pipeline) Validate() error {
 	if p.Timeout < 0 {
 		return &ConfigError{"Pipeline.Timeout", "negative"}
+	}
+	if p.Breaker != nil && p.Breaker.clock == nil {
+		// A zero Breaker has no settings: it would open on the first
+		// failure and then panic for want of a clock, mid-call.
+		return &ConfigError{"Pipeline.Breaker", "not made by NewBreaker"}
 	}
 	return p.Retry.Validate()
 }
