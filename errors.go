@@ -135,10 +135,13 @@ func (e *RetryError) Timeout() bool {
 
 // ConfigError reports an invalid policy configuration, found before any call.
 type ConfigError struct {
-	Field  string
+	// Field names the setting, e.g. "Retry.MaxAttempts".
+	Field string
+	// Reason says what is wrong with it, e.g. "negative".
 	Reason string
 }
 
+// Error names the field and what is wrong with it.
 func (e *ConfigError) Error() string {
 	return "rebound: invalid config: " + e.Field + ": " + e.Reason
 }
