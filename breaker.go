@@ -60,7 +60,7 @@ type BreakerConfig struct {
 	// WindowTime, in 10 buckets). It reads the clock on every call.
 	WindowTime time.Duration
 	// MinCalls is how many calls the window needs before the rate counts;
-	// 0 means 10.
+	// 0 means 10. With a count window it must not exceed WindowCalls.
 	MinCalls int
 
 	// OpenFor is how long the breaker stays open; 0 means 60 s.
@@ -99,13 +99,27 @@ func (c *BreakerConfig) validate() error {
 		return &ConfigError{"BreakerConfig.SuccessThreshold", "negative"}
 	case c.SuccessThreshold > max(c.HalfOpenProbes, 1):
 		return &ConfigError{"BreakerConfig.SuccessThreshold", "larger than HalfOpenProbes: the breaker could never close"}
+	case c.FailureRate > 0 && c.WindowTime == 0 && orDefault(c.MinCalls, 10) > orDefault(c.WindowCalls, 100):
+		// A count window never holds more than WindowCalls calls, so the
+		// rate would never count and the breaker never open.
+		return &ConfigError{"BreakerConfig.MinCalls", "larger than WindowCalls: the breaker could never open"}
 	}
 	return nil
+}
+
+// orDefault returns v, or def when v is zero.
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // Breaker is a circuit breaker: after repeated failures it rejects calls at
 // once (ErrOpen) for a while instead of burying a failing service, then lets
 // a probe through to see whether it has recovered. Safe for concurrent use.
+// Make it with NewBreaker or MustBreaker: a zero Breaker has no settings, and
+// a Pipeline refuses it with a *ConfigError.
 //
 // Deciding and recording a call in the closed state takes no lock, reads no
 // clock (in consecutive mode and count-window mode) and allocates nothing; a

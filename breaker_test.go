@@ -272,6 +272,11 @@ func TestBreakerConfigErrors(t *testing.T) {
 		"open for":        {OpenFor: -1},
 		"probes":          {HalfOpenProbes: -1},
 		"success > probe": {SuccessThreshold: 2},
+		// A count window smaller than MinCalls never lets the rate count:
+		// a breaker that can never open.
+		"window < default min calls": {FailureRate: 0.5, WindowCalls: 5},
+		"min calls > default window": {FailureRate: 0.5, MinCalls: 101},
+		"min calls > window":         {FailureRate: 0.5, WindowCalls: 20, MinCalls: 21},
 	} {
 		var ce *rebound.ConfigError
 		if _, err := rebound.NewBreaker(cfg); !errors.As(err, &ce) {
@@ -467,5 +472,18 @@ func TestBreakerStaleFailureIgnored(t *testing.T) {
 			}
 			b.Stop()
 		})
+	}
+}
+
+// A zero Breaker (&rebound.Breaker{} instead of NewBreaker) has no clock and
+// no threshold: a Pipeline must refuse it up front rather than open it on the
+// first failure and panic mid-call.
+func TestPipelineRefusesZeroBreaker(t *testing.T) {
+	p := rebound.Pipeline{Breaker: &rebound.Breaker{}, Retry: rebound.Retry{Backoff: rebound.NoDelay}}
+	calls := 0
+	err := p.Do(context.Background(), func(context.Context) error { calls++; return errReset })
+	var ce *rebound.ConfigError
+	if !errors.As(err, &ce) || ce.Field != "Pipeline.Breaker" || calls != 0 {
+		t.Fatalf("err %v after %d calls, want a *ConfigError for Pipeline.Breaker before any call", err, calls)
 	}
 }

@@ -31,6 +31,10 @@ const budgetBuckets = 10
 // call instead of 5. Share one Budget between all the Retry policies that call
 // the same service. Safe for concurrent use.
 //
+// Make it with NewBudget. A zero Budget (new(Budget)) is the default budget,
+// but, knowing no start time, it counts calls only from its first retry
+// decision on, so until then only the floor of 10 retries/s applies.
+//
 // Recording a call is one atomic add and reads no clock; the calls recorded
 // since the last retry decision are spread over the time between the two
 // decisions when the clock is next read. The estimate is exact for a steady
@@ -97,6 +101,9 @@ func (b *Budget) RecordCall() { b.pending.Add(1) }
 func (b *Budget) AllowRetry(now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.bucket == 0 {
+		b.setDefault(now)
+	}
 	b.rotate(now)
 	var calls, retries float64
 	for i := range budgetBuckets {
@@ -108,6 +115,17 @@ func (b *Budget) AllowRetry(now time.Time) bool {
 	}
 	b.retries[b.last%budgetBuckets]++
 	return true
+}
+
+// setDefault makes a zero Budget the default one, its window starting at now.
+// The calls recorded before now are dropped: they may span any time, and
+// counting them in this window could allow a burst of retries.
+func (b *Budget) setDefault(now time.Time) {
+	b.ratio = 0.2
+	b.minRetry = 10 * 10 // 10 retries/s over a 10 s window
+	b.bucket = 10 * time.Second / budgetBuckets
+	b.last = now.UnixNano() / int64(b.bucket)
+	b.pending.Store(0)
 }
 
 // rotate moves the window to now and spreads the pending calls over the

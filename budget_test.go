@@ -50,6 +50,31 @@ func TestBudgetFloorWithoutCalls(t *testing.T) {
 	}
 }
 
+// A zero Budget, which a caller can put in Retry.Budget or
+// reboundhttp.Config.Budget without NewBudget, is the default budget, not a
+// division by zero in the middle of a call.
+func TestBudgetZeroValueIsDefault(t *testing.T) {
+	var b rebound.Budget
+	for range 1000 {
+		b.RecordCall() // before the first decision: not counted
+	}
+	if n := countAllowed(&b, t0, 1000); n != 100 {
+		t.Fatalf("zero Budget allowed %d retries, want the default floor of 100", n)
+	}
+	for range 1000 {
+		b.RecordCall()
+	}
+	// 1,000 calls in the window: 20% of them is 200, of which 100 are spent.
+	if n := countAllowed(&b, t0.Add(time.Second), 1000); n != 100 {
+		t.Fatalf("zero Budget after 1000 calls allowed %d more retries, want 100", n)
+	}
+	r := rebound.Retry{Budget: new(rebound.Budget), Backoff: rebound.NoDelay, MaxAttempts: 1000}
+	err := r.Do(context.Background(), func(context.Context) error { return errReset })
+	if !errors.Is(err, rebound.ErrBudgetExhausted) {
+		t.Fatalf("Retry with a zero Budget: %v, want the budget to stop it", err)
+	}
+}
+
 func TestBudgetRatio(t *testing.T) {
 	b := newBudgetAt(t, rebound.BudgetConfig{MinPerSecond: -1})
 	for range 100 {

@@ -1,6 +1,7 @@
 package rebound
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -103,11 +104,24 @@ func (e *RetryError) Error() string {
 // Unwrap returns the last attempt's error.
 func (e *RetryError) Unwrap() error { return e.Last }
 
-// Is makes errors.Is(err, ErrBudgetExhausted) true when the retry budget is
-// what stopped the retries; the last attempt's own error stays reachable
-// through Unwrap.
+// Is makes errors.Is tell what stopped the retries, as well as the last
+// attempt's own error (reachable through Unwrap): ErrBudgetExhausted when the
+// retry budget did, context.Canceled when the caller cancelled the context,
+// and context.DeadlineExceeded when the context's deadline passed or the next
+// wait would have outlived it. The Go idiom errors.Is(err, context.Canceled)
+// then works as it does for a call that was not retried, even when the last
+// attempt failed for another reason (a refused connection, say) and the
+// context ended during the wait that followed.
 func (e *RetryError) Is(target error) bool {
-	return target == ErrBudgetExhausted && e.Reason == reasonBudget
+	switch target {
+	case ErrBudgetExhausted:
+		return e.Reason == reasonBudget
+	case context.Canceled:
+		return e.Reason == reasonCanceled
+	case context.DeadlineExceeded:
+		return e.Reason == reasonDeadline
+	}
+	return false
 }
 
 // Timeout reports whether the last attempt failed by a timeout. net/http's
@@ -121,10 +135,13 @@ func (e *RetryError) Timeout() bool {
 
 // ConfigError reports an invalid policy configuration, found before any call.
 type ConfigError struct {
-	Field  string
+	// Field names the setting, e.g. "Retry.MaxAttempts".
+	Field string
+	// Reason says what is wrong with it, e.g. "negative".
 	Reason string
 }
 
+// Error names the field and what is wrong with it.
 func (e *ConfigError) Error() string {
 	return "rebound: invalid config: " + e.Field + ": " + e.Reason
 }

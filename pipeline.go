@@ -18,8 +18,8 @@ import (
 type Pipeline struct {
 	// Retry is the retry policy; its zero value is the mission's default.
 	Retry Retry
-	// Breaker, if set, guards every attempt. Share it between all the
-	// pipelines that call the same service.
+	// Breaker, if set, guards every attempt; make it with NewBreaker. Share
+	// it between all the pipelines that call the same service.
 	Breaker *Breaker
 	// Timeout bounds each attempt (not the whole call; use the context for
 	// that); 0 means none. It costs a context and a timer per attempt.
@@ -34,6 +34,11 @@ type Pipeline struct {
 func (p *Pipeline) Validate() error {
 	if p.Timeout < 0 {
 		return &ConfigError{"Pipeline.Timeout", "negative"}
+	}
+	if p.Breaker != nil && p.Breaker.clock == nil {
+		// A zero Breaker has no settings: it would open on the first
+		// failure and then panic for want of a clock, mid-call.
+		return &ConfigError{"Pipeline.Breaker", "not made by NewBreaker"}
 	}
 	return p.Retry.Validate()
 }
@@ -52,12 +57,17 @@ func (p *Pipeline) Do(ctx context.Context, fn func(context.Context) error) error
 	return err
 }
 
-// Get runs fn through p and returns its value.
+// Get runs fn through p and returns the value of its successful attempt.
+// A failed attempt's value is never returned: when every attempt failed, Get
+// returns T's zero value, also when p.Fallback turned the failure into a nil
+// error (use GetOr to degrade to a value).
 func Get[T any](ctx context.Context, p *Pipeline, fn func(context.Context) (T, error)) (T, error) {
 	var v T
 	err := p.Do(ctx, func(ctx context.Context) error {
-		var err error
-		v, err = fn(ctx)
+		x, err := fn(ctx)
+		if err == nil {
+			v = x
+		}
 		return err
 	})
 	return v, err

@@ -141,6 +141,9 @@ func TestRetryContextDeadlineShorterThanWait(t *testing.T) {
 	if !errors.As(err, &re) || re.Reason != "context deadline" || calls != 1 || !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("err %v, calls %d: want the last error at once, reason context deadline", err, calls)
 	}
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		t.Errorf("errors.Is(%v, context.DeadlineExceeded) = false: the deadline is what stopped the retries", err)
+	}
 	if clk.Pending() != 0 {
 		t.Error("a wait was started although it would outlive the deadline")
 	}
@@ -160,6 +163,11 @@ func TestRetryCancelDuringWait(t *testing.T) {
 	var re *rebound.RetryError
 	if !errors.As(err, &re) || re.Reason != "canceled" || calls != 1 {
 		t.Fatalf("err %v, calls %d: want canceled after 1 call", err, calls)
+	}
+	// The caller's idiom for "I cancelled this" must hold although the last
+	// attempt failed with a reset, before the cancellation.
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, syscall.ECONNRESET) || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("errors.Is(%v): want context.Canceled and ECONNRESET, not DeadlineExceeded", err)
 	}
 	if clk.Pending() != 0 {
 		t.Error("the wait's timer was not stopped")
@@ -309,5 +317,32 @@ func TestRetryFirstSuccessAllocatesNothing(t *testing.T) {
 	fn := func(context.Context) error { return nil }
 	if n := testing.AllocsPerRun(100, func() { _ = r.Do(ctx, fn) }); n != 0 {
 		t.Errorf("a first-attempt success allocates %v times", n)
+	}
+}
+
+// Get must not hand out the value of a failed attempt as a success: with a
+// Pipeline.Fallback that degrades to a nil error, a caller used to get the
+// partial value the failing call returned along with its error.
+func TestGetNeverReturnsAFailedAttemptsValue(t *testing.T) {
+	p := rebound.Pipeline{
+		Retry:    rebound.Retry{MaxAttempts: 2, Backoff: rebound.NoDelay},
+		Fallback: func(context.Context, error) error { return nil },
+	}
+	v, err := rebound.Get(context.Background(), &p, func(context.Context) (string, error) {
+		return "half-read garbage", errReset
+	})
+	if v != "" || err != nil {
+		t.Fatalf("Get = %q, %v; want the zero value and the fallback's nil error", v, err)
+	}
+	calls := 0
+	v, err = rebound.Get(context.Background(), &p, func(context.Context) (string, error) {
+		calls++
+		if calls == 1 {
+			return "stale", errReset
+		}
+		return "fresh", nil
+	})
+	if v != "fresh" || err != nil {
+		t.Fatalf("Get = %q, %v; want the successful attempt's value", v, err)
 	}
 }

@@ -43,20 +43,28 @@ const MaxIDLen = 512
 
 // LineError is what is wrong with one manifest line.
 type LineError struct {
+	// Line is the line's number, from 1.
 	Line int
-	Err  error
+	// Err says what is wrong with it.
+	Err error
 }
 
+// Error says which line is bad and why.
 func (e LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
 
 // ManifestError lists the bad lines of a manifest (the first 20) and how
 // many more there were. Nothing has been sent when it is returned.
 type ManifestError struct {
-	Path  string
+	// Path is the manifest's file.
+	Path string
+	// Lines are the first bad lines, in order.
 	Lines []LineError
-	More  int
+	// More counts the bad lines beyond Lines.
+	More int
 }
 
+// Error lists the bad lines, one per line of text, and how many more there
+// were.
 func (e *ManifestError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "manifest %s has %d bad line(s):", e.Path, len(e.Lines)+e.More)

@@ -1,6 +1,6 @@
 // Package reboundtest helps test code that uses rebound, as net/http/httptest
-// helps test net/http code: a fake Clock that moves only when told to, and
-// servers that fail on purpose.
+// helps test net/http code: a fake Clock that moves only when told to, so
+// backoff waits, breaker open periods and budget windows pass in no real time.
 package reboundtest
 
 import (
