@@ -35,7 +35,8 @@
 //
 // net/http's contract holds: whenever an attempt got a response, RoundTrip
 // returns it with a nil error. When the retries on a retryable status run out
-// (attempts, budget, the context's deadline), the caller gets the LAST
+// (attempts, budget, the context's deadline, or the failure opened the host's
+// breaker, so that the next attempt would only be refused), the caller gets the LAST
 // response, its body intact; the bodies of the earlier ones were drained (up
 // to 64 KiB) and closed so their connections are reused. Set
 // Config.ErrorOnStatus to get a *StatusError for every status >= 400 instead

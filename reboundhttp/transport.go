@@ -279,6 +279,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil
 		}
 		se.resp = res // kept until onRetry drains it or the caller gets it
+		if br != nil && br.State() == rebound.StateOpen {
+			// This failure opened the breaker: the next attempt would only
+			// wait a backoff to be refused. Stop, and give the caller this
+			// answer as when attempts run out.
+			return &breakerOpened{se}
+		}
 		return se
 	})
 	if err == nil {
@@ -290,7 +296,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	if re, ok := err.(*rebound.RetryError); ok {
-		if se, ok := re.Last.(*StatusError); ok && se.resp != nil {
+		if se := lastStatus(re.Last); se != nil && se.resp != nil {
 			last := se.resp
 			se.resp = nil
 			if !t.errOnStat {
@@ -304,6 +310,28 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 	}
 	return nil, err
+}
+
+// breakerOpened is a retryable status answer whose failure opened the
+// breaker: retrying stops at once, the answer is kept for the caller.
+type breakerOpened struct{ *StatusError }
+
+func (e *breakerOpened) Unwrap() error { return e.StatusError }
+
+// Class implements rebound.Classed: nothing more to try now.
+func (e *breakerOpened) Class() rebound.Class {
+	return rebound.Class{Kind: rebound.KindPermanent, Reason: "circuit opened by this failure"}
+}
+
+// lastStatus returns the *StatusError a failed attempt ended with, if any.
+func lastStatus(err error) *StatusError {
+	switch e := err.(type) {
+	case *StatusError:
+		return e
+	case *breakerOpened:
+		return e.StatusError
+	}
+	return nil
 }
 
 // onRetry runs before each backoff wait: the failed attempt's response is no

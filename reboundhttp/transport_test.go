@@ -862,3 +862,61 @@ func TestRetryBudgetExhausted(t *testing.T) {
 		t.Fatalf("give-up not logged with its reason:\n%s", logs.String())
 	}
 }
+
+// The failure that opens a host's breaker ends the call at once with that
+// answer (net/http's contract: a response and a nil error), instead of
+// waiting a backoff only to be refused by the open breaker.
+func TestBreakerOpeningEndsCallWithLastAnswer(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "down")
+	})
+	cfg := reboundhttp.Config{
+		// A wait on this clock never ends unless the test advances it: a
+		// call that waits a backoff hangs and fails the test.
+		Clock: reboundtest.NewClock(time.Now()),
+		Retry: rebound.Retry{Backoff: rebound.Backoff{Initial: time.Hour, Max: time.Hour}},
+	}
+	cfg.Breaker.FailureThreshold = 1
+	c := client(t, cfg)
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := c.Get(s.URL + "/x")
+		done <- result{resp, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil || r.resp == nil || r.resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("resp %v, err %v; want the 503 with a nil error", r.resp, r.err)
+		}
+		if body := readAll(t, r.resp); body != "down" {
+			t.Errorf("body %q, want the answer's own", body)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the call waited a backoff after its failure opened the breaker")
+	}
+	if n := s.hits.Load(); n != 1 {
+		t.Errorf("%d requests, want 1", n)
+	}
+	// With ErrorOnStatus the same ending is a RetryError around the StatusError.
+	cfg.ErrorOnStatus = true
+	c2 := client(t, cfg)
+	go func() {
+		resp, err := c2.Get(s.URL + "/y")
+		done <- result{resp, err}
+	}()
+	select {
+	case r := <-done:
+		var se *reboundhttp.StatusError
+		var re *rebound.RetryError
+		if r.resp != nil || !errors.As(r.err, &se) || !errors.As(r.err, &re) || se.StatusCode != http.StatusServiceUnavailable || string(se.Body) != "down" {
+			t.Fatalf("resp %v, err %v; want a RetryError around the 503's StatusError", r.resp, r.err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the call waited a backoff after its failure opened the breaker")
+	}
+}
