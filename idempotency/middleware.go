@@ -113,8 +113,13 @@ type Middleware struct {
 	lastPruneNano atomic.Int64
 }
 
-// New returns a Middleware that keeps its records in store.
+// New returns a Middleware that keeps its records in store. It panics if
+// store is nil, as http.Handle does for a nil handler: a middleware that
+// cannot remember would let every retry run the handler again.
 func New(store Store, cfg Config) *Middleware {
+	if store == nil {
+		panic("idempotency: New with a nil Store")
+	}
 	if cfg.Methods == nil {
 		cfg.Methods = DefaultMethods
 	}
@@ -171,8 +176,13 @@ func (m *Middleware) Prune(ctx context.Context) (int64, error) {
 }
 
 // Handler wraps next: it is the func(http.Handler) http.Handler that
-// routers' Use methods expect.
+// routers' Use methods expect. It panics, when the server is wired rather
+// than on a request, if m was not made by New (a zero Middleware would pass
+// every request through without deduplicating it).
 func (m *Middleware) Handler(next http.Handler) http.Handler {
+	if m == nil || m.store == nil {
+		panic("idempotency: Middleware not created with New")
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m.serve(w, r, next)
 	})

@@ -486,3 +486,23 @@ func TestConcurrentSameKey(t *testing.T) {
 		client.CloseIdleConnections()
 	})
 }
+
+// A middleware that cannot remember must not be wired in silently: New with
+// a nil Store and a zero Middleware panic when the server is set up, not on
+// a request and not by passing every request through.
+func TestMisuseFailsAtSetup(t *testing.T) {
+	for name, f := range map[string]func(){
+		"New(nil)":        func() { idempotency.New(nil, idempotency.Config{}) },
+		"zero Middleware": func() { (&idempotency.Middleware{}).Handler(http.NotFoundHandler()) },
+		"nil *Middleware": func() { (*idempotency.Middleware)(nil).Handler(http.NotFoundHandler()) },
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "idempotency:") {
+					t.Errorf("%s: recovered %v, want an idempotency panic", name, r)
+				}
+			}()
+			f()
+		}()
+	}
+}
