@@ -454,7 +454,7 @@ func cutErr(s string) string {
 
 func manifestChanged(name string, have, want JobMeta) error {
 	return fmt.Errorf("%w: job %q was started from a manifest with fingerprint %q (%d items), this run has %q (%d items); "+
-		"to start over run with --restart (rebound run --restart), or use another job name",
+		"to start over, restart the job (Store.Restart; with the CLI: rebound run --restart), or use another job name",
 		ErrManifestChanged, name, have.Fingerprint, have.Total, want.Fingerprint, want.Total)
 }
 

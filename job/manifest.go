@@ -52,6 +52,9 @@ type LineError struct {
 // Error says which line is bad and why.
 func (e LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
 
+// Unwrap returns the line's cause, e.g. a body_file's fs.ErrNotExist.
+func (e LineError) Unwrap() error { return e.Err }
+
 // ManifestError lists the bad lines of a manifest (the first 20) and how
 // many more there were. Nothing has been sent when it is returned.
 type ManifestError struct {
@@ -75,6 +78,16 @@ func (e *ManifestError) Error() string {
 		fmt.Fprintf(&b, "\n  ... and %d more", e.More)
 	}
 	return b.String()
+}
+
+// Unwrap returns the causes of the reported bad lines, so that errors.Is
+// and errors.As look into them.
+func (e *ManifestError) Unwrap() []error {
+	errs := make([]error, len(e.Lines))
+	for i, l := range e.Lines {
+		errs[i] = l
+	}
+	return errs
 }
 
 // maxReported is how many bad lines a ManifestError lists.
@@ -216,7 +229,7 @@ func (r *Request) validate(dir string) error {
 		p := r.BodyPath(dir)
 		fi, err := os.Stat(p)
 		if err != nil {
-			return fmt.Errorf("body_file: %v", err)
+			return fmt.Errorf("body_file: %w", err)
 		}
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("body_file %s is not a regular file", p)

@@ -2,6 +2,7 @@ package job
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +90,11 @@ func TestScanManifestBadLines(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "pw@") {
 		t.Errorf("error leaks URL secrets: %v", err)
+	}
+	// The causes stay inspectable: the missing body_file is fs.ErrNotExist.
+	var le LineError
+	if !errors.Is(err, fs.ErrNotExist) || !errors.As(err, &le) || le.Line != 1 {
+		t.Errorf("errors.Is(err, fs.ErrNotExist) = %v, first LineError %+v; want the body_file's cause reachable", errors.Is(err, fs.ErrNotExist), le)
 	}
 }
 
