@@ -423,9 +423,11 @@ func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-c
 // that fails it stays leased, with its lease's attempt counted, until the
 // next run takes it back (Reclaim) or the lease expires.
 func (r *runner) release(ctx context.Context, it checkpoint.Item) {
-	err := r.storeDo(ctx, func(ctx context.Context) error {
-		return r.cfg.Store.Release(ctx, r.cfg.Job, it.ID, it.Lease)
-	})
+	// Once, briefly, and even after Grace has run out (it cancels ctx): the
+	// run is stopping, and a give-back that fails only costs an attempt.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := r.cfg.Store.Release(ctx, r.cfg.Job, it.ID, it.Lease)
 	if err != nil && !errors.Is(err, checkpoint.ErrLeaseLost) && r.cfg.Logger != nil {
 		r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "giving back an unstarted item", slog.String("job", r.cfg.Job),
 			slog.String("id", it.ID), slog.String("error", err.Error()))

@@ -577,3 +577,58 @@ func TestRunSkipsQueuedItemsWhoseLeaseLapsed(t *testing.T) {
 		t.Errorf("A sent its queued item %d time(s) after its lease lapsed and B had done it", sentByA["1"])
 	}
 }
+
+// TestRunGivesBackQueuedItemsAfterGrace: an item that outlives the Grace
+// after an interrupt is cut, and the items queued behind it are still given
+// back unspent (their give-back must not use the context Grace cancelled).
+func TestRunGivesBackQueuedItemsAfterGrace(t *testing.T) {
+	clock := reboundtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	// SQLite, not memory: its writes honour the context, as a real store's do.
+	st, err := checkpoint.OpenSQLite(filepath.Join(t.TempDir(), "state.db"), checkpoint.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddItems(ctx, "j", []checkpoint.Item{{ID: "0"}, {ID: "1"}, {ID: "2"}}); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Config{Job: "j", Store: st, Concurrency: 1, Grace: time.Second, Clock: clock, Retry: fastRetry()},
+			func(ctx context.Context, task *Task) error {
+				if task.ID == "0" {
+					close(started)
+				}
+				<-ctx.Done() // never ends on its own: only Grace's end stops it
+				return ctx.Err()
+			})
+		done <- err
+	}()
+	<-started
+	cancel()
+wait:
+	for range 10000 { // Grace starts once the interrupt is seen: step the clock until the run ends
+		select {
+		case err = <-done:
+			break wait
+		default:
+			clock.Advance(time.Second)
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("err = %v, want ErrInterrupted", err)
+	}
+	for _, id := range []string{"1", "2"} {
+		it, err := st.Item(context.Background(), "j", id)
+		if err != nil || it.State != checkpoint.Pending || it.Attempts != 0 {
+			t.Errorf("queued item %s: %+v %v; want pending with no attempt spent", id, it, err)
+		}
+	}
+}
