@@ -49,9 +49,17 @@ func (k Kind) Retryable() bool { return k == KindTransient || k == KindThrottled
 // Class is the verdict on one error: its Kind, the wait the server asked for
 // (Throttled only; zero when it named none), and a short reason for logs.
 type Class struct {
-	Kind       Kind
+	// Kind decides whether the error is retried and whether a breaker
+	// counts it.
+	Kind Kind
+	// RetryAfter is the wait the server asked for (KindThrottled only; zero
+	// when it named none). Retry waits at least this long, up to
+	// Retry.MaxRetryAfter, whatever its backoff says.
 	RetryAfter time.Duration
-	Reason     string
+	// Reason is a short phrase for logs, such as "timeout" or "http 503".
+	// Classify draws it from a small fixed set, not from the error's text,
+	// so it is safe to group or count by.
+	Reason string
 }
 
 // Classifier decides the Class of a non-nil error. Classify is the default;
@@ -63,6 +71,7 @@ type Classifier func(err error) Class
 // Classify honours it before anything else.
 type Classed interface {
 	error
+	// Class returns the error's own verdict.
 	Class() Class
 }
 

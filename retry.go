@@ -47,7 +47,7 @@ type Retry struct {
 
 // RetryEvent describes a retry about to happen.
 type RetryEvent struct {
-	Op      string
+	Op      string        // the operation's name (Retry.Name); may be empty
 	Attempt int           // the attempt that failed, from 1
 	Err     error         // its error
 	Class   Class         // the verdict on Err

@@ -165,7 +165,10 @@ type JobMeta struct {
 
 // Job is a job as stored.
 type Job struct {
+	// Name identifies the job in the store; every item belongs to one.
 	Name string
+	// Meta is the JobMeta the job was first opened with; OpenJob compares
+	// later opens against it.
 	Meta JobMeta
 	// Items is how many items have been added so far. AddItems is atomic
 	// per call, so a runner that was killed while loading a manifest skips
@@ -213,33 +216,45 @@ type Item struct {
 	// Payload is opaque to the store; at most MaxPayloadLen bytes.
 	Payload []byte
 
+	// State is where the item is in its life cycle: Pending, Leased, Done,
+	// Failed or Dead.
 	State State
 	// Attempts counts the leases handed out for the item (or the value the
 	// last Result set).
 	Attempts int
-	// Err and ErrKind are the last failure's text and class, e.g.
-	// "connection refused" and "transient". Kept after success.
-	Err     string
+	// Err is the last failure's text, e.g. "connection refused", at most
+	// MaxErrLen bytes. Kept after success, to show what it took.
+	Err string
+	// ErrKind is the last failure's class, the rebound.Kind name such as
+	// "transient" or "permanent". Kept after success like Err.
 	ErrKind string
 	// Progress is the last saved partial-work record.
 	Progress Progress
 
-	// Worker and Lease identify the current (or last) lease. Lease is the
-	// token to pass to Complete, Extend and SaveProgress.
+	// Worker names the holder of the current (or last) lease, as given to
+	// Lease.
 	Worker string
-	Lease  int64
+	// Lease is the current (or last) lease's token, to pass to Complete,
+	// Extend and SaveProgress; a newer lease makes older tokens stale.
+	Lease int64
 	// Due is when the item may be leased again: for Failed items the next
 	// attempt time, for Leased items the lease expiry. Zero otherwise.
 	Due time.Time
 
+	// Created is when AddItems stored the item.
 	Created time.Time
+	// Updated is when the item was last written (leased, extended,
+	// released, completed, progress saved). For a Done item it is when its
+	// result was stored, which Stats uses for throughput.
 	Updated time.Time
 }
 
 // Result is the outcome of one lease of an item, handed to Complete.
 type Result struct {
+	// Job is the name of the item's job.
 	Job string
-	ID  string
+	// ID is the item's ID within Job.
+	ID string
 	// Lease is the token of the lease the work was done under; the result
 	// is dropped if the item has since been leased again (see package doc).
 	Lease int64
@@ -248,9 +263,12 @@ type Result struct {
 	// Attempts, if above 0, replaces the item's attempt count (e.g. the
 	// leased Item.Attempts plus retries the runner made within the lease).
 	Attempts int
-	// Err and ErrKind describe the failure. If both are empty (a success,
-	// usually) the item keeps its last error.
-	Err     string
+	// Err is the failure's text; longer than MaxErrLen, it is cut. If Err
+	// and ErrKind are both empty (a success, usually) the item keeps its
+	// last error.
+	Err string
+	// ErrKind is the failure's class, the rebound.Kind name such as
+	// "transient"; see Err for when it is kept.
 	ErrKind string
 	// NextAt is when a Failed item becomes leasable again; zero means now.
 	NextAt time.Time
@@ -260,6 +278,7 @@ type Result struct {
 
 // Stats counts a job's items.
 type Stats struct {
+	// Job is the stored job the counts belong to.
 	Job Job
 	// Items per state.
 	Pending, Leased, Done, Failed, Dead int64
@@ -277,8 +296,11 @@ func (s Stats) Items() int64 { return s.Pending + s.Leased + s.Done + s.Failed +
 // ErrorCount is one line of TopErrors: how many Failed and Dead items have
 // this last error.
 type ErrorCount struct {
-	Kind  string
-	Err   string
+	// Kind is the items' ErrKind, e.g. "transient".
+	Kind string
+	// Err is the items' last error text.
+	Err string
+	// Count is how many Failed and Dead items have this Kind and Err.
 	Count int64
 }
 

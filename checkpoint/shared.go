@@ -41,11 +41,12 @@ func ManifestChangedError(name string, have, want JobMeta) error {
 // NoJobError is the error for a job that does not exist; it wraps ErrNoJob.
 func NoJobError(name string) error { return noJob(name) }
 
-// JobLocker is implemented by stores that several processes share. LockJob
-// waits until no other holder (in any process) has the job's lock, takes it,
-// and returns the function that releases it. job.LoadManifest holds it while
-// it loads a manifest, so that workers starting together load it once.
+// JobLocker is implemented by stores that several processes share.
+// job.LoadManifest holds the lock while it loads a manifest, so that workers
+// starting together load it once.
 type JobLocker interface {
+	// LockJob waits until no other holder (in any process) has the job's
+	// lock, takes it, and returns the function that releases it.
 	LockJob(ctx context.Context, job string) (unlock func(), err error)
 }
 
@@ -58,10 +59,11 @@ type WorkerStat struct {
 	Leased int64 `json:"leased"`
 	// Done is how many Done items the worker finished.
 	Done int64 `json:"done"`
-	// FirstDone and LastDone bound the update times of those Done items:
-	// Done / (LastDone - FirstDone) is the worker's rate.
+	// FirstDone is the earliest update time of those Done items.
 	FirstDone time.Time `json:"first_done,omitzero"`
-	LastDone  time.Time `json:"last_done,omitzero"`
+	// LastDone is the latest update time of those Done items:
+	// Done / (LastDone - FirstDone) is the worker's rate.
+	LastDone time.Time `json:"last_done,omitzero"`
 	// LastActive is the latest update of any item the worker leased: a
 	// lease, a heartbeat, a result.
 	LastActive time.Time `json:"last_active,omitzero"`
@@ -75,8 +77,10 @@ func (w WorkerStat) Rate() float64 {
 	return 0
 }
 
-// WorkerLister is implemented by stores that many workers share: Workers
-// lists the workers that have leased items of the job, busiest first.
+// WorkerLister is implemented by stores that many workers share, so that a
+// status display can show who does the work.
 type WorkerLister interface {
+	// Workers lists the workers that have leased items of the job, busiest
+	// first.
 	Workers(ctx context.Context, job string) ([]WorkerStat, error)
 }

@@ -17,9 +17,14 @@ const DefaultMaxKeyLength = 255
 
 // Errors returned by ParseKey. They never contain the key itself.
 var (
-	ErrKeyEmpty   = errors.New("idempotency: key is empty")
+	// ErrKeyEmpty: the value is blank (or only spaces and tabs), or the
+	// quoted string is empty.
+	ErrKeyEmpty = errors.New("idempotency: key is empty")
+	// ErrKeyTooLong: the key is longer than maxLen after unquoting.
 	ErrKeyTooLong = errors.New("idempotency: key is too long")
-	ErrKeySyntax  = errors.New("idempotency: key is not a valid Structured Field String")
+	// ErrKeySyntax: the value is neither a well-formed quoted string nor
+	// a bare run of the allowed characters, or it has parameters.
+	ErrKeySyntax = errors.New("idempotency: key is not a valid Structured Field String")
 )
 
 // ParseKey parses the value of an Idempotency-Key header field and returns

@@ -17,11 +17,11 @@ import (
 
 // Defaults used where a Config field is left at its zero value.
 const (
-	DefaultTTL              = 24 * time.Hour
-	DefaultLockTimeout      = 5 * time.Minute
-	DefaultMaxBodyBytes     = 1 << 20
-	DefaultMaxResponseBytes = 1 << 20
-	DefaultPruneInterval    = 10 * time.Minute
+	DefaultTTL              = 24 * time.Hour   // Config.TTL; the draft's suggestion
+	DefaultLockTimeout      = 5 * time.Minute  // Config.LockTimeout
+	DefaultMaxBodyBytes     = 1 << 20          // Config.MaxBodyBytes, 1 MiB
+	DefaultMaxResponseBytes = 1 << 20          // Config.MaxResponseBytes, 1 MiB
+	DefaultPruneInterval    = 10 * time.Minute // Config.PruneInterval
 )
 
 // DefaultMethods are the methods that require a key when Config.Methods is nil.

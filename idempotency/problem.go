@@ -7,14 +7,33 @@ import (
 )
 
 // Problem type URIs used in the application/problem+json (RFC 9457) error
-// bodies. Each points at the documentation of this package.
+// bodies. Each points at its own documentation below, which is what a client
+// that follows the link reads.
 const (
-	ProblemKeyMissing      = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemKeyMissing"
-	ProblemKeyInvalid      = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemKeyInvalid"
-	ProblemKeyReused       = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemKeyReused"
-	ProblemInFlight        = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemInFlight"
-	ProblemNotStored       = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemNotStored"
-	ProblemBodyTooLarge    = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemBodyTooLarge"
+	// ProblemKeyMissing (400): the method requires an Idempotency-Key header
+	// and the request had none. Resend it with a new key.
+	ProblemKeyMissing = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemKeyMissing"
+	// ProblemKeyInvalid (400): the Idempotency-Key header is not one
+	// Structured Field String of printable ASCII, is sent more than once,
+	// or is longer than the server accepts. Resend with one valid key.
+	ProblemKeyInvalid = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemKeyInvalid"
+	// ProblemKeyReused (422): the key was already used with a different
+	// request (method, path, query or body). Use a new key for a new request.
+	ProblemKeyReused = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemKeyReused"
+	// ProblemInFlight (409, with Retry-After): a request with this key is
+	// still being processed. Retry later with the same key to get its
+	// response.
+	ProblemInFlight = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemInFlight"
+	// ProblemNotStored (409): a request with this key was processed, but
+	// its response was too large to store, so it cannot be replayed. Do not
+	// resend with this key; check the resource's state instead.
+	ProblemNotStored = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemNotStored"
+	// ProblemBodyTooLarge (413): the request body is larger than the server
+	// reads to fingerprint an idempotent request.
+	ProblemBodyTooLarge = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemBodyTooLarge"
+	// ProblemStoreFailed (503, with Retry-After): the server could not
+	// reach its idempotency store, so the request was not processed. Retry
+	// with the same key.
 	ProblemStoreFailed     = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemStoreFailed"
 	problemContentType     = "application/problem+json"
 	retryAfterInFlight     = "1"
@@ -24,10 +43,10 @@ const (
 // Problem is an RFC 9457 problem details object, the body of every error
 // response the middleware writes itself.
 type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
+	Type   string `json:"type"`   // one of the Problem* URIs, or "about:blank"
+	Title  string `json:"title"`  // a short human-readable summary
+	Status int    `json:"status"` // the HTTP status code of the response
+	Detail string `json:"detail"` // what happened and what to do; never echoes what the client sent
 }
 
 // writeProblem writes p as application/problem+json. The detail never

@@ -36,9 +36,9 @@ func (s State) String() string {
 
 // Response is a stored response: the status, the kept headers, the body.
 type Response struct {
-	Status int
-	Header http.Header
-	Body   []byte
+	Status int         // the handler's status code
+	Header http.Header // only the headers Config.StoredHeaders keeps
+	Body   []byte      // the full body, at most Config.MaxResponseBytes
 }
 
 // ClaimRequest asks a Store to claim one key for one request.
@@ -54,7 +54,7 @@ type ClaimRequest struct {
 
 // Record is the answer to a claim.
 type Record struct {
-	State       State
+	State       State     // what holds the key; Claimed means the caller now does
 	Fingerprint string    // of the request that owns the key (InFlight, Completed)
 	Response    *Response // Completed only; nil if the response was not stored
 }

@@ -26,12 +26,23 @@ import (
 // say otherwise. BodyFile names a file to send instead (relative paths are
 // relative to the manifest's folder).
 type Request struct {
-	ID       string            `json:"id"`
-	Method   string            `json:"method,omitempty"`
-	URL      string            `json:"url"`
-	Headers  map[string]string `json:"headers,omitempty"`
-	Body     json.RawMessage   `json:"body,omitempty"`
-	BodyFile string            `json:"body_file,omitempty"`
+	// ID names the item: required, unique in the manifest, at most MaxIDLen
+	// bytes. The item's progress is stored under it, and its idempotency key
+	// is derived from it (see IdempotencyKey).
+	ID string `json:"id"`
+	// Method is the HTTP method; empty means GET.
+	Method string `json:"method,omitempty"`
+	// URL is the absolute http or https URL to send the request to.
+	URL string `json:"url"`
+	// Headers are set on the request, one value per name; an
+	// Idempotency-Key here replaces the one derived from the item.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Body is the request body as JSON (see above); at most one of Body and
+	// BodyFile may be set.
+	Body json.RawMessage `json:"body,omitempty"`
+	// BodyFile names a regular file to send as the body, opened afresh for
+	// every attempt; see BodyPath.
+	BodyFile string `json:"body_file,omitempty"`
 }
 
 // MaxLine is the longest manifest line accepted: the line is the item's

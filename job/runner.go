@@ -87,19 +87,31 @@ const (
 
 // Event is one thing that happened to an item.
 type Event struct {
-	Type    EventType     `json:"event"`
-	Job     string        `json:"job"`
-	ID      string        `json:"id"`
-	Attempt int           `json:"attempt,omitempty"`
-	Kind    string        `json:"kind,omitempty"`
-	Err     string        `json:"error,omitempty"`
-	Wait    time.Duration `json:"wait_ns,omitempty"`
+	// Type says what happened.
+	Type EventType `json:"event"`
+	// Job is the job's name (Config.Job).
+	Job string `json:"job"`
+	// ID is the item's ID within Job.
+	ID string `json:"id"`
+	// Attempt counts the item's attempts across runs, from 1: the attempt
+	// that starts (EventStart) or failed (EventRetry), or the total so far
+	// (EventDone, EventFailed, EventDead).
+	Attempt int `json:"attempt,omitempty"`
+	// Kind is the failure's class as a rebound.Kind name, e.g. "transient";
+	// empty for EventStart and EventDone.
+	Kind string `json:"kind,omitempty"`
+	// Err is the failure's text; empty for EventStart and EventDone.
+	Err string `json:"error,omitempty"`
+	// Wait is the pause before the next attempt (EventRetry only).
+	Wait time.Duration `json:"wait_ns,omitempty"`
 }
 
 // Task is the item a Handler works on.
 type Task struct {
+	// Job is the name of the job the item belongs to.
 	Job string
-	ID  string
+	// ID is the item's ID: unique in the job and stable across runs.
+	ID string
 	// Payload is what was stored with the item (a manifest line).
 	Payload []byte
 	// Attempt counts this item's attempts across runs, from 1.

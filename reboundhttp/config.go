@@ -10,10 +10,10 @@ import (
 
 // Defaults of Config, from the mission's numbers.
 const (
-	DefaultConnectTimeout        = 5 * time.Second
-	DefaultTLSHandshakeTimeout   = 5 * time.Second
-	DefaultResponseHeaderTimeout = 30 * time.Second
-	DefaultBodyStallTimeout      = 30 * time.Second
+	DefaultConnectTimeout        = 5 * time.Second  // Config.ConnectTimeout
+	DefaultTLSHandshakeTimeout   = 5 * time.Second  // Config.TLSHandshakeTimeout
+	DefaultResponseHeaderTimeout = 30 * time.Second // Config.ResponseHeaderTimeout
+	DefaultBodyStallTimeout      = 30 * time.Second // Config.BodyStallTimeout
 )
 
 // Config sets a Transport. Its zero value is the mission's default (see the

@@ -69,8 +69,8 @@ func defaultStore() (StateStore, error) {
 // rebound.ClassifyStatus) tells the Pipeline whether to retry.
 type StatusError struct {
 	Op     string // "download", "tus PATCH", ...
-	Code   int
-	Status string
+	Code   int    // the status code, e.g. 404
+	Status string // the status line's text, e.g. "404 Not Found"
 	class  rebound.Class
 }
 

@@ -77,9 +77,9 @@ type DownloadResult struct {
 // the expected digest. The .part and the state are removed, so the next run
 // starts over.
 type ChecksumError struct {
-	Path       string
-	Algorithm  string
-	Want, Have string
+	Path       string // the file the download was meant to produce
+	Algorithm  string // the digest that failed: "sha256", "sha-256", "sha-512" or "md5"
+	Want, Have string // the expected and the computed digest, in hex
 }
 
 // Error names the file, the algorithm and both digests.

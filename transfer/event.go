@@ -37,12 +37,12 @@ func (k EventKind) String() string {
 // Event reports the progress of a transfer to an OnEvent hook. Hooks are
 // called from the transfer's own goroutine and should return quickly.
 type Event struct {
-	Kind    EventKind
-	Name    string // the local file
-	Done    int64  // bytes safe so far (written locally, or acknowledged by the server)
-	Total   int64  // total size; -1 when unknown
-	Reason  string // for EventRestart and EventResume
-	Attempt int    // for EventRetry: the attempt that failed, from 1
-	Wait    time.Duration
-	Err     error
+	Kind    EventKind     // what happened; it says which other fields are set
+	Name    string        // the local file
+	Done    int64         // bytes safe so far (written locally, or acknowledged by the server)
+	Total   int64         // total size; -1 when unknown
+	Reason  string        // for EventRestart and EventResume
+	Attempt int           // for EventRetry: the attempt that failed, from 1
+	Wait    time.Duration // for EventRetry: the pause before the next attempt; 0 after progress
+	Err     error         // for EventRetry: the attempt's error
 }

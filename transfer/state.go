@@ -28,8 +28,11 @@ type State struct {
 	Offset int64 `json:"offset"`
 	// Size is the total size in bytes; -1 when the server did not say.
 	Size int64 `json:"size"`
-	// ETag and LastModified are the download's validators, as the server sent them.
-	ETag         string `json:"etag,omitempty"`
+	// ETag is the download's entity tag, as the server sent it. A strong
+	// ETag (else LastModified) is sent as If-Range on resume, so a changed
+	// file is sent whole instead of spliced onto the old bytes.
+	ETag string `json:"etag,omitempty"`
+	// LastModified is the download's Last-Modified header value, verbatim.
 	LastModified string `json:"last_modified,omitempty"`
 	// UploadURL is the tus upload resource.
 	UploadURL string `json:"upload_url,omitempty"`
@@ -37,13 +40,18 @@ type State struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
-// StateStore keeps transfer state between runs. Load reports ok == false for
-// a key it does not hold. Implementations must be safe for concurrent use
-// with different keys, and Save must be atomic: a crash leaves the old State
-// or the new one, never a mix.
+// StateStore keeps transfer state between runs, one State per key (the
+// transfer builds the key from what it moves and where). Implementations
+// must be safe for concurrent use with different keys.
 type StateStore interface {
+	// Load returns key's State; ok is false, with a nil error, for a key
+	// the store does not hold.
 	Load(ctx context.Context, key string) (st State, ok bool, err error)
+	// Save stores st under key, replacing what was there. It must be
+	// atomic: a crash leaves the old State or the new one, never a mix.
 	Save(ctx context.Context, key string, st State) error
+	// Delete forgets key's State, once the transfer is done or must start
+	// over.
 	Delete(ctx context.Context, key string) error
 }
 
@@ -69,8 +77,8 @@ func NewFileStateStore(dir string) (*FileStateStore, error) {
 // transfer stops rather than silently starting over; remove the file (or ask
 // for a fresh start) to go on.
 type CorruptStateError struct {
-	Path string
-	Err  error
+	Path string // the state file
+	Err  error  // why it was rejected: a JSON error, or impossible values
 }
 
 // Error names the file and says how to go on.

@@ -62,9 +62,9 @@ type UploadOptions struct {
 // UploadResult describes a completed upload.
 type UploadResult struct {
 	URL     string // the tus upload resource
-	Size    int64
-	Resumed bool // the run continued an upload kept from an earlier run
-	Created int  // uploads created by this run (more than 1 if the server forgot one)
+	Size    int64  // the file's size in bytes, all of it now on the server
+	Resumed bool   // the run continued an upload kept from an earlier run
+	Created int    // uploads created by this run (more than 1 if the server forgot one)
 }
 
 // errUploadGone marks a kept upload URL that the server no longer knows.

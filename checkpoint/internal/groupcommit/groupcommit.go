@@ -219,8 +219,8 @@ func (c *Committer[Op]) weight(e entry[Op]) int {
 // ProgressOp is a progress record handed to a store's committer
 // (Store.SaveProgress), already encoded.
 type ProgressOp struct {
-	Job, ID string
-	Lease   int64
+	Job, ID string // the item the progress belongs to
+	Lease   int64  // the lease it was saved under; applied only if still current
 	Data    []byte // EncodeProgress's output; nil for the zero value
 }
 
