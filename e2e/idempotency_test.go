@@ -75,7 +75,7 @@ func TestExactlyOnceUnderLostResponses(t *testing.T) {
 	const items = 2000
 	dir := t.TempDir()
 
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "idem.db")+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "idem.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestExactlyOnceUnderLostResponses(t *testing.T) {
 // stored answer: one effect, item done.
 func TestInFlightKeyRetriedNotDead(t *testing.T) {
 	dir := t.TempDir()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "idem.db")+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "idem.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func BenchmarkMiddleware(b *testing.B) {
 		// commits. Shown to price the fsync of the default.
 		{"sqlite-sync-normal", func(b *testing.B) idempotency.Store {
 			db, err := sql.Open("sqlite", "file:"+filepath.Join(b.TempDir(), "idem.db")+
-				"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)")
+				"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 			if err != nil {
 				b.Fatal(err)
 			}

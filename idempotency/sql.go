@@ -19,7 +19,10 @@ type Dialect int
 const (
 	// SQLite is for modernc.org/sqlite (driver "sqlite"); open it in WAL
 	// mode with a busy timeout, e.g.
-	// "file:PATH?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)".
+	// "file:PATH?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)", and
+	// Ping it at start: SQLite does not wait while it switches a new file to
+	// WAL, so processes that first connect to a new file at once can get
+	// SQLITE_BUSY.
 	SQLite Dialect = iota + 1
 	// Postgres is for PostgreSQL through database/sql, e.g. with
 	// github.com/jackc/pgx/v5/stdlib (driver "pgx").

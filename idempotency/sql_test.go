@@ -20,7 +20,7 @@ func TestSQLiteSurvivesRestart(t *testing.T) {
 	var runs atomic.Int64
 
 	open := func() (*sql.DB, http.Handler) {
-		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
+		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
 		if err != nil {
 			t.Fatal(err)
 		}
