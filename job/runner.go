@@ -190,7 +190,21 @@ type liveLease struct {
 	// the time just before the last successful Lease or Extend, plus the
 	// TTL. 0 once the store said it was lost.
 	until atomic.Int64
+	// stop cancels the item's work while it runs (nil before it starts).
+	stop atomic.Pointer[context.CancelCauseFunc]
 }
+
+// forget drops the item's lease from the live set, unless the item has been
+// leased again since (then the entry is the newer lease's).
+func (r *runner) forget(it checkpoint.Item) {
+	if v, ok := r.live.Load(it.ID); ok && v.(*liveLease).token == it.Lease {
+		r.live.CompareAndDelete(it.ID, v)
+	}
+}
+
+// errLeaseLost ends the work on an item whose lease this run lost: another
+// worker may be doing it now.
+var errLeaseLost = errors.New("lease lost: another worker may have taken the item over")
 
 // holds reports whether a queued item's lease surely still holds, with
 // a third of the TTL to spare: if the heartbeat could not renew it (a shared
@@ -320,13 +334,19 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 					// would send it again, beyond the Concurrency bound.
 					// A lease the heartbeat could not renew may be
 					// another worker's now: give it back if still ours.
-					r.live.Delete(it.ID)
+					r.forget(it)
 					r.release(workCtx, it)
 					wake()
 					continue
 				}
 				inflight.Add(1)
-				r.complete(workCtx, it, r.runItem(workCtx, ctx, it))
+				itemCtx, stop := context.WithCancelCause(workCtx)
+				if v, ok := r.live.Load(it.ID); ok {
+					v.(*liveLease).stop.Store(&stop)
+				}
+				res := r.runItem(itemCtx, ctx, it)
+				stop(nil)
+				r.complete(workCtx, it, res)
 				inflight.Add(-1)
 				wake()
 			}
@@ -390,7 +410,15 @@ func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-c
 			for _, it := range items {
 				l := &liveLease{token: it.Lease}
 				l.until.Store(asked.Add(r.cfg.LeaseTTL).UnixNano())
-				r.live.Store(it.ID, l)
+				if old, ok := r.live.Swap(it.ID, l); ok {
+					// Our own lease lapsed (its heartbeats failed) and the
+					// store gave the item out again: the work under the old
+					// lease cannot be recorded any more, so stop it; the new
+					// lease does the item again.
+					if stop := old.(*liveLease).stop.Load(); stop != nil {
+						(*stop)(errLeaseLost)
+					}
+				}
 				queue <- it // never blocks: there was room
 			}
 			if len(items) > 0 {
@@ -460,14 +488,22 @@ func (r *runner) heartbeat(ctx context.Context, done chan<- struct{}) {
 		r.live.Range(func(k, v any) bool {
 			l := v.(*liveLease)
 			asked := r.clock.Now()
-			switch err := r.cfg.Store.Extend(ctx, r.cfg.Job, k.(string), l.token, r.cfg.LeaseTTL); {
+			err := r.cfg.Store.Extend(ctx, r.cfg.Job, k.(string), l.token, r.cfg.LeaseTTL)
+			switch {
 			case err == nil:
 				l.until.Store(asked.Add(r.cfg.LeaseTTL).UnixNano())
+				return true
 			case errors.Is(err, checkpoint.ErrLeaseLost):
-				// Another worker took the item over after ours expired: a
-				// queued item is not sent; a running one's late result
-				// will be dropped by the store.
-				l.until.Store(0)
+				l.until.Store(0) // another worker took the item over after ours expired
+			case l.until.Load() > asked.UnixNano():
+				return true // not renewed, but not lapsed yet either
+			}
+			// Lost, or lapsed while the store is out of reach: a queued item
+			// will not be sent (holds); a running one is stopped, since
+			// another worker may be doing it (its late result would be
+			// dropped by the store anyway).
+			if stop := l.stop.Load(); stop != nil {
+				(*stop)(errLeaseLost)
 			}
 			return true
 		})
@@ -475,7 +511,8 @@ func (r *runner) heartbeat(ctx context.Context, done chan<- struct{}) {
 }
 
 // runItem runs one leased item through the pipeline and decides its outcome.
-// workCtx bounds the attempts; runCtx says whether the run was interrupted.
+// workCtx bounds the attempts (its cause is errLeaseLost when the heartbeat
+// stopped the item); runCtx says whether the run was interrupted.
 func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item) checkpoint.Result {
 	prior := it.Attempts - 1 // Lease counted this lease as an attempt
 	res := checkpoint.Result{Job: r.cfg.Job, ID: it.ID, Lease: it.Lease}
@@ -527,6 +564,8 @@ func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item) ch
 	res.ErrKind = class.Kind.String()
 	var open *rebound.OpenError
 	switch {
+	case context.Cause(workCtx) == errLeaseLost:
+		res.State, res.Err, res.ErrKind = checkpoint.Failed, errLeaseLost.Error(), rebound.KindTransient.String()
 	case workCtx.Err() != nil || runCtx.Err() != nil:
 		res.State, res.Err = checkpoint.Failed, "interrupted: "+res.Err
 	case errors.As(err, &open):
@@ -544,7 +583,7 @@ func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item) ch
 // complete checkpoints an item's outcome and waits until it is durable, so
 // that at most Concurrency items can be replayed after a crash.
 func (r *runner) complete(ctx context.Context, it checkpoint.Item, res checkpoint.Result) {
-	r.live.Delete(it.ID)
+	r.forget(it)
 	// The result must be saved even while the run winds down.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()

@@ -632,3 +632,64 @@ wait:
 		}
 	}
 }
+
+// TestRunStopsItemWhoseLeaseLapsed: while a worker cannot reach the store,
+// the lease of the item it is working on lapses (another worker may take it
+// over): the item's work is stopped rather than left running, and its
+// outcome is "failed, lease lost", never "dead". Once the store is back the
+// item is done.
+func TestRunStopsItemWhoseLeaseLapsed(t *testing.T) {
+	ctx := context.Background()
+	clock := reboundtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	mem := checkpoint.NewMemory(checkpoint.Options{Now: clock.Now})
+	if _, err := mem.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mem.AddItems(ctx, "j", []checkpoint.Item{{ID: "0"}, {ID: "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	cause := make(chan error, 1)
+	started := make(chan struct{})
+	type result struct {
+		sum Summary
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sum, err := Run(ctx, Config{Job: "j", Store: partitioned{mem}, Concurrency: 1, LeaseTTL: time.Minute, Clock: clock, Retry: fastRetry()},
+			func(ctx context.Context, task *Task) error {
+				if task.ID == "0" && calls.Add(1) == 1 {
+					close(started)
+					<-ctx.Done() // runs until stopped
+					cause <- context.Cause(ctx)
+					return ctx.Err()
+				}
+				return nil
+			})
+		done <- result{sum, err}
+	}()
+	<-started
+	var r result
+	ended := false
+wait:
+	for range 10000 { // the heartbeat runs on the fake clock: step it until the run ends
+		select {
+		case r = <-done:
+			ended = true
+			break wait
+		default:
+			clock.Advance(10 * time.Second)
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if !ended {
+		t.Fatal("the run did not end: the work on the item whose lease lapsed was never stopped")
+	}
+	if got := <-cause; !errors.Is(got, errLeaseLost) {
+		t.Errorf("the item's context ended with %v, want errLeaseLost", got)
+	}
+	if r.err != nil || r.sum.Dead != 0 || r.sum.Failed != 1 || r.sum.Stats.Done != 2 {
+		t.Fatalf("summary %+v, err %v; want 1 failed (lease lost), 0 dead, both done in the end", r.sum, r.err)
+	}
+}
