@@ -209,10 +209,11 @@ var errLeaseLost = errors.New("lease lost: another worker may have taken the ite
 // holds reports whether a queued item's lease surely still holds, with
 // a third of the TTL to spare: if the heartbeat could not renew it (a shared
 // store cut off), another worker may have taken the item over, and sending
-// it would do it twice.
-func (r *runner) holds(id string) bool {
-	v, ok := r.live.Load(id)
-	if !ok {
+// it would do it twice. A lease that a newer one of the same item replaced
+// does not hold.
+func (r *runner) holds(it checkpoint.Item) bool {
+	v, ok := r.live.Load(it.ID)
+	if !ok || v.(*liveLease).token != it.Lease {
 		return false
 	}
 	return v.(*liveLease).until.Load()-r.clock.Now().UnixNano() >= int64(r.cfg.LeaseTTL/3)
@@ -326,7 +327,7 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	for range n {
 		wg.Go(func() {
 			for it := range queue {
-				if ctx.Err() != nil || r.failed.Load() != nil || !r.holds(it.ID) {
+				if ctx.Err() != nil || r.failed.Load() != nil || !r.holds(it) {
 					// Interrupted, or the store failed: queued items were
 					// never sent. Give them back, so the stop does not use
 					// up their attempts. After a store failure none may be
@@ -341,7 +342,7 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 				}
 				inflight.Add(1)
 				itemCtx, stop := context.WithCancelCause(workCtx)
-				if v, ok := r.live.Load(it.ID); ok {
+				if v, ok := r.live.Load(it.ID); ok && v.(*liveLease).token == it.Lease {
 					v.(*liveLease).stop.Store(&stop)
 				}
 				res := r.runItem(itemCtx, ctx, it)
