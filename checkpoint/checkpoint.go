@@ -481,3 +481,7 @@ func manifestChanged(name string, have, want JobMeta) error {
 }
 
 func noJob(name string) error { return fmt.Errorf("%w: %q", ErrNoJob, name) }
+
+func leaseLost(job, id string, lease int64) error {
+	return fmt.Errorf("%w: job %q item %q lease %d", ErrLeaseLost, job, id, lease)
+}

@@ -261,6 +261,20 @@ func (m *Memory) Lease(ctx context.Context, job, worker string, n int, ttl time.
 	return out, nil
 }
 
+// leased returns the item that lease holds, or an error wrapping
+// ErrLeaseLost; the caller holds m.mu.
+func (m *Memory) leased(job, id string, lease int64) (*memJob, *memItem, error) {
+	j, err := m.job(job)
+	if err != nil {
+		return nil, nil, err
+	}
+	mi := j.items[id]
+	if mi == nil || lease == 0 || mi.it.Lease != lease || mi.it.State != Leased {
+		return nil, nil, leaseLost(job, id, lease)
+	}
+	return j, mi, nil
+}
+
 // Extend implements Store.
 func (m *Memory) Extend(ctx context.Context, job, id string, lease int64, ttl time.Duration) error {
 	if ttl <= 0 {
@@ -268,13 +282,9 @@ func (m *Memory) Extend(ctx context.Context, job, id string, lease int64, ttl ti
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	j, err := m.job(job)
+	j, mi, err := m.leased(job, id, lease)
 	if err != nil {
 		return err
-	}
-	mi := j.items[id]
-	if mi == nil || lease == 0 || mi.it.Lease != lease || mi.it.State != Leased {
-		return fmt.Errorf("%w: job %q item %q lease %d", ErrLeaseLost, job, id, lease)
 	}
 	now := m.opts.now().UTC()
 	mi.ver++
@@ -288,13 +298,9 @@ func (m *Memory) Extend(ctx context.Context, job, id string, lease int64, ttl ti
 func (m *Memory) Release(ctx context.Context, job, id string, lease int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	j, err := m.job(job)
+	j, mi, err := m.leased(job, id, lease)
 	if err != nil {
 		return err
-	}
-	mi := j.items[id]
-	if mi == nil || lease == 0 || mi.it.Lease != lease || mi.it.State != Leased {
-		return fmt.Errorf("%w: job %q item %q lease %d", ErrLeaseLost, job, id, lease)
 	}
 	mi.ver++
 	mi.it.State = Pending

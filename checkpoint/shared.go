@@ -41,6 +41,10 @@ func ManifestChangedError(name string, have, want JobMeta) error {
 // NoJobError is the error for a job that does not exist; it wraps ErrNoJob.
 func NoJobError(name string) error { return noJob(name) }
 
+// LeaseLostError is the error for a lease that no longer holds its item; it
+// wraps ErrLeaseLost.
+func LeaseLostError(job, id string, lease int64) error { return leaseLost(job, id, lease) }
+
 // JobLocker is implemented by stores that several processes share.
 // job.LoadManifest holds the lock while it loads a manifest, so that workers
 // starting together load it once.

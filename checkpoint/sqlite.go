@@ -544,20 +544,26 @@ func (s *SQLite) Extend(ctx context.Context, job, id string, lease int64, ttl ti
 	if s.isClosed() {
 		return ErrClosed
 	}
+	now := s.now()
+	return s.updateLeased(ctx, job, id, lease, "due = ?, updated = ?", now.Add(ttl).UnixNano(), now.UnixNano())
+}
+
+// updateLeased applies set (with its args) to the item while lease holds
+// it, or returns an error wrapping ErrLeaseLost.
+func (s *SQLite) updateLeased(ctx context.Context, job, id string, lease int64, set string, args ...any) error {
 	jid, err := s.jobID(ctx, s.db, job)
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	res, err := s.db.ExecContext(ctx, "UPDATE items SET due = ?, updated = ? WHERE job = ? AND id = ? AND lease = ? AND state = ? AND lease <> 0",
-		now.Add(ttl).UnixNano(), now.UnixNano(), jid, id, lease, Leased)
+	res, err := s.db.ExecContext(ctx, "UPDATE items SET "+set+" WHERE job = ? AND id = ? AND lease = ? AND state = 2 AND lease <> 0",
+		append(args, jid, id, lease)...)
 	if err != nil {
 		return s.wrap(err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return s.wrap(err)
 	} else if n == 0 {
-		return fmt.Errorf("%w: job %q item %q lease %d", ErrLeaseLost, job, id, lease)
+		return leaseLost(job, id, lease)
 	}
 	return nil
 }
@@ -567,21 +573,7 @@ func (s *SQLite) Release(ctx context.Context, job, id string, lease int64) error
 	if s.isClosed() {
 		return ErrClosed
 	}
-	jid, err := s.jobID(ctx, s.db, job)
-	if err != nil {
-		return err
-	}
-	res, err := s.db.ExecContext(ctx, `UPDATE items SET state = 1, due = 0, attempts = max(attempts - 1, 0), updated = ?
-		WHERE job = ? AND id = ? AND lease = ? AND state = 2 AND lease <> 0`, s.now().UnixNano(), jid, id, lease)
-	if err != nil {
-		return s.wrap(err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return s.wrap(err)
-	} else if n == 0 {
-		return fmt.Errorf("%w: job %q item %q lease %d", ErrLeaseLost, job, id, lease)
-	}
-	return nil
+	return s.updateLeased(ctx, job, id, lease, "state = 1, due = 0, attempts = max(attempts - 1, 0), updated = ?", s.now().UnixNano())
 }
 
 // Reclaim implements Store.

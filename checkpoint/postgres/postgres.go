@@ -488,34 +488,29 @@ func (s *Store) Extend(ctx context.Context, job, id string, lease int64, ttl tim
 	if ttl <= 0 {
 		return fmt.Errorf("%w: lease TTL %v <= 0", checkpoint.ErrInvalid, ttl)
 	}
-	if s.isClosed() {
-		return checkpoint.ErrClosed
-	}
-	tag, err := s.pool.Exec(ctx, `UPDATE items i SET due = `+nowSQL+` + $5, updated = `+nowSQL+`
-		FROM jobs j WHERE j.name = $2 AND i.job = j.id AND i.id = $3 AND i.lease = $4 AND i.state = 2 AND i.lease <> 0`,
-		s.nowArg(), job, id, lease, ttl.Nanoseconds())
-	if err != nil {
-		return wrap(err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("%w: job %q item %q lease %d", checkpoint.ErrLeaseLost, job, id, lease)
-	}
-	return nil
+	return s.updateLeased(ctx, job, id, lease, `due = `+nowSQL+` + $5, updated = `+nowSQL, ttl.Nanoseconds())
 }
 
 // Release implements checkpoint.Store.
 func (s *Store) Release(ctx context.Context, job, id string, lease int64) error {
+	return s.updateLeased(ctx, job, id, lease, `state = 1, due = 0, attempts = greatest(i.attempts - 1, 0), updated = `+nowSQL)
+}
+
+// updateLeased applies set to the item while lease holds it, or returns an
+// error wrapping checkpoint.ErrLeaseLost. In set, $1 is the clock argument
+// (nowSQL) and extra args are $5 on.
+func (s *Store) updateLeased(ctx context.Context, job, id string, lease int64, set string, extra ...any) error {
 	if s.isClosed() {
 		return checkpoint.ErrClosed
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE items i SET state = 1, due = 0, attempts = greatest(i.attempts - 1, 0), updated = `+nowSQL+`
+	tag, err := s.pool.Exec(ctx, `UPDATE items i SET `+set+`
 		FROM jobs j WHERE j.name = $2 AND i.job = j.id AND i.id = $3 AND i.lease = $4 AND i.state = 2 AND i.lease <> 0`,
-		s.nowArg(), job, id, lease)
+		append([]any{s.nowArg(), job, id, lease}, extra...)...)
 	if err != nil {
 		return wrap(err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("%w: job %q item %q lease %d", checkpoint.ErrLeaseLost, job, id, lease)
+		return checkpoint.LeaseLostError(job, id, lease)
 	}
 	return nil
 }
