@@ -48,6 +48,22 @@ func writeManifest(t *testing.T, lines []string) string {
 
 func fastRetry() rebound.Retry { return rebound.Retry{Backoff: rebound.NoDelay} }
 
+// addJob opens job "j" in st and adds items with these IDs.
+func addJob(t *testing.T, st checkpoint.Store, ids ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	items := make([]checkpoint.Item, len(ids))
+	for i, id := range ids {
+		items[i] = checkpoint.Item{ID: id}
+	}
+	if err := st.AddItems(ctx, "j", items); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRunHTTPManifest(t *testing.T) {
 	var eff effects
 	var flaky sync.Map
@@ -126,12 +142,7 @@ func TestRunHTTPManifest(t *testing.T) {
 func TestRunOutOfAttemptsAndKey(t *testing.T) {
 	st := checkpoint.NewMemory(checkpoint.Options{})
 	ctx := context.Background()
-	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddItems(ctx, "j", []checkpoint.Item{{ID: "a"}, {ID: "b"}}); err != nil {
-		t.Fatal(err)
-	}
+	addJob(t, st, "a", "b")
 	var mu sync.Mutex
 	keys := map[string]map[string]bool{}
 	calls := 0
@@ -315,12 +326,7 @@ func TestRunExclusiveRefusesALiveRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer live.Close()
-	if _, err := live.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := live.AddItems(ctx, "j", []checkpoint.Item{{ID: "a"}, {ID: "b"}}); err != nil {
-		t.Fatal(err)
-	}
+	addJob(t, live, "a", "b")
 	unlock, err := live.TryLockRun("j")
 	if err != nil {
 		t.Fatal(err)
@@ -398,12 +404,7 @@ func TestRunWaitsForDeferredRetry(t *testing.T) {
 	const openFor = time.Minute
 	st := &countingStore{Store: checkpoint.NewMemory(checkpoint.Options{Now: clock.Now}),
 		idle: func() { clock.Advance(openFor) }}
-	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddItems(ctx, "j", []checkpoint.Item{{ID: "a"}, {ID: "b"}}); err != nil {
-		t.Fatal(err)
-	}
+	addJob(t, st, "a", "b")
 	// The first call fails and opens the breaker: the first item's in-run
 	// retry is refused, so it is deferred until the breaker lets a probe
 	// through, a minute later. (The second item is usually deferred too;
@@ -527,12 +528,7 @@ func TestRunSkipsQueuedItemsWhoseLeaseLapsed(t *testing.T) {
 	ctx := context.Background()
 	clock := reboundtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	mem := checkpoint.NewMemory(checkpoint.Options{Now: clock.Now})
-	if _, err := mem.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := mem.AddItems(ctx, "j", []checkpoint.Item{{ID: "0"}, {ID: "1"}}); err != nil {
-		t.Fatal(err)
-	}
+	addJob(t, mem, "0", "1")
 	var mu sync.Mutex
 	sentByA := map[string]int{}
 	started, unblock := make(chan struct{}), make(chan struct{})
@@ -591,12 +587,7 @@ func TestRunGivesBackQueuedItemsAfterGrace(t *testing.T) {
 	defer st.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddItems(ctx, "j", []checkpoint.Item{{ID: "0"}, {ID: "1"}, {ID: "2"}}); err != nil {
-		t.Fatal(err)
-	}
+	addJob(t, st, "0", "1", "2")
 	started := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -642,12 +633,7 @@ func TestRunStopsItemWhoseLeaseLapsed(t *testing.T) {
 	ctx := context.Background()
 	clock := reboundtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	mem := checkpoint.NewMemory(checkpoint.Options{Now: clock.Now})
-	if _, err := mem.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := mem.AddItems(ctx, "j", []checkpoint.Item{{ID: "0"}, {ID: "1"}}); err != nil {
-		t.Fatal(err)
-	}
+	addJob(t, mem, "0", "1")
 	var calls atomic.Int64
 	cause := make(chan error, 1)
 	started := make(chan struct{})
