@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -48,6 +49,28 @@ type result struct {
 }
 
 // runCLI runs the CLI to completion in dir, bounded by a generous timeout so
+
+// background is a CLI run started by startCLI.
+type background struct {
+	cmd    *exec.Cmd
+	stderr *strings.Builder // read it once exited is closed
+	exited chan struct{}    // closed when the process has ended
+	err    error            // Wait's error, once exited is closed
+}
+
+// startCLI starts the CLI in dir without waiting for it.
+func startCLI(t *testing.T, dir string, args ...string) *background {
+	t.Helper()
+	b := &background{cmd: exec.Command(cliBinary(t), args...), stderr: new(strings.Builder), exited: make(chan struct{})}
+	b.cmd.Dir = dir
+	b.cmd.Stderr = b.stderr
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { b.err = b.cmd.Wait(); close(b.exited) }()
+	return b
+}
+
 // a hang fails the test instead of stalling CI.
 func runCLI(t *testing.T, dir string, args ...string) result {
 	t.Helper()

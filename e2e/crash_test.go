@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -113,20 +112,12 @@ func TestCrashResumeExactlyOnce(t *testing.T) {
 
 	killed := 0
 	for killed < kills {
-		cmd := exec.Command(cliBinary(t), args...)
-		cmd.Dir = dir
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		var waitErr error
-		go func() { waitErr = cmd.Wait(); close(exited) }()
+		run := startCLI(t, dir, args...)
+		cmd, stderr, exited := run.cmd, run.stderr, run.exited
 		srv.waitRequests(srv.count()+20+rng.IntN(120), exited)
 		select {
 		case <-exited:
-			t.Fatalf("run finished before kill %d (exit %v): %s", killed+1, waitErr, stderr.String())
+			t.Fatalf("run finished before kill %d (exit %v): %s", killed+1, run.err, stderr.String())
 		default:
 		}
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -200,15 +191,8 @@ func TestInterruptExits130AndResumes(t *testing.T) {
 	writeManifest(t, dir, ts.URL, 600)
 	args := []string{"run", "orders.jsonl", "--quiet", "--concurrency", "4"}
 
-	cmd := exec.Command(cliBinary(t), args...)
-	cmd.Dir = dir
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	run := startCLI(t, dir, args...)
+	cmd, stderr, exited := run.cmd, run.stderr, run.exited
 	srv.waitRequests(50, exited)
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -281,13 +265,8 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	writeManifest(t, dir, ts.URL, 300)
 	args := []string{"run", "orders.jsonl", "--quiet", "--concurrency", "4", "--grace", "10m"}
 
-	cmd := exec.Command(cliBinary(t), args...)
-	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	run := startCLI(t, dir, args...)
+	cmd, exited := run.cmd, run.exited
 	select {
 	case <-holding:
 	case <-exited:
@@ -364,15 +343,8 @@ func TestSecondRunOnSameStateRefused(t *testing.T) {
 	writeManifest(t, dir, ts.URL, 400)
 	args := []string{"run", "orders.jsonl", "--quiet", "--concurrency", "4"}
 
-	cmd := exec.Command(cliBinary(t), args...)
-	cmd.Dir = dir
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	run := startCLI(t, dir, args...)
+	cmd, stderr, exited := run.cmd, run.stderr, run.exited
 	released := false
 	defer func() {
 		if !released {
