@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -115,6 +117,19 @@ func statePathFor(flag, manifest string) string {
 	return filepath.Join(filepath.Dir(manifest), ".rebound", jobNameFor(manifest)+".db")
 }
 
+// removeNewState closes a SQLite state that this run created for a manifest
+// it then refused, and removes it with SQLite's side files and the directory
+// if this run made that too (only if it is empty then).
+func removeNewState(st checkpoint.Store, path string, created []string) {
+	st.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-lock"} {
+		os.Remove(p)
+	}
+	if dir := filepath.Dir(path); slices.Contains(created, dir) {
+		os.Remove(dir) // fails, harmlessly, if anything else is in it
+	}
+}
+
 // openStore opens the store a --state value names: a PostgreSQL URL, shared
 // by many workers, or a SQLite file.
 func openStore(ctx context.Context, path string) (checkpoint.Store, error) {
@@ -187,6 +202,16 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	}
 	statePath := statePathFor(f.state, manifest)
 	shared := postgres.IsDSN(statePath)
+	// A manifest refused on its first run must leave nothing behind: note
+	// what this run creates, to take it away again.
+	var created []string
+	if !shared {
+		for _, p := range []string{filepath.Dir(statePath), statePath} {
+			if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+				created = append(created, p)
+			}
+		}
+	}
 	st, err := openStore(ctx, statePath)
 	if err != nil {
 		return err
@@ -212,6 +237,9 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	jb, err := job.LoadManifest(ctx, st, name, manifest)
 	if err != nil {
 		var merr *job.ManifestError
+		if errors.As(err, &merr) && slices.Contains(created, statePath) {
+			removeNewState(st, statePath, created)
+		}
 		if errors.As(err, &merr) || errors.Is(err, checkpoint.ErrManifestChanged) {
 			return usageErr(err)
 		}

@@ -172,10 +172,29 @@ func TestRunRefusesBadInput(t *testing.T) {
 			if code != ExitUsage || !strings.Contains(errOut, c.want) {
 				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, errOut, c.want)
 			}
+			// A first run that refuses its manifest leaves no state behind.
+			if entries, _ := os.ReadDir(filepath.Dir(m)); len(entries) != 1 {
+				t.Errorf("files left beside the manifest: %v", entries)
+			}
 		})
 	}
 	if hits.Load() != 0 {
 		t.Fatalf("%d requests sent for refused manifests", hits.Load())
+	}
+
+	// A refused manifest never touches a state that was there before.
+	dir := t.TempDir()
+	m := filepath.Join(dir, "m.jsonl")
+	os.WriteFile(m, []byte(`{"id":"a","url":"`+srv.URL+`/"}`+"\n"), 0o600)
+	if code, _, errOut := cliRun("run", m, "--quiet"); code != ExitOK {
+		t.Fatalf("first run: exit %d: %s", code, errOut)
+	}
+	os.WriteFile(m, []byte("{oops\n"), 0o600)
+	if code, _, _ := cliRun("run", m, "--quiet"); code != ExitUsage {
+		t.Fatalf("bad manifest on resume: exit %d, want 2", code)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".rebound", "m.db")); err != nil {
+		t.Errorf("the existing state is gone: %v", err)
 	}
 }
 
