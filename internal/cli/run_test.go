@@ -182,7 +182,8 @@ func TestRunRefusesBadInput(t *testing.T) {
 		t.Fatalf("%d requests sent for refused manifests", hits.Load())
 	}
 
-	// A refused manifest never touches a state that was there before.
+	// A refused manifest never touches a state that was there before (and a
+	// job of one item shows no throughput: one completion is not a rate).
 	dir := t.TempDir()
 	m := filepath.Join(dir, "m.jsonl")
 	os.WriteFile(m, []byte(`{"id":"a","url":"`+srv.URL+`/"}`+"\n"), 0o600)
@@ -195,6 +196,10 @@ func TestRunRefusesBadInput(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".rebound", "m.db")); err != nil {
 		t.Errorf("the existing state is gone: %v", err)
+	}
+	os.WriteFile(m, []byte(`{"id":"a","url":"`+srv.URL+`/"}`+"\n"), 0o600)
+	if code, out, _ := cliRun("status", m); code != ExitOK || strings.Contains(out, "throughput") || !strings.Contains(out, "done") {
+		t.Errorf("status of a one-item job: exit %d, %q; want counts and no throughput", code, out)
 	}
 }
 

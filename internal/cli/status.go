@@ -98,9 +98,11 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 			return err
 		}
 	}
+	// Items per second between the first and the last completion: n of them
+	// span n-1 intervals. A handful says nothing about a rate; show none.
 	rate := 0.0
-	if d := s.LastDone.Sub(s.FirstDone).Seconds(); d > 0 {
-		rate = float64(s.Done) / d
+	if d := s.LastDone.Sub(s.FirstDone).Seconds(); d > 0 && s.Done >= 10 {
+		rate = float64(s.Done-1) / d
 	}
 	out := cmd.OutOrStdout()
 	if asJSON {
