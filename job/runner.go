@@ -387,9 +387,10 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	return r.sum, leaseErr
 }
 
-// lease keeps the queue filled until nothing is left or ctx ends. When the
-// run ends, items still queued stay leased; the next run takes them back
-// (Exclusive) or they return when their lease expires.
+// lease keeps the queue filled until nothing is left, ctx ends or the store
+// fails. Items still queued then are given back by the workers (release);
+// those a crash leaves leased come back through the next run's Reclaim
+// (Exclusive) or when their lease expires.
 func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-chan struct{}, inflight *atomic.Int64) error {
 	st, n := r.cfg.Store, r.cfg.Concurrency
 	for ctx.Err() == nil && r.failed.Load() == nil {
