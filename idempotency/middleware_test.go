@@ -168,15 +168,21 @@ func TestBadRequests(t *testing.T) {
 		{"unterminated", "POST", `"abc`, "", 400, idempotency.ProblemKeyInvalid},
 		{"body too large", "POST", quoted("k"), "0123456789X", 413, idempotency.ProblemBodyTooLarge},
 	}
+	titles := map[string]string{} // problem type -> title: one title per type (RFC 9457)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rec := send(h, c.method, "/", c.key, c.body, "")
 			if rec.Code != c.status {
 				t.Fatalf("status %d, want %d", rec.Code, c.status)
 			}
-			if p := problemOf(t, rec); p.Type != c.typ {
+			p := problemOf(t, rec)
+			if p.Type != c.typ {
 				t.Fatalf("type %q, want %q", p.Type, c.typ)
 			}
+			if title, ok := titles[p.Type]; ok && title != p.Title {
+				t.Errorf("type %s has titles %q and %q; a problem type keeps one title", p.Type, title, p.Title)
+			}
+			titles[p.Type] = p.Title
 			if strings.Contains(rec.Body.String(), "kkkk") {
 				t.Fatal("problem echoes the key")
 			}

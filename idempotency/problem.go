@@ -71,7 +71,8 @@ func writeProblem(w http.ResponseWriter, p Problem, retryAfter string) {
 var (
 	problemMissing = Problem{ProblemKeyMissing, "Idempotency-Key is missing", http.StatusBadRequest,
 		"This operation is idempotent and requires an Idempotency-Key request header."}
-	problemTooLong = Problem{ProblemKeyInvalid, "Idempotency-Key is too long", http.StatusBadRequest,
+	// One type, one title (RFC 9457 §3.1.3); the detail says which rule broke.
+	problemTooLong = Problem{ProblemKeyInvalid, "Idempotency-Key is invalid", http.StatusBadRequest,
 		"The Idempotency-Key header is longer than this server accepts."}
 	problemInvalid = Problem{ProblemKeyInvalid, "Idempotency-Key is invalid", http.StatusBadRequest,
 		"The Idempotency-Key header must be one Structured Field String of printable ASCII, such as \"8e03978e-40d5-43e8-bc93-6894a57f9324\"."}
