@@ -36,19 +36,7 @@ func BenchmarkComplete(b *testing.B) {
 			b.Run(st.name+"/"+mode, func(b *testing.B) {
 				s := st.open(b)
 				defer s.Close()
-				if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{}); err != nil {
-					b.Fatal(err)
-				}
-				items := make([]checkpoint.Item, 0, 1000)
-				for i := 0; i < b.N; i += len(items) {
-					items = items[:0]
-					for k := i; k < b.N && k < i+1000; k++ {
-						items = append(items, checkpoint.Item{ID: fmt.Sprintf("item-%09d", k), Payload: []byte(`{"url":"http://example.com/x"}`)})
-					}
-					if err := s.AddItems(ctx, "j", items); err != nil {
-						b.Fatal(err)
-					}
-				}
+				fillJob(b, s, b.N)
 				b.ReportAllocs()
 				b.ResetTimer()
 				runWorkers(b, s, mode == "batch")
@@ -61,6 +49,24 @@ func BenchmarkComplete(b *testing.B) {
 					b.Fatalf("%d done, want %d", got.Done, b.N)
 				}
 			})
+		}
+	}
+}
+
+// fillJob opens job "j" in s and adds n small items, 10,000 per AddItems.
+func fillJob(b *testing.B, s checkpoint.Store, n int) {
+	b.Helper()
+	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{}); err != nil {
+		b.Fatal(err)
+	}
+	items := make([]checkpoint.Item, 0, 10_000)
+	for i := 0; i < n; i += len(items) {
+		items = items[:0]
+		for k := i; k < n && k < i+cap(items); k++ {
+			items = append(items, checkpoint.Item{ID: fmt.Sprintf("item-%09d", k), Payload: []byte(`{"url":"http://example.com/x"}`)})
+		}
+		if err := s.AddItems(ctx, "j", items); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
@@ -116,19 +122,7 @@ func BenchmarkSQLiteRowUpdate(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{}); err != nil {
-		b.Fatal(err)
-	}
-	items := make([]checkpoint.Item, 0, 1000)
-	for i := 0; i < b.N; i += len(items) {
-		items = items[:0]
-		for k := i; k < b.N && k < i+1000; k++ {
-			items = append(items, checkpoint.Item{ID: fmt.Sprintf("item-%09d", k), Payload: []byte(`{"url":"http://example.com/x"}`)})
-		}
-		if err := s.AddItems(ctx, "j", items); err != nil {
-			b.Fatal(err)
-		}
-	}
+	fillJob(b, s, b.N)
 	if err := s.Close(); err != nil {
 		b.Fatal(err)
 	}
@@ -179,19 +173,7 @@ func BenchmarkUnfinished(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{}); err != nil {
-		b.Fatal(err)
-	}
-	items := make([]checkpoint.Item, 0, 10_000)
-	for i := 0; i < unfinishedBenchItems; i += len(items) {
-		items = items[:0]
-		for k := i; k < unfinishedBenchItems && k < i+cap(items); k++ {
-			items = append(items, checkpoint.Item{ID: fmt.Sprintf("item-%09d", k), Payload: []byte(`{"url":"http://example.com/x"}`)})
-		}
-		if err := s.AddItems(ctx, "j", items); err != nil {
-			b.Fatal(err)
-		}
-	}
+	fillJob(b, s, unfinishedBenchItems)
 	if err := s.Close(); err != nil {
 		b.Fatal(err)
 	}
