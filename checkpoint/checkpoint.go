@@ -11,6 +11,13 @@
 // [ErrManifestChanged], so a changed manifest never mixes with old progress.
 // [Store.Restart] drops a job's state on purpose.
 //
+// Creating a job also draws its [Job.ID], a random 128-bit identity that the
+// store keeps with it: the same on every reopen, resume and worker sharing
+// the job, new once the job is restarted, and different in every other store.
+// Idempotency keys are derived from it (see job.IdempotencyKey), so two jobs
+// of the same name (two state files, or one name before and after a restart)
+// never send the same key.
+//
 // An item has a stable string ID, a small opaque payload (the manifest line,
 // or only its offset: the runner decides), a [State], an attempt count, the
 // last error and its kind, timestamps, and a small [Progress] record (offset,
@@ -167,6 +174,12 @@ type JobMeta struct {
 type Job struct {
 	// Name identifies the job in the store; every item belongs to one.
 	Name string
+	// ID is this job instance's identity: 32 hex digits from crypto/rand,
+	// drawn when OpenJob creates the job (or, for a job stored by an older
+	// version, when the store is first opened by this one). It stays the
+	// same across reopens, crashes and the workers that share the job, and
+	// is new after Restart; no two jobs, in one store or in two, share it.
+	ID string
 	// Meta is the JobMeta the job was first opened with; OpenJob compares
 	// later opens against it.
 	Meta JobMeta
@@ -312,6 +325,9 @@ type Store interface {
 	// one (Resumed set) if its JobMeta equals meta; otherwise it returns an
 	// error wrapping ErrManifestChanged that names the job.
 	OpenJob(ctx context.Context, name string, meta JobMeta) (Job, error)
+	// Job returns the stored job (Resumed set), or an error wrapping
+	// ErrNoJob. Unlike Stats it does not count the job's items.
+	Job(ctx context.Context, name string) (Job, error)
 	// Restart deletes the job and all its items. Restarting a job that does
 	// not exist is not an error. Writes of the job that were handed over
 	// earlier are flushed first; late results for its old leases are

@@ -17,8 +17,11 @@ import (
 )
 
 // SchemaVersion is the version of the SQLite file layout this build writes
-// (PRAGMA user_version). Files with a higher version are refused.
-const SchemaVersion = 1
+// (PRAGMA user_version). Files with a higher version are refused; files of
+// an older version are brought up to it when opened for writing.
+//
+// Version 2 added jobs.uid (Job.ID).
+const SchemaVersion = 2
 
 // applicationID marks the file as a rebound checkpoint store ("RBND").
 const applicationID = 0x52424E44
@@ -27,6 +30,7 @@ const schema = `
 CREATE TABLE jobs (
 	id          INTEGER PRIMARY KEY,
 	name        TEXT    NOT NULL UNIQUE,
+	uid         TEXT    NOT NULL DEFAULT '', -- Job.ID
 	fingerprint TEXT    NOT NULL,
 	total       INTEGER NOT NULL,
 	items       INTEGER NOT NULL DEFAULT 0,
@@ -87,6 +91,10 @@ type SQLite struct {
 	jobMu  sync.Mutex
 	jobIDs map[string]int64 // name -> jobs.id, for opened jobs
 
+	// uidCol selects jobs.uid: "uid", or "''" for a file of schema
+	// version 1 opened read-only (it has no such column and cannot get it).
+	uidCol string
+
 	gc *groupcommit.Committer[sqlOp] // Complete and SaveProgress; sticky error
 
 	run runLock
@@ -131,7 +139,7 @@ func OpenSQLite(path string, opts Options) (*SQLite, error) {
 	// One connection: SQLite has one writer anyway, and one connection
 	// keeps per-connection pragmas and the transaction order simple.
 	db.SetMaxOpenConns(1)
-	s := &SQLite{path: path, opts: opts, db: db, jobIDs: make(map[string]int64), run: runLock{path: path + "-lock"}}
+	s := &SQLite{path: path, opts: opts, db: db, jobIDs: make(map[string]int64), run: runLock{path: path + "-lock"}, uidCol: "uid"}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
@@ -186,7 +194,60 @@ func (s *SQLite) init() error {
 			return badFile(s.path, "damaged SQLite database (quick_check: "+res+")", hintStartOver)
 		}
 	}
+	if version < SchemaVersion {
+		if err := s.migrate(ctx); err != nil {
+			return err
+		}
+	}
 	return s.prepare(ctx)
+}
+
+// migrate brings a file of an older schema version up to SchemaVersion in
+// one transaction. The version is read again inside it: another process
+// may have migrated the file since init read it.
+func (s *SQLite) migrate(ctx context.Context) error {
+	if err := s.setWAL(ctx); err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %s: upgrading the schema: %w", s.path, err)
+	}
+	defer tx.Rollback()
+	var version int64
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("checkpoint: %s: upgrading the schema: %w", s.path, err)
+	}
+	if version == 1 {
+		// Jobs created before version 2 get their ID now, once: every
+		// later open reads the same one.
+		if _, err := tx.ExecContext(ctx, "ALTER TABLE jobs ADD COLUMN uid TEXT NOT NULL DEFAULT ''"); err != nil {
+			return fmt.Errorf("checkpoint: %s: upgrading the schema to version 2: %w", s.path, err)
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT id FROM jobs")
+		if err != nil {
+			return fmt.Errorf("checkpoint: %s: upgrading the schema to version 2: %w", s.path, err)
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("checkpoint: %s: upgrading the schema to version 2: %w", s.path, err)
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, "UPDATE jobs SET uid = ? WHERE id = ?", NewJobID(), id); err != nil {
+				return fmt.Errorf("checkpoint: %s: upgrading the schema to version 2: %w", s.path, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion)); err != nil {
+			return fmt.Errorf("checkpoint: %s: upgrading the schema to version 2: %w", s.path, err)
+		}
+	}
+	return s.wrap(tx.Commit())
 }
 
 func (s *SQLite) create(ctx context.Context) error {
@@ -205,14 +266,22 @@ func (s *SQLite) create(ctx context.Context) error {
 	return s.prepare(ctx)
 }
 
-// prepare switches the (checked) file to WAL and prepares the hot statements.
-func (s *SQLite) prepare(ctx context.Context) error {
+// setWAL switches the (checked) file to WAL mode.
+func (s *SQLite) setWAL(ctx context.Context) error {
 	var mode string
 	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
 		return fmt.Errorf("checkpoint: %s: set WAL mode: %w", s.path, err)
 	}
 	if mode != "wal" {
 		return fmt.Errorf("checkpoint: %s: journal mode is %q, want wal (is the file on a network file system?)", s.path, mode)
+	}
+	return nil
+}
+
+// prepare switches the (checked) file to WAL and prepares the hot statements.
+func (s *SQLite) prepare(ctx context.Context) error {
+	if err := s.setWAL(ctx); err != nil {
+		return err
 	}
 	var err error
 	s.completeStmt, err = s.db.PrepareContext(ctx, `UPDATE items SET
@@ -303,8 +372,8 @@ func (s *SQLite) OpenJob(ctx context.Context, name string, meta JobMeta) (Job, e
 		id      int64
 		created int64
 	)
-	err = tx.QueryRowContext(ctx, "SELECT id, fingerprint, total, items, created FROM jobs WHERE name = ?", name).
-		Scan(&id, &j.Meta.Fingerprint, &j.Meta.Total, &j.Items, &created)
+	err = tx.QueryRowContext(ctx, "SELECT id, uid, fingerprint, total, items, created FROM jobs WHERE name = ?", name).
+		Scan(&id, &j.ID, &j.Meta.Fingerprint, &j.Meta.Total, &j.Items, &created)
 	switch {
 	case err == nil:
 		if j.Meta != meta {
@@ -312,9 +381,9 @@ func (s *SQLite) OpenJob(ctx context.Context, name string, meta JobMeta) (Job, e
 		}
 		j.Created, j.Resumed = fromNano(created), true
 	case errors.Is(err, sql.ErrNoRows):
-		j.Meta, j.Created = meta, s.now()
-		err = tx.QueryRowContext(ctx, "INSERT INTO jobs (name, fingerprint, total, created) VALUES (?, ?, ?, ?) RETURNING id",
-			name, meta.Fingerprint, meta.Total, j.Created.UnixNano()).Scan(&id)
+		j.Meta, j.Created, j.ID = meta, s.now(), NewJobID()
+		err = tx.QueryRowContext(ctx, "INSERT INTO jobs (name, uid, fingerprint, total, created) VALUES (?, ?, ?, ?, ?) RETURNING id",
+			name, j.ID, meta.Fingerprint, meta.Total, j.Created.UnixNano()).Scan(&id)
 		if err != nil {
 			return Job{}, s.wrap(err)
 		}
@@ -327,6 +396,24 @@ func (s *SQLite) OpenJob(ctx context.Context, name string, meta JobMeta) (Job, e
 	s.jobMu.Lock()
 	s.jobIDs[name] = id
 	s.jobMu.Unlock()
+	return j, nil
+}
+
+// Job implements Store.
+func (s *SQLite) Job(ctx context.Context, name string) (Job, error) {
+	if s.isClosed() {
+		return Job{}, ErrClosed
+	}
+	j := Job{Name: name, Resumed: true}
+	var created int64
+	err := s.db.QueryRowContext(ctx, "SELECT "+s.uidCol+", fingerprint, total, items, created FROM jobs WHERE name = ?", name).
+		Scan(&j.ID, &j.Meta.Fingerprint, &j.Meta.Total, &j.Items, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Job{}, noJob(name)
+	} else if err != nil {
+		return Job{}, s.wrap(err)
+	}
+	j.Created = fromNano(created)
 	return j, nil
 }
 
@@ -717,8 +804,8 @@ func (s *SQLite) Stats(ctx context.Context, job string) (Stats, error) {
 		st      = Stats{Job: Job{Name: job, Resumed: true}}
 		created int64
 	)
-	err := s.db.QueryRowContext(ctx, "SELECT fingerprint, total, items, created FROM jobs WHERE name = ?", job).
-		Scan(&st.Job.Meta.Fingerprint, &st.Job.Meta.Total, &st.Job.Items, &created)
+	err := s.db.QueryRowContext(ctx, "SELECT "+s.uidCol+", fingerprint, total, items, created FROM jobs WHERE name = ?", job).
+		Scan(&st.Job.ID, &st.Job.Meta.Fingerprint, &st.Job.Meta.Total, &st.Job.Items, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Stats{}, noJob(job)
 	} else if err != nil {

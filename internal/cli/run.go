@@ -57,8 +57,10 @@ command on each; the first loads the manifest, the others join, and a worker
 that dies leaves its items to the others once its leases expire (--lease-ttl).
 Running the same command again resumes: finished items are skipped,
 interrupted ones continue. Every request carries an Idempotency-Key
-derived from the job and the item ID, the same after any crash, so a server
-that deduplicates applies each item exactly once.
+derived from the job's ID (drawn at random when the state first loads the
+manifest) and the item ID, the same after any crash, so a server that
+deduplicates applies each item exactly once. Another state file, or
+--restart, is a new job with new keys: it sends every item again.
 
 Failures are classified: connection errors, timeouts, 408, 429 and 5xx but
 501 are retried with jittered exponential backoff (Retry-After honoured);
