@@ -88,7 +88,8 @@ var (
 	// ErrNoItem: the item does not exist in the job.
 	ErrNoItem = errors.New("checkpoint: no such item")
 	// ErrManifestChanged: OpenJob was given a JobMeta that differs from the
-	// one the job was created with.
+	// one the job was created with. Its text says how to go on without
+	// doing finished items twice.
 	ErrManifestChanged = errors.New("checkpoint: job was started with a different manifest")
 	// ErrDuplicateID: AddItems was given an ID the job already has, or the
 	// same ID twice.
@@ -490,9 +491,15 @@ func cutErr(s string) string {
 	return s[:i]
 }
 
+// manifestChanged's advice must not cost an item twice: a job's idempotency
+// keys come from its ID, so a new job (another name, or the same one after
+// Restart) sends its items under new keys, and a server that deduplicates
+// cannot recognise the items the old job already did.
 func manifestChanged(name string, have, want JobMeta) error {
 	return fmt.Errorf("%w: job %q was started from a manifest with fingerprint %q (%d items), this run has %q (%d items); "+
-		"to start over, restart the job (Store.Restart; with the CLI: rebound run --restart), or use another job name",
+		"a started job's items cannot change. To send new requests, put only the new lines in a new manifest and run that as a job of its own. "+
+		"Running this edited manifest as a new job (another name, or this one restarted) would send its items under new idempotency keys, "+
+		"so items this job already did would be done again",
 		ErrManifestChanged, name, have.Fingerprint, have.Total, want.Fingerprint, want.Total)
 }
 

@@ -747,8 +747,16 @@ func testManifestChanged(e *env) {
 	}
 	for _, other := range []checkpoint.JobMeta{{Fingerprint: "sha256:bbb", Total: 3}, {Fingerprint: "sha256:aaa", Total: 4}} {
 		_, err := e.s.OpenJob(e.ctx, "sync", other)
-		if !errors.Is(err, checkpoint.ErrManifestChanged) || !strings.Contains(err.Error(), `"sync"`) || !strings.Contains(err.Error(), "--restart") {
-			e.t.Fatalf("OpenJob with %+v: err = %v, want ErrManifestChanged naming the job and --restart", other, err)
+		if !errors.Is(err, checkpoint.ErrManifestChanged) || !strings.Contains(err.Error(), `"sync"`) {
+			e.t.Fatalf("OpenJob with %+v: err = %v, want ErrManifestChanged naming the job", other, err)
+		}
+		// The advice must not invite sending finished items again under
+		// new keys, and a library error names no CLI flag.
+		msg := err.Error()
+		if strings.Contains(msg, "--") || strings.Contains(msg, "another job name") ||
+			!strings.Contains(msg, "new manifest") || !strings.Contains(msg, "new idempotency keys") {
+			e.t.Fatalf("OpenJob with %+v: err = %q, want advice to put new lines in a new manifest, "+
+				"a warning that a new job means new idempotency keys, and no CLI flag", other, msg)
 		}
 	}
 }

@@ -170,6 +170,19 @@ func openStore(ctx context.Context, path string) (checkpoint.Store, error) {
 	return st, nil
 }
 
+// manifestChangedHint adds the command line's side to the store's advice:
+// the flags that look like a way out (--restart, --job) would send the
+// finished items again, under new idempotency keys.
+func manifestChangedHint(ctx context.Context, st checkpoint.Store, name string, err error) error {
+	done := "the items it already did"
+	if s, serr := st.Stats(ctx, name); serr == nil {
+		done = fmt.Sprintf("the %d item(s) it already did", s.Done)
+	}
+	return fmt.Errorf("%w\nhint: to send more requests, write only the new lines to a new manifest file and 'rebound run' that; "+
+		"'rebound status' shows what this job did. Do not use --restart or another --job name for the edited manifest: "+
+		"a new job has new idempotency keys, so %s would be sent again", err, done)
+}
+
 func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	ctx := cmd.Context()
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
@@ -242,7 +255,10 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 		if errors.As(err, &merr) && slices.Contains(created, statePath) {
 			removeNewState(st, statePath, created)
 		}
-		if errors.As(err, &merr) || errors.Is(err, checkpoint.ErrManifestChanged) {
+		if errors.Is(err, checkpoint.ErrManifestChanged) {
+			return usageErr(manifestChangedHint(ctx, st, name, err))
+		}
+		if errors.As(err, &merr) {
 			return usageErr(err)
 		}
 		return err
