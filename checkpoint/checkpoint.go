@@ -106,8 +106,14 @@ var (
 	// ErrInvalid: an argument is out of range (empty ID, oversized payload,
 	// unknown state, n < 1, ...).
 	ErrInvalid = errors.New("checkpoint: invalid argument")
-	// ErrLocked: another run holds the store's run lock (RunLocker).
+	// ErrLocked: another run holds the store's run lock (RunLocker), or
+	// another process holds a lock on the store file.
 	ErrLocked = errors.New("checkpoint: store is in use by another run")
+	// ErrReadOnly: the store cannot be written (a read-only file system,
+	// no write permission on the file or its folder, an immutable file),
+	// or was opened with Options.ReadOnly. The store itself is fine: its
+	// progress is intact, and it can be opened with Options.ReadOnly.
+	ErrReadOnly = errors.New("checkpoint: store cannot be written")
 )
 
 // Limits that keep every item small, so that memory is bounded by the number
@@ -417,6 +423,11 @@ type Options struct {
 	// BusyTimeout is how long SQLite waits for a lock held by another
 	// connection; 0 means 5 s. (SQLite only.)
 	BusyTimeout time.Duration
+	// ReadOnly opens an existing store file without writing to it (for a
+	// status display, or a file on a read-only file system): no file is
+	// created, no schema upgraded, and every write fails with ErrReadOnly.
+	// (SQLite only.)
+	ReadOnly bool
 	// SkipQuickCheck skips PRAGMA quick_check when opening a file. The
 	// check reads the whole file (measured: 0.2 s for a 39 MB file of 200k
 	// items, on a busy 2-core machine); skip it only for very large files

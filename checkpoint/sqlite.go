@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -116,14 +118,47 @@ type sqlOp struct {
 // names the file and says what to do, a file that is not a SQLite database,
 // is truncated or damaged (PRAGMA quick_check), belongs to another program,
 // was written by a newer schema version, or is readable by other users; it
-// never writes to such a file.
+// never writes to such a file. A healthy file that cannot be written (a
+// read-only file system, no write permission on it or its folder) or that
+// another process has locked is not ErrBadFile: the error wraps ErrReadOnly
+// or ErrLocked and says the progress is intact. Options.ReadOnly opens an
+// existing file for reading only (a file of an older schema version is then
+// read as it is, without job IDs).
 func OpenSQLite(path string, opts Options) (*SQLite, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: empty store path", ErrInvalid)
 	}
-	if err := prepareFile(path); err != nil {
+	if err := prepareFile(path, opts.ReadOnly); err != nil {
 		return nil, err
 	}
+	s, err := openSQLite(path, opts, "")
+	if opts.ReadOnly && sqliteCode(err) == sqliteCantOpen {
+		// A WAL file read without write access to its folder: SQLite
+		// cannot create the -shm it reads through. With no -wal holding
+		// newer writes, the file alone is the whole state, and SQLite may
+		// read it as immutable.
+		if wst, werr := os.Stat(path + "-wal"); errors.Is(werr, fs.ErrNotExist) || (werr == nil && wst.Size() == 0) {
+			s, err = openSQLite(path, opts, "&immutable=1")
+		} else if werr == nil {
+			err = readOnlyErr(path, "its newest writes are in "+path+"-wal, which SQLite can read only with write access to the folder")
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.gc = groupcommit.New(groupcommit.Config[sqlOp]{
+		Commit:    s.groupCommit,
+		Weight:    opWeight,
+		MaxBatch:  opts.MaxBatch,
+		QueueSize: opts.QueueSize,
+		ErrClosed: ErrClosed,
+	})
+	return s, nil
+}
+
+// openSQLite opens and checks the (prepared) file; extra is appended to
+// the URI's parameters.
+func openSQLite(path string, opts Options, extra string) (*SQLite, error) {
 	busy := opts.BusyTimeout
 	if busy <= 0 {
 		busy = 5 * time.Second
@@ -132,7 +167,10 @@ func OpenSQLite(path string, opts Options) (*SQLite, error) {
 	// writes to the file, and a file we refuse must stay as it was.
 	dsn := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_txlock=immediate",
 		escapeURIPath(path), busy.Milliseconds())
-	db, err := sql.Open("sqlite", dsn)
+	if opts.ReadOnly {
+		dsn += "&mode=ro"
+	}
+	db, err := sql.Open("sqlite", dsn+extra)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: open %s: %w", path, err)
 	}
@@ -144,13 +182,6 @@ func OpenSQLite(path string, opts Options) (*SQLite, error) {
 		db.Close()
 		return nil, err
 	}
-	s.gc = groupcommit.New(groupcommit.Config[sqlOp]{
-		Commit:    s.groupCommit,
-		Weight:    opWeight,
-		MaxBatch:  opts.MaxBatch,
-		QueueSize: opts.QueueSize,
-		ErrClosed: ErrClosed,
-	})
 	return s, nil
 }
 
@@ -171,7 +202,7 @@ func (s *SQLite) init() error {
 		err = s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&tables)
 	}
 	if err != nil {
-		return badFile(s.path, "cannot read it as a SQLite database ("+err.Error()+")", hintStartOver)
+		return sqliteOpenErr(s.path, "cannot read it as a SQLite database", err)
 	}
 	switch {
 	case appID == 0 && version == 0 && tables == 0:
@@ -188,14 +219,16 @@ func (s *SQLite) init() error {
 	if !s.opts.SkipQuickCheck {
 		var res string
 		if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&res); err != nil {
-			return badFile(s.path, "damaged SQLite database ("+err.Error()+")", hintStartOver)
+			return sqliteOpenErr(s.path, "damaged SQLite database", err)
 		}
 		if res != "ok" {
 			return badFile(s.path, "damaged SQLite database (quick_check: "+res+")", hintStartOver)
 		}
 	}
 	if version < SchemaVersion {
-		if err := s.migrate(ctx); err != nil {
+		if s.opts.ReadOnly {
+			s.uidCol = "''" // version 1 has no job IDs; reading needs none
+		} else if err := s.migrate(ctx); err != nil {
 			return err
 		}
 	}
@@ -280,8 +313,10 @@ func (s *SQLite) setWAL(ctx context.Context) error {
 
 // prepare switches the (checked) file to WAL and prepares the hot statements.
 func (s *SQLite) prepare(ctx context.Context) error {
-	if err := s.setWAL(ctx); err != nil {
-		return err
+	if !s.opts.ReadOnly { // a read-only file keeps its journal mode
+		if err := s.setWAL(ctx); err != nil {
+			return err
+		}
 	}
 	var err error
 	s.completeStmt, err = s.db.PrepareContext(ctx, `UPDATE items SET
@@ -346,6 +381,9 @@ func (s *SQLite) jobID(ctx context.Context, q querier, name string) (int64, erro
 func (s *SQLite) wrap(err error) error {
 	if err == nil {
 		return nil
+	}
+	if sqliteCode(err) == sqliteReadOnly {
+		return fmt.Errorf("%w: %s: %w", ErrReadOnly, s.path, err)
 	}
 	return fmt.Errorf("checkpoint: %s: %w", s.path, err)
 }
@@ -947,6 +985,9 @@ func (s *SQLite) RetryDead(ctx context.Context, job string) (int64, error) {
 func (s *SQLite) TryLockRun(job string) (func(), error) {
 	if s.isClosed() {
 		return nil, ErrClosed
+	}
+	if s.opts.ReadOnly {
+		return nil, fmt.Errorf("%w: %s was opened read-only", ErrReadOnly, s.path)
 	}
 	return s.run.tryLock(s.path)
 }

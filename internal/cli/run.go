@@ -164,6 +164,9 @@ func openStore(ctx context.Context, path string) (checkpoint.Store, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	st, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	if errors.Is(err, checkpoint.ErrReadOnly) {
+		err = fmt.Errorf("%w\nhint: 'rebound status' can still show its progress", err)
+	}
 	if err != nil {
 		return nil, usageErr(err)
 	}
