@@ -47,7 +47,8 @@
 // nil, or once [Store.Close] has returned nil. Writes that were handed over
 // but not yet flushed may be lost in a crash; their items are then still
 // leased (or pending) and are done again, which is why the work itself must
-// be idempotent (rebound derives an idempotency key from job and item ID).
+// be idempotent (rebound derives an idempotency key from the job's ID and
+// the item ID).
 // All other methods (OpenJob, Restart, AddItems, Lease, Extend, Reclaim,
 // RetryDead) write synchronously: their effect is durable when they return.
 // Readers (Item, Stats, Unfinished, TopErrors, Dead) see committed state;

@@ -112,3 +112,20 @@ func TestKeysScopedToJobInstance(t *testing.T) {
 		t.Fatalf("restarted job sent %v, want new keys for both items (first job: %v)", restarted, first)
 	}
 }
+
+// A run cancelled before it starts is interrupted (the CLI's exit 130), not
+// a store failure, although reading the job's ID is the first thing it does.
+func TestRunCancelledBeforeStartIsInterrupted(t *testing.T) {
+	st, err := checkpoint.OpenSQLite(filepath.Join(t.TempDir(), "s.db"), checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	addJob(t, st, "a")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = Run(ctx, Config{Job: "j", Store: st}, func(context.Context, *Task) error { return nil })
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("err = %v, want ErrInterrupted", err)
+	}
+}

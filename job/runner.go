@@ -309,6 +309,9 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 		r.job, err = st.Job(ctx, r.cfg.Job)
 		return err
 	}); err != nil {
+		if ctx.Err() != nil {
+			return r.sum, ErrInterrupted // nothing was leased: nothing to save
+		}
 		return r.sum, fmt.Errorf("job %s: %w", r.cfg.Job, err)
 	}
 	if r.job.ID == "" {

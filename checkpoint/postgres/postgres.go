@@ -13,8 +13,9 @@
 //     (Extend) moves forward while the item runs. When a worker dies, its
 //     leases expire and other workers take the items, with a new lease token
 //     (a result under the old token is dropped) but the same idempotency key
-//     (the runner derives it from job and item ID), so a server that
-//     deduplicates applies each item once.
+//     (the runner derives it from the job's ID, which every worker reads
+//     from the jobs table, and the item ID), so a server that deduplicates
+//     applies each item once.
 //   - Time comes from the database server (statement_timestamp), so the
 //     clocks of the workers' machines do not have to agree for leases to
 //     expire correctly. Options.Now, if set, replaces it (tests).
