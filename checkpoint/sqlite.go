@@ -205,6 +205,8 @@ func (s *SQLite) init() error {
 		return sqliteOpenErr(s.path, "cannot read it as a SQLite database", err)
 	}
 	switch {
+	case appID == 0 && version == 0 && tables == 0 && s.opts.ReadOnly:
+		return fmt.Errorf("%w: %s is an empty store file: no job has been started in it", ErrNoJob, s.path)
 	case appID == 0 && version == 0 && tables == 0:
 		return s.create(ctx)
 	case appID != applicationID:

@@ -565,3 +565,26 @@ func TestSQLiteMigratesVersion1(t *testing.T) {
 		t.Fatalf("user_version = %d, %v; want %d", v, err, checkpoint.SchemaVersion)
 	}
 }
+
+// Options.ReadOnly never creates anything: a missing file is an error and
+// stays missing, and an empty file holds no job and stays empty.
+func TestSQLiteReadOnlyCreatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.db")
+	if _, err := checkpoint.OpenSQLite(missing, checkpoint.Options{ReadOnly: true}); err == nil {
+		t.Fatal("read-only open of a missing file succeeded")
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Fatal("read-only open created the file")
+	}
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkpoint.OpenSQLite(empty, checkpoint.Options{ReadOnly: true}); !errors.Is(err, checkpoint.ErrNoJob) {
+		t.Fatalf("read-only open of an empty file: err = %v, want ErrNoJob", err)
+	}
+	if fi, err := os.Stat(empty); err != nil || fi.Size() != 0 {
+		t.Fatalf("the empty file was written: %v %v", fi, err)
+	}
+}
