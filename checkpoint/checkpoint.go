@@ -11,6 +11,13 @@
 // [ErrManifestChanged], so a changed manifest never mixes with old progress.
 // [Store.Restart] drops a job's state on purpose.
 //
+// Creating a job also draws its [Job.ID], a random 128-bit identity that the
+// store keeps with it: the same on every reopen, resume and worker sharing
+// the job, new once the job is restarted, and different in every other store.
+// Idempotency keys are derived from it (see job.IdempotencyKey), so two jobs
+// of the same name (two state files, or one name before and after a restart)
+// never send the same key.
+//
 // An item has a stable string ID, a small opaque payload (the manifest line,
 // or only its offset: the runner decides), a [State], an attempt count, the
 // last error and its kind, timestamps, and a small [Progress] record (offset,
@@ -40,7 +47,8 @@
 // nil, or once [Store.Close] has returned nil. Writes that were handed over
 // but not yet flushed may be lost in a crash; their items are then still
 // leased (or pending) and are done again, which is why the work itself must
-// be idempotent (rebound derives an idempotency key from job and item ID).
+// be idempotent (rebound derives an idempotency key from the job's ID and
+// the item ID).
 // All other methods (OpenJob, Restart, AddItems, Lease, Extend, Reclaim,
 // RetryDead) write synchronously: their effect is durable when they return.
 // Readers (Item, Stats, Unfinished, TopErrors, Dead) see committed state;
@@ -81,7 +89,8 @@ var (
 	// ErrNoItem: the item does not exist in the job.
 	ErrNoItem = errors.New("checkpoint: no such item")
 	// ErrManifestChanged: OpenJob was given a JobMeta that differs from the
-	// one the job was created with.
+	// one the job was created with. Its text says how to go on without
+	// doing finished items twice.
 	ErrManifestChanged = errors.New("checkpoint: job was started with a different manifest")
 	// ErrDuplicateID: AddItems was given an ID the job already has, or the
 	// same ID twice.
@@ -98,8 +107,14 @@ var (
 	// ErrInvalid: an argument is out of range (empty ID, oversized payload,
 	// unknown state, n < 1, ...).
 	ErrInvalid = errors.New("checkpoint: invalid argument")
-	// ErrLocked: another run holds the store's run lock (RunLocker).
+	// ErrLocked: another run holds the store's run lock (RunLocker), or
+	// another process holds a lock on the store file.
 	ErrLocked = errors.New("checkpoint: store is in use by another run")
+	// ErrReadOnly: the store cannot be written (a read-only file system,
+	// no write permission on the file or its folder, an immutable file),
+	// or was opened with Options.ReadOnly. The store itself is fine: its
+	// progress is intact, and it can be opened with Options.ReadOnly.
+	ErrReadOnly = errors.New("checkpoint: store cannot be written")
 )
 
 // Limits that keep every item small, so that memory is bounded by the number
@@ -167,6 +182,12 @@ type JobMeta struct {
 type Job struct {
 	// Name identifies the job in the store; every item belongs to one.
 	Name string
+	// ID is this job instance's identity: 32 hex digits from crypto/rand,
+	// drawn when OpenJob creates the job (or, for a job stored by an older
+	// version, when the store is first opened by this one). It stays the
+	// same across reopens, crashes and the workers that share the job, and
+	// is new after Restart; no two jobs, in one store or in two, share it.
+	ID string
 	// Meta is the JobMeta the job was first opened with; OpenJob compares
 	// later opens against it.
 	Meta JobMeta
@@ -312,6 +333,9 @@ type Store interface {
 	// one (Resumed set) if its JobMeta equals meta; otherwise it returns an
 	// error wrapping ErrManifestChanged that names the job.
 	OpenJob(ctx context.Context, name string, meta JobMeta) (Job, error)
+	// Job returns the stored job (Resumed set), or an error wrapping
+	// ErrNoJob. Unlike Stats it does not count the job's items.
+	Job(ctx context.Context, name string) (Job, error)
 	// Restart deletes the job and all its items. Restarting a job that does
 	// not exist is not an error. Writes of the job that were handed over
 	// earlier are flushed first; late results for its old leases are
@@ -400,6 +424,11 @@ type Options struct {
 	// BusyTimeout is how long SQLite waits for a lock held by another
 	// connection; 0 means 5 s. (SQLite only.)
 	BusyTimeout time.Duration
+	// ReadOnly opens an existing store file without writing to it (for a
+	// status display, or a file on a read-only file system): no file is
+	// created, no schema upgraded, and every write fails with ErrReadOnly.
+	// (SQLite only.)
+	ReadOnly bool
 	// SkipQuickCheck skips PRAGMA quick_check when opening a file. The
 	// check reads the whole file (measured: 0.2 s for a 39 MB file of 200k
 	// items, on a busy 2-core machine); skip it only for very large files
@@ -474,9 +503,15 @@ func cutErr(s string) string {
 	return s[:i]
 }
 
+// manifestChanged's advice must not cost an item twice: a job's idempotency
+// keys come from its ID, so a new job (another name, or the same one after
+// Restart) sends its items under new keys, and a server that deduplicates
+// cannot recognise the items the old job already did.
 func manifestChanged(name string, have, want JobMeta) error {
 	return fmt.Errorf("%w: job %q was started from a manifest with fingerprint %q (%d items), this run has %q (%d items); "+
-		"to start over, restart the job (Store.Restart; with the CLI: rebound run --restart), or use another job name",
+		"a started job's items cannot change. To send new requests, put only the new lines in a new manifest and run that as a job of its own. "+
+		"Running this edited manifest as a new job (another name, or this one restarted) would send its items under new idempotency keys, "+
+		"so items this job already did would be done again",
 		ErrManifestChanged, name, have.Fingerprint, have.Total, want.Fingerprint, want.Total)
 }
 

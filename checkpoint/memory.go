@@ -153,11 +153,24 @@ func (m *Memory) OpenJob(ctx context.Context, name string, meta JobMeta) (Job, e
 		return out, nil
 	}
 	j := &memJob{
-		job:   Job{Name: name, Meta: meta, Created: m.opts.now().UTC()},
+		job:   Job{Name: name, ID: NewJobID(), Meta: meta, Created: m.opts.now().UTC()},
 		items: make(map[string]*memItem),
 	}
 	m.jobs[name] = j
 	return j.job, nil
+}
+
+// Job implements Store.
+func (m *Memory) Job(ctx context.Context, name string) (Job, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, err := m.job(name)
+	if err != nil {
+		return Job{}, err
+	}
+	out := j.job
+	out.Resumed = true
+	return out, nil
 }
 
 // Restart implements Store.

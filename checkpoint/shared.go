@@ -2,6 +2,8 @@ package checkpoint
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"time"
 )
 
@@ -28,6 +30,14 @@ func ValidateResult(r Result) error { return checkResult(r) }
 // ValidateProgress returns an error wrapping ErrInvalid for a Progress
 // record that is too large.
 func ValidateProgress(p Progress) error { return checkProgress(&p) }
+
+// NewJobID returns a fresh Job.ID: 128 bits from crypto/rand as 32 hex
+// digits. Stores draw one for every job they create.
+func NewJobID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand: it crashes the program instead)
+	return hex.EncodeToString(b[:])
+}
 
 // CutErr bounds an error text to MaxErrLen bytes, keeping valid UTF-8.
 func CutErr(s string) string { return cutErr(s) }

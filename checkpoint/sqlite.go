@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -17,8 +19,11 @@ import (
 )
 
 // SchemaVersion is the version of the SQLite file layout this build writes
-// (PRAGMA user_version). Files with a higher version are refused.
-const SchemaVersion = 1
+// (PRAGMA user_version). Files with a higher version are refused; files of
+// an older version are brought up to it when opened for writing.
+//
+// Version 2 added jobs.uid (Job.ID).
+const SchemaVersion = 2
 
 // applicationID marks the file as a rebound checkpoint store ("RBND").
 const applicationID = 0x52424E44
@@ -27,6 +32,7 @@ const schema = `
 CREATE TABLE jobs (
 	id          INTEGER PRIMARY KEY,
 	name        TEXT    NOT NULL UNIQUE,
+	uid         TEXT    NOT NULL DEFAULT '', -- Job.ID
 	fingerprint TEXT    NOT NULL,
 	total       INTEGER NOT NULL,
 	items       INTEGER NOT NULL DEFAULT 0,
@@ -87,6 +93,10 @@ type SQLite struct {
 	jobMu  sync.Mutex
 	jobIDs map[string]int64 // name -> jobs.id, for opened jobs
 
+	// uidCol selects jobs.uid: "uid", or "''" for a file of schema
+	// version 1 opened read-only (it has no such column and cannot get it).
+	uidCol string
+
 	gc *groupcommit.Committer[sqlOp] // Complete and SaveProgress; sticky error
 
 	run runLock
@@ -108,32 +118,32 @@ type sqlOp struct {
 // names the file and says what to do, a file that is not a SQLite database,
 // is truncated or damaged (PRAGMA quick_check), belongs to another program,
 // was written by a newer schema version, or is readable by other users; it
-// never writes to such a file.
+// never writes to such a file. A healthy file that cannot be written (a
+// read-only file system, no write permission on it or its folder) or that
+// another process has locked is not ErrBadFile: the error wraps ErrReadOnly
+// or ErrLocked and says the progress is intact. Options.ReadOnly opens an
+// existing file for reading only (a file of an older schema version is then
+// read as it is, without job IDs).
 func OpenSQLite(path string, opts Options) (*SQLite, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: empty store path", ErrInvalid)
 	}
-	if err := prepareFile(path); err != nil {
+	if err := prepareFile(path, opts.ReadOnly); err != nil {
 		return nil, err
 	}
-	busy := opts.BusyTimeout
-	if busy <= 0 {
-		busy = 5 * time.Second
+	s, err := openSQLite(path, opts, "")
+	if opts.ReadOnly && sqliteCode(err) == sqliteCantOpen {
+		// A WAL file read without write access to its folder: SQLite
+		// cannot create the -shm it reads through. With no -wal holding
+		// newer writes, the file alone is the whole state, and SQLite may
+		// read it as immutable.
+		if wst, werr := os.Stat(path + "-wal"); errors.Is(werr, fs.ErrNotExist) || (werr == nil && wst.Size() == 0) {
+			s, err = openSQLite(path, opts, "&immutable=1")
+		} else if werr == nil {
+			err = readOnlyErr(path, "its newest writes are in "+path+"-wal, which SQLite can read only with write access to the folder")
+		}
 	}
-	// journal_mode is set only after the checks below: switching to WAL
-	// writes to the file, and a file we refuse must stay as it was.
-	dsn := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_txlock=immediate",
-		escapeURIPath(path), busy.Milliseconds())
-	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: open %s: %w", path, err)
-	}
-	// One connection: SQLite has one writer anyway, and one connection
-	// keeps per-connection pragmas and the transaction order simple.
-	db.SetMaxOpenConns(1)
-	s := &SQLite{path: path, opts: opts, db: db, jobIDs: make(map[string]int64), run: runLock{path: path + "-lock"}}
-	if err := s.init(); err != nil {
-		db.Close()
 		return nil, err
 	}
 	s.gc = groupcommit.New(groupcommit.Config[sqlOp]{
@@ -143,6 +153,35 @@ func OpenSQLite(path string, opts Options) (*SQLite, error) {
 		QueueSize: opts.QueueSize,
 		ErrClosed: ErrClosed,
 	})
+	return s, nil
+}
+
+// openSQLite opens and checks the (prepared) file; extra is appended to
+// the URI's parameters.
+func openSQLite(path string, opts Options, extra string) (*SQLite, error) {
+	busy := opts.BusyTimeout
+	if busy <= 0 {
+		busy = 5 * time.Second
+	}
+	// journal_mode is set only after the checks below: switching to WAL
+	// writes to the file, and a file we refuse must stay as it was.
+	dsn := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_txlock=immediate",
+		escapeURIPath(path), busy.Milliseconds())
+	if opts.ReadOnly {
+		dsn += "&mode=ro"
+	}
+	db, err := sql.Open("sqlite", dsn+extra)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: open %s: %w", path, err)
+	}
+	// One connection: SQLite has one writer anyway, and one connection
+	// keeps per-connection pragmas and the transaction order simple.
+	db.SetMaxOpenConns(1)
+	s := &SQLite{path: path, opts: opts, db: db, jobIDs: make(map[string]int64), run: runLock{path: path + "-lock"}, uidCol: "uid"}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -163,9 +202,11 @@ func (s *SQLite) init() error {
 		err = s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&tables)
 	}
 	if err != nil {
-		return badFile(s.path, "cannot read it as a SQLite database ("+err.Error()+")", hintStartOver)
+		return sqliteOpenErr(s.path, "cannot read it as a SQLite database", err)
 	}
 	switch {
+	case appID == 0 && version == 0 && tables == 0 && s.opts.ReadOnly:
+		return fmt.Errorf("%w: %s is an empty store file: no job has been started in it", ErrNoJob, s.path)
 	case appID == 0 && version == 0 && tables == 0:
 		return s.create(ctx)
 	case appID != applicationID:
@@ -180,13 +221,68 @@ func (s *SQLite) init() error {
 	if !s.opts.SkipQuickCheck {
 		var res string
 		if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&res); err != nil {
-			return badFile(s.path, "damaged SQLite database ("+err.Error()+")", hintStartOver)
+			return sqliteOpenErr(s.path, "damaged SQLite database", err)
 		}
 		if res != "ok" {
 			return badFile(s.path, "damaged SQLite database (quick_check: "+res+")", hintStartOver)
 		}
 	}
+	if version < SchemaVersion {
+		if s.opts.ReadOnly {
+			s.uidCol = "''" // version 1 has no job IDs; reading needs none
+		} else if err := s.migrate(ctx); err != nil {
+			return err
+		}
+	}
 	return s.prepare(ctx)
+}
+
+// migrate brings a file of an older schema version up to SchemaVersion in
+// one transaction. The version is read again inside it: another process
+// may have migrated the file since init read it.
+func (s *SQLite) migrate(ctx context.Context) error {
+	if err := s.setWAL(ctx); err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %s: upgrading the schema: %w", s.path, err)
+	}
+	defer tx.Rollback()
+	var version int64
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("checkpoint: %s: upgrading the schema: %w", s.path, err)
+	}
+	if version == 1 {
+		// Jobs created before version 2 get their ID now, once: every
+		// later open reads the same one.
+		if _, err := tx.ExecContext(ctx, "ALTER TABLE jobs ADD COLUMN uid TEXT NOT NULL DEFAULT ''"); err != nil {
+			return fmt.Errorf("checkpoint: %s: upgrading the schema to version 2: %w", s.path, err)
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT id FROM jobs")
+		if err != nil {
+			return fmt.Errorf("checkpoint: %s: upgrading the schema to version 2: %w", s.path, err)
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("checkpoint: %s: upgrading the schema to version 2: %w", s.path, err)
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, "UPDATE jobs SET uid = ? WHERE id = ?", NewJobID(), id); err != nil {
+				return fmt.Errorf("checkpoint: %s: upgrading the schema to version 2: %w", s.path, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion)); err != nil {
+			return fmt.Errorf("checkpoint: %s: upgrading the schema to version 2: %w", s.path, err)
+		}
+	}
+	return s.wrap(tx.Commit())
 }
 
 func (s *SQLite) create(ctx context.Context) error {
@@ -205,14 +301,24 @@ func (s *SQLite) create(ctx context.Context) error {
 	return s.prepare(ctx)
 }
 
-// prepare switches the (checked) file to WAL and prepares the hot statements.
-func (s *SQLite) prepare(ctx context.Context) error {
+// setWAL switches the (checked) file to WAL mode.
+func (s *SQLite) setWAL(ctx context.Context) error {
 	var mode string
 	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
 		return fmt.Errorf("checkpoint: %s: set WAL mode: %w", s.path, err)
 	}
 	if mode != "wal" {
 		return fmt.Errorf("checkpoint: %s: journal mode is %q, want wal (is the file on a network file system?)", s.path, mode)
+	}
+	return nil
+}
+
+// prepare switches the (checked) file to WAL and prepares the hot statements.
+func (s *SQLite) prepare(ctx context.Context) error {
+	if !s.opts.ReadOnly { // a read-only file keeps its journal mode
+		if err := s.setWAL(ctx); err != nil {
+			return err
+		}
 	}
 	var err error
 	s.completeStmt, err = s.db.PrepareContext(ctx, `UPDATE items SET
@@ -278,6 +384,9 @@ func (s *SQLite) wrap(err error) error {
 	if err == nil {
 		return nil
 	}
+	if sqliteCode(err) == sqliteReadOnly {
+		return fmt.Errorf("%w: %s: %w", ErrReadOnly, s.path, err)
+	}
 	return fmt.Errorf("checkpoint: %s: %w", s.path, err)
 }
 
@@ -303,8 +412,8 @@ func (s *SQLite) OpenJob(ctx context.Context, name string, meta JobMeta) (Job, e
 		id      int64
 		created int64
 	)
-	err = tx.QueryRowContext(ctx, "SELECT id, fingerprint, total, items, created FROM jobs WHERE name = ?", name).
-		Scan(&id, &j.Meta.Fingerprint, &j.Meta.Total, &j.Items, &created)
+	err = tx.QueryRowContext(ctx, "SELECT id, uid, fingerprint, total, items, created FROM jobs WHERE name = ?", name).
+		Scan(&id, &j.ID, &j.Meta.Fingerprint, &j.Meta.Total, &j.Items, &created)
 	switch {
 	case err == nil:
 		if j.Meta != meta {
@@ -312,9 +421,9 @@ func (s *SQLite) OpenJob(ctx context.Context, name string, meta JobMeta) (Job, e
 		}
 		j.Created, j.Resumed = fromNano(created), true
 	case errors.Is(err, sql.ErrNoRows):
-		j.Meta, j.Created = meta, s.now()
-		err = tx.QueryRowContext(ctx, "INSERT INTO jobs (name, fingerprint, total, created) VALUES (?, ?, ?, ?) RETURNING id",
-			name, meta.Fingerprint, meta.Total, j.Created.UnixNano()).Scan(&id)
+		j.Meta, j.Created, j.ID = meta, s.now(), NewJobID()
+		err = tx.QueryRowContext(ctx, "INSERT INTO jobs (name, uid, fingerprint, total, created) VALUES (?, ?, ?, ?, ?) RETURNING id",
+			name, j.ID, meta.Fingerprint, meta.Total, j.Created.UnixNano()).Scan(&id)
 		if err != nil {
 			return Job{}, s.wrap(err)
 		}
@@ -327,6 +436,24 @@ func (s *SQLite) OpenJob(ctx context.Context, name string, meta JobMeta) (Job, e
 	s.jobMu.Lock()
 	s.jobIDs[name] = id
 	s.jobMu.Unlock()
+	return j, nil
+}
+
+// Job implements Store.
+func (s *SQLite) Job(ctx context.Context, name string) (Job, error) {
+	if s.isClosed() {
+		return Job{}, ErrClosed
+	}
+	j := Job{Name: name, Resumed: true}
+	var created int64
+	err := s.db.QueryRowContext(ctx, "SELECT "+s.uidCol+", fingerprint, total, items, created FROM jobs WHERE name = ?", name).
+		Scan(&j.ID, &j.Meta.Fingerprint, &j.Meta.Total, &j.Items, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Job{}, noJob(name)
+	} else if err != nil {
+		return Job{}, s.wrap(err)
+	}
+	j.Created = fromNano(created)
 	return j, nil
 }
 
@@ -717,8 +844,8 @@ func (s *SQLite) Stats(ctx context.Context, job string) (Stats, error) {
 		st      = Stats{Job: Job{Name: job, Resumed: true}}
 		created int64
 	)
-	err := s.db.QueryRowContext(ctx, "SELECT fingerprint, total, items, created FROM jobs WHERE name = ?", job).
-		Scan(&st.Job.Meta.Fingerprint, &st.Job.Meta.Total, &st.Job.Items, &created)
+	err := s.db.QueryRowContext(ctx, "SELECT "+s.uidCol+", fingerprint, total, items, created FROM jobs WHERE name = ?", job).
+		Scan(&st.Job.ID, &st.Job.Meta.Fingerprint, &st.Job.Meta.Total, &st.Job.Items, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Stats{}, noJob(job)
 	} else if err != nil {
@@ -860,6 +987,9 @@ func (s *SQLite) RetryDead(ctx context.Context, job string) (int64, error) {
 func (s *SQLite) TryLockRun(job string) (func(), error) {
 	if s.isClosed() {
 		return nil, ErrClosed
+	}
+	if s.opts.ReadOnly {
+		return nil, fmt.Errorf("%w: %s was opened read-only", ErrReadOnly, s.path)
 	}
 	return s.run.tryLock(s.path)
 }

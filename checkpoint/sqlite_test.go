@@ -506,3 +506,85 @@ func secondOpenChild(path string) {
 	fmt.Println("flushed")
 	select {} // until killed
 }
+
+// schemaV1 is the layout of schema version 1, before jobs had an ID.
+const schemaV1 = `
+CREATE TABLE jobs (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, fingerprint TEXT NOT NULL,
+	total INTEGER NOT NULL, items INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
+CREATE TABLE items (job INTEGER NOT NULL, id TEXT NOT NULL, payload BLOB, state INTEGER NOT NULL,
+	attempts INTEGER NOT NULL DEFAULT 0, err TEXT NOT NULL DEFAULT '', err_kind TEXT NOT NULL DEFAULT '',
+	progress BLOB, worker TEXT NOT NULL DEFAULT '', lease INTEGER NOT NULL DEFAULT 0,
+	due INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL, updated INTEGER NOT NULL, UNIQUE (job, id));
+CREATE INDEX items_due ON items (job, state, due) WHERE state <> 3;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO meta (key, value) VALUES ('lease_seq', 7);
+INSERT INTO jobs (id, name, fingerprint, total, items, created) VALUES (1, 'old', 'f', 2, 2, 1), (2, 'other', 'g', 0, 0, 1);
+INSERT INTO items (job, id, state, created, updated) VALUES (1, 'a', 3, 1, 1), (1, 'b', 1, 1, 1);
+PRAGMA application_id = 1380077124;
+PRAGMA user_version = 1;
+PRAGMA journal_mode = WAL;
+`
+
+// A state file of schema version 1 keeps working: its jobs get an ID when
+// this version first opens it, and keep that ID.
+func TestSQLiteMigratesVersion1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v1.db")
+	rawExec(t, path, schemaV1)
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := openSQLite(t, path, checkpoint.Options{})
+	j, err := s.OpenJob(ctx, "old", checkpoint.JobMeta{Fingerprint: "f", Total: 2})
+	if err != nil || !j.Resumed || j.Items != 2 || len(j.ID) != 32 {
+		t.Fatalf("OpenJob of a version 1 job = %+v, %v; want it resumed with a 32-digit ID", j, err)
+	}
+	other, err := s.Job(ctx, "other")
+	if err != nil || len(other.ID) != 32 || other.ID == j.ID {
+		t.Fatalf("second old job = %+v, %v; want its own ID", other, err)
+	}
+	got, err := s.Lease(ctx, "old", "w", 5, time.Minute)
+	if err != nil || len(got) != 1 || got[0].ID != "b" || got[0].Lease <= 7 {
+		t.Fatalf("Lease after migration = %+v, %v; want item b with a token above the old sequence", got, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openSQLite(t, path, checkpoint.Options{})
+	defer s.Close()
+	again, err := s.Job(ctx, "old")
+	if err != nil || again.ID != j.ID {
+		t.Fatalf("after reopen: %+v, %v; want ID %q kept", again, err, j.ID)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != checkpoint.SchemaVersion {
+		t.Fatalf("user_version = %d, %v; want %d", v, err, checkpoint.SchemaVersion)
+	}
+}
+
+// Options.ReadOnly never creates anything: a missing file is an error and
+// stays missing, and an empty file holds no job and stays empty.
+func TestSQLiteReadOnlyCreatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.db")
+	if _, err := checkpoint.OpenSQLite(missing, checkpoint.Options{ReadOnly: true}); err == nil {
+		t.Fatal("read-only open of a missing file succeeded")
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Fatal("read-only open created the file")
+	}
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkpoint.OpenSQLite(empty, checkpoint.Options{ReadOnly: true}); !errors.Is(err, checkpoint.ErrNoJob) {
+		t.Fatalf("read-only open of an empty file: err = %v, want ErrNoJob", err)
+	}
+	if fi, err := os.Stat(empty); err != nil || fi.Size() != 0 {
+		t.Fatalf("the empty file was written: %v %v", fi, err)
+	}
+}

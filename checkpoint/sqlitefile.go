@@ -7,6 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+
+	"modernc.org/sqlite"
 )
 
 // sqliteMagic starts every SQLite 3 database file.
@@ -20,14 +23,87 @@ func badFile(path, reason, what string) error {
 
 const hintStartOver = "To start over, move the file away or delete it (its recorded progress is lost)"
 
+// readOnlyErr is the error for a healthy store that cannot be written. It
+// says what stands in the way and that the progress is safe: deleting the
+// file would be exactly the wrong thing to do.
+func readOnlyErr(path, reason string) error { return readOnlyCause(path, reason, nil) }
+
+// readOnlyCause is readOnlyErr that also wraps the error that showed it.
+func readOnlyCause(path, reason string, cause error) error {
+	const advice = "; its recorded progress is intact and the file was left unchanged. " +
+		"To resume it, make the file and its folder writable (remount the file system read-write, or fix the owner or permissions); " +
+		"to look at it, open it read-only (Options.ReadOnly)"
+	if cause != nil {
+		return fmt.Errorf("%w: %s: %s (%w)"+advice, ErrReadOnly, path, reason, cause)
+	}
+	return fmt.Errorf("%w: %s: %s"+advice, ErrReadOnly, path, reason)
+}
+
+// checkWritable makes sure an existing store file, and the folder where
+// SQLite keeps its -wal and -shm files and the run lock its -lock file, may
+// be written, before SQLite is given the file: SQLite would otherwise fail
+// with a bare "unable to open database file" that reads like damage.
+func checkWritable(path string) error {
+	if err := canWrite(path); err != nil {
+		return readOnlyErr(path, "cannot write the file ("+err.Error()+")")
+	}
+	dir := filepath.Dir(path)
+	if err := canWrite(dir); err != nil {
+		return readOnlyErr(path, "cannot write its folder "+dir+", where its journal and lock files live ("+err.Error()+")")
+	}
+	return nil
+}
+
+// SQLite primary result codes that opening a file may meet (sqlite3.h).
+const (
+	sqlitePerm     = 3
+	sqliteBusy     = 5
+	sqliteLocked   = 6
+	sqliteReadOnly = 8
+	sqliteCorrupt  = 11
+	sqliteCantOpen = 14
+	sqliteAuth     = 23
+	sqliteNotADB   = 26
+)
+
+// sqliteCode returns the primary result code of a SQLite error, or 0.
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() & 0xff
+	}
+	return 0
+}
+
+// sqliteOpenErr says what an error of the checks that open a file means.
+// Only a file SQLite finds is not a database, or damaged, is called
+// unusable with the advice to start over; a file that cannot be written,
+// is locked or could not be read for another reason (I/O) keeps its
+// progress, and the error says so.
+func sqliteOpenErr(path, what string, err error) error {
+	switch sqliteCode(err) {
+	case sqliteNotADB, sqliteCorrupt:
+		return badFile(path, what+" ("+err.Error()+")", hintStartOver)
+	case sqliteBusy, sqliteLocked:
+		return fmt.Errorf("%w: %s: another process holds a lock on the file (%v); its recorded progress is intact. "+
+			"Try again once that process has finished", ErrLocked, path, err)
+	case sqliteReadOnly, sqliteCantOpen, sqlitePerm, sqliteAuth:
+		return readOnlyCause(path, "SQLite cannot open it, or its -wal and -shm files, for writing", err)
+	}
+	return fmt.Errorf("checkpoint: %s: %s: %w; the file was left unchanged", path, what, err)
+}
+
 // prepareFile makes sure path is a file we may hand to SQLite: it creates a
 // missing file with mode 0600 (so the driver never creates it with the
 // umask's mode), and checks an existing one without writing to it: regular
 // file, no permissions for group or others, and, if not empty, a SQLite
 // header that is not cut short. Deeper damage is left to quick_check.
-func prepareFile(path string) error {
+//
+// With readOnly, a missing file is an error (nothing is created) and an
+// existing one need not be writable; otherwise it must be (checkWritable).
+func prepareFile(path string, readOnly bool) error {
 	st, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) && !readOnly {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return fmt.Errorf("checkpoint: create store file: %w", err)
@@ -60,7 +136,7 @@ func prepareFile(path string) error {
 			"Run `chmod 600 "+path+"` and try again")
 	}
 	if st.Size() == 0 {
-		return nil // an empty file is an empty database; nothing to lose
+		return writableUnless(readOnly, path) // an empty file is an empty database; nothing to lose
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -97,5 +173,13 @@ func prepareFile(path string) error {
 	if walSize == 0 && pages > 0 && validFor == changeCounter && st.Size() < pages*pageSize {
 		return badFile(path, fmt.Sprintf("truncated SQLite database (%d bytes, its header says %d)", st.Size(), pages*pageSize), hintStartOver)
 	}
-	return nil
+	// Damage is reported first: a damaged file is no use, writable or not.
+	return writableUnless(readOnly, path)
+}
+
+func writableUnless(readOnly bool, path string) error {
+	if readOnly {
+		return nil
+	}
+	return checkWritable(path)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 	_ "modernc.org/sqlite"
 
+	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/idempotency"
 	"github.com/rebound-go/rebound/job"
 )
@@ -163,8 +164,9 @@ func TestExactlyOnceUnderLostResponses(t *testing.T) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	jb := stateJob(t, filepath.Join(dir, ".rebound", "orders.db"), "orders")
 	for i := range items {
-		key := job.IdempotencyKey("orders", fmt.Sprintf("order-%04d", i))
+		key := job.IdempotencyKey(jb, fmt.Sprintf("order-%04d", i))
 		if n := s.effects[key]; n != 1 {
 			t.Errorf("order-%04d: effect applied %d times, want exactly 1", i, n)
 		}
@@ -249,4 +251,66 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// stateJob reads a job as a finished `rebound run` left it in its state file.
+func stateJob(t *testing.T, path, name string) checkpoint.Job {
+	t.Helper()
+	st, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	jb, err := st.Job(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jb
+}
+
+// Two unrelated jobs with the same manifest name and item IDs (another
+// folder, so another state file) both take effect on a server that
+// deduplicates: the second is not answered from the first one's stored
+// responses. --restart, "start the job over", takes effect again too.
+func TestUnrelatedJobsBothApplied(t *testing.T) {
+	const items = 5
+	es := &effectServer{effects: map[string]int{}}
+	srv := httptest.NewServer(es.handler(idempotency.NewMemoryStore()))
+	defer srv.Close()
+	write := func(dir string) {
+		var b strings.Builder
+		for i := range items {
+			fmt.Fprintf(&b, `{"id":"line-%d","method":"POST","url":"%s/orders","body":{"sku":%d}}`+"\n", i, srv.URL, i)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "orders.jsonl"), []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(dir string, args ...string) {
+		t.Helper()
+		res := runCLI(t, dir, append([]string{"run", "orders.jsonl", "--quiet"}, args...)...)
+		if res.code != 0 {
+			t.Fatalf("rebound run %v in %s: exit %d: %s", args, dir, res.code, res.stderr)
+		}
+	}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	write(dirA)
+	write(dirB)
+	run(dirA)
+	run(dirB)
+	if got := es.total.Load(); got != 2*items || es.replayed.Load() != 0 {
+		t.Fatalf("two unrelated jobs of %d items: %d effects, %d replays; want %d effects, none replayed",
+			items, got, es.replayed.Load(), 2*items)
+	}
+	run(dirA, "--restart")
+	if got := es.total.Load(); got != 3*items || es.replayed.Load() != 0 {
+		t.Fatalf("after --restart: %d effects, %d replays; want %d effects, none replayed", got, es.replayed.Load(), 3*items)
+	}
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	for key, n := range es.effects {
+		if n != 1 {
+			t.Errorf("key %s took effect %d times", key, n)
+		}
+	}
 }

@@ -153,13 +153,16 @@ func ScanManifest(r io.Reader, name, dir string, fn func(line int, req Request, 
 
 var errLineTooLong = errors.New("line too long")
 
-// readLine returns the next line without its newline, or errLineTooLong
-// after skipping the rest of a line longer than MaxLine.
+// readLine returns the next line without its line ending ("\n", "\r\n", or
+// none at the end of the input), or errLineTooLong after skipping the rest of
+// a line longer than MaxLine. The limit counts the line without its ending,
+// so it is the same for LF and CRLF files, and a line it accepts always fits
+// in an item's payload.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	var buf []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
-		if len(buf)+len(chunk) > MaxLine+1 {
+		if len(buf)+len(chunk) > MaxLine+len("\r\n") { // too long, whatever its ending
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = br.ReadSlice('\n')
 			}
@@ -173,11 +176,15 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 			if len(buf) == 0 {
 				return nil, io.EOF
 			}
-			return buf, nil
 		case err != nil:
 			return nil, err
 		}
-		return bytes.TrimRight(buf, "\r\n"), nil
+		line := bytes.TrimSuffix(buf, []byte("\n"))
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) > MaxLine {
+			return nil, errLineTooLong
+		}
+		return line, nil
 	}
 }
 

@@ -116,8 +116,9 @@ type Task struct {
 	Payload []byte
 	// Attempt counts this item's attempts across runs, from 1.
 	Attempt int
-	// Key is the item's idempotency key: the same for every attempt and
-	// after any restart. Send it as Idempotency-Key.
+	// Key is the item's idempotency key (see IdempotencyKey): the same for
+	// every attempt, crash and resume of this job, and unlike the keys of
+	// any other job. Send it as Idempotency-Key.
 	Key string
 	// Progress is the item's last saved partial-work record.
 	Progress checkpoint.Progress
@@ -152,12 +153,18 @@ type Summary struct {
 // saved, and running the job again resumes it.
 var ErrInterrupted = errors.New("job interrupted; progress is saved, run again to resume")
 
-// IdempotencyKey derives an item's idempotency key from the job and the item
-// ID, so it is the same for every attempt on every machine and after every
-// restart: a server that deduplicates by it applies each item once.
-func IdempotencyKey(job, id string) string {
+// IdempotencyKey derives an item's idempotency key from the job's ID (the
+// random identity its store drew when the job was created, checkpoint.Job.ID)
+// and the item ID: "rb-" and 32 hex digits, safe in any header. The key is
+// the same for every attempt, after every crash and resume, and on every
+// worker that shares the job, so a server that deduplicates by it applies
+// each item once. It is scoped to the job instance, not to its name: a job
+// in another state file, or the same job after checkpoint.Store.Restart,
+// has another ID and sends other keys, so the server does not answer it
+// with the stored responses of unrelated earlier work.
+func IdempotencyKey(job checkpoint.Job, id string) string {
 	h := sha256.New()
-	h.Write([]byte(job))
+	h.Write([]byte(job.ID))
 	h.Write([]byte{0})
 	h.Write([]byte(id))
 	return "rb-" + hex.EncodeToString(h.Sum(nil)[:16])
@@ -176,6 +183,7 @@ func Run(ctx context.Context, cfg Config, h Handler) (Summary, error) {
 
 type runner struct {
 	cfg    Config
+	job    checkpoint.Job // as stored; its ID scopes the idempotency keys
 	h      Handler
 	clock  rebound.Clock
 	sum    Summary
@@ -296,6 +304,20 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 			return r.sum, fmt.Errorf("job %s: taking back items of a crashed run: %w", r.cfg.Job, err)
 		}
 		r.sum.Reclaimed = int64(n)
+	}
+	if err := r.storeDo(ctx, func(ctx context.Context) (err error) {
+		r.job, err = st.Job(ctx, r.cfg.Job)
+		return err
+	}); err != nil {
+		if ctx.Err() != nil {
+			return r.sum, ErrInterrupted // nothing was leased: nothing to save
+		}
+		return r.sum, fmt.Errorf("job %s: %w", r.cfg.Job, err)
+	}
+	if r.job.ID == "" {
+		// Keys from the name alone would collide with every other job of
+		// that name; refuse rather than risk a server replaying them.
+		return r.sum, fmt.Errorf("job %s: the store keeps no job ID (checkpoint.Job.ID), so idempotency keys could not be unique to this job", r.cfg.Job)
 	}
 
 	// In-flight items outlive ctx by Grace, so an interrupt lets them finish
@@ -524,7 +546,7 @@ func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item) ch
 		res.Err, res.ErrKind = fmt.Sprintf("out of attempts (%d) after earlier runs stopped mid-attempt", r.cfg.MaxAttempts), "permanent"
 		return res
 	}
-	task := &Task{Job: r.cfg.Job, ID: it.ID, Payload: it.Payload, Key: IdempotencyKey(r.cfg.Job, it.ID),
+	task := &Task{Job: r.cfg.Job, ID: it.ID, Payload: it.Payload, Key: IdempotencyKey(r.job, it.ID),
 		Progress: it.Progress, store: r.cfg.Store, lease: it.Lease}
 	retry := r.cfg.Retry
 	retry.MaxAttempts, retry.Clock, retry.Budget = remaining, r.clock, r.cfg.Budget

@@ -170,10 +170,16 @@ func TestRunOutOfAttemptsAndKey(t *testing.T) {
 	if it.State != checkpoint.Dead || it.Attempts != 3 {
 		t.Fatalf("item a: %+v", it)
 	}
-	if len(keys["a"]) != 1 || keys["a"][IdempotencyKey("j", "a")] != true {
+	jb, err := st.Job(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys["a"]) != 1 || keys["a"][IdempotencyKey(jb, "a")] != true {
 		t.Fatalf("key changed between attempts: %v", keys["a"])
 	}
-	if IdempotencyKey("j", "a") == IdempotencyKey("j", "b") || IdempotencyKey("j", "a") == IdempotencyKey("k", "a") {
+	other := jb
+	other.ID = checkpoint.NewJobID()
+	if IdempotencyKey(jb, "a") == IdempotencyKey(jb, "b") || IdempotencyKey(jb, "a") == IdempotencyKey(other, "a") {
 		t.Fatal("keys collide")
 	}
 }

@@ -43,12 +43,15 @@ var migrations = []string{
 	-- progresses.
 	CREATE INDEX items_due ON items (job, state, due, seq) WHERE state <> 3;
 	CREATE SEQUENCE lease_seq;`,
+	// 2: jobs.uid, the job's identity (checkpoint.Job.ID). Existing jobs
+	// get theirs from fillJobIDs in the same transaction.
+	`ALTER TABLE jobs ADD COLUMN uid text NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the schema version this build writes: the number of
 // migrations (a test checks it). A schema with a higher version (from a
 // newer rebound) is refused.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // migrate creates the schema or brings it up to SchemaVersion. The
 // transaction-level advisory lock makes workers that start at once wait for
@@ -82,9 +85,34 @@ func (s *Store) migrate(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
 			return fmt.Errorf("checkpoint/postgres: migrating schema %q to version %d: %w", s.schema, v+1, err)
 		}
+		if v+1 == 2 {
+			if err := fillJobIDs(ctx, tx); err != nil {
+				return fmt.Errorf("checkpoint/postgres: migrating schema %q to version %d: %w", s.schema, v+1, err)
+			}
+		}
 		if _, err := tx.Exec(ctx, "INSERT INTO "+ident+".schema_migrations (version) VALUES ($1)", v+1); err != nil {
 			return wrap(err)
 		}
 	}
 	return wrap(tx.Commit(ctx))
+}
+
+// fillJobIDs gives every job stored before version 2 its ID. It runs inside
+// the migration's transaction, under its advisory lock: workers that open
+// an old schema together wait for the first, and all read the IDs it drew.
+func fillJobIDs(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, "SELECT id FROM jobs WHERE uid = ''")
+	if err != nil {
+		return err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, err := tx.Exec(ctx, "UPDATE jobs SET uid = $1 WHERE id = $2", checkpoint.NewJobID(), id); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -13,8 +13,9 @@
 //     (Extend) moves forward while the item runs. When a worker dies, its
 //     leases expire and other workers take the items, with a new lease token
 //     (a result under the old token is dropped) but the same idempotency key
-//     (the runner derives it from job and item ID), so a server that
-//     deduplicates applies each item once.
+//     (the runner derives it from the job's ID, which every worker reads
+//     from the jobs table, and the item ID), so a server that deduplicates
+//     applies each item once.
 //   - Time comes from the database server (statement_timestamp), so the
 //     clocks of the workers' machines do not have to agree for leases to
 //     expire correctly. Options.Now, if set, replaces it (tests).
@@ -269,10 +270,10 @@ func (s *Store) OpenJob(ctx context.Context, name string, meta checkpoint.JobMet
 	if s.isClosed() {
 		return checkpoint.Job{}, checkpoint.ErrClosed
 	}
-	j := checkpoint.Job{Name: name, Meta: meta}
+	j := checkpoint.Job{Name: name, Meta: meta, ID: checkpoint.NewJobID()}
 	var created int64
-	err := s.pool.QueryRow(ctx, `INSERT INTO jobs (name, fingerprint, total, created) VALUES ($2, $3, $4, `+nowSQL+`)
-		ON CONFLICT (name) DO NOTHING RETURNING created`, s.nowArg(), name, meta.Fingerprint, meta.Total).Scan(&created)
+	err := s.pool.QueryRow(ctx, `INSERT INTO jobs (name, uid, fingerprint, total, created) VALUES ($2, $5, $3, $4, `+nowSQL+`)
+		ON CONFLICT (name) DO NOTHING RETURNING created`, s.nowArg(), name, meta.Fingerprint, meta.Total, j.ID).Scan(&created)
 	if err == nil {
 		j.Created = fromNano(created)
 		return j, nil
@@ -281,8 +282,9 @@ func (s *Store) OpenJob(ctx context.Context, name string, meta checkpoint.JobMet
 		return checkpoint.Job{}, wrap(err)
 	}
 	var have checkpoint.JobMeta
-	err = s.pool.QueryRow(ctx, "SELECT fingerprint, total, items, created FROM jobs WHERE name = $1", name).
-		Scan(&have.Fingerprint, &have.Total, &j.Items, &created)
+	// Another worker created the job: its ID is the one to share.
+	err = s.pool.QueryRow(ctx, "SELECT uid, fingerprint, total, items, created FROM jobs WHERE name = $1", name).
+		Scan(&j.ID, &have.Fingerprint, &have.Total, &j.Items, &created)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Restarted between the two statements by another process.
 		return s.OpenJob(ctx, name, meta)
@@ -294,6 +296,24 @@ func (s *Store) OpenJob(ctx context.Context, name string, meta checkpoint.JobMet
 		return checkpoint.Job{}, checkpoint.ManifestChangedError(name, have, meta)
 	}
 	j.Created, j.Resumed = fromNano(created), true
+	return j, nil
+}
+
+// Job implements checkpoint.Store.
+func (s *Store) Job(ctx context.Context, name string) (checkpoint.Job, error) {
+	if s.isClosed() {
+		return checkpoint.Job{}, checkpoint.ErrClosed
+	}
+	j := checkpoint.Job{Name: name, Resumed: true}
+	var created int64
+	err := s.pool.QueryRow(ctx, "SELECT uid, fingerprint, total, items, created FROM jobs WHERE name = $1", name).
+		Scan(&j.ID, &j.Meta.Fingerprint, &j.Meta.Total, &j.Items, &created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return checkpoint.Job{}, checkpoint.NoJobError(name)
+	} else if err != nil {
+		return checkpoint.Job{}, wrap(err)
+	}
+	j.Created = fromNano(created)
 	return j, nil
 }
 
@@ -597,8 +617,8 @@ func (s *Store) Stats(ctx context.Context, job string) (checkpoint.Stats, error)
 	}
 	st := checkpoint.Stats{Job: checkpoint.Job{Name: job, Resumed: true}}
 	var jid, created int64
-	err := s.pool.QueryRow(ctx, "SELECT id, fingerprint, total, items, created FROM jobs WHERE name = $1", job).
-		Scan(&jid, &st.Job.Meta.Fingerprint, &st.Job.Meta.Total, &st.Job.Items, &created)
+	err := s.pool.QueryRow(ctx, "SELECT id, uid, fingerprint, total, items, created FROM jobs WHERE name = $1", job).
+		Scan(&jid, &st.Job.ID, &st.Job.Meta.Fingerprint, &st.Job.Meta.Total, &st.Job.Items, &created)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return checkpoint.Stats{}, checkpoint.NoJobError(job)
 	} else if err != nil {

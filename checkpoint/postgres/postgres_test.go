@@ -387,3 +387,58 @@ func TestSchemaVersionIsMigrationCount(t *testing.T) {
 		t.Fatalf("SchemaVersion %d, but there are %d migrations", SchemaVersion, len(migrations))
 	}
 }
+
+// Workers that open a schema of version 1 together agree on the ID its old
+// job gets: one of them migrates, the others read what it drew.
+func TestMigratedJobIDAgreed(t *testing.T) {
+	dsn := testDSN(t)
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := cfg.RuntimeParams["search_path"]
+	stmts := "CREATE SCHEMA " + schema + "; SET search_path = " + schema + ";" + migrations[0] +
+		";CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now());" +
+		"INSERT INTO schema_migrations (version) VALUES (1);" +
+		"INSERT INTO jobs (name, fingerprint, total, items, created) VALUES ('old', 'f', 0, 0, 1);"
+	_, err = conn.Exec(context.Background(), stmts)
+	conn.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	ids := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			s, err := Open(context.Background(), dsn, checkpoint.Options{})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer s.Close()
+			j, err := s.OpenJob(context.Background(), "old", checkpoint.JobMeta{Fingerprint: "f"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids <- j.ID
+		})
+	}
+	wg.Wait()
+	close(ids)
+	first := ""
+	for id := range ids {
+		if len(id) != 32 || (first != "" && id != first) {
+			t.Fatalf("workers got job IDs %q and %q; want one 32-digit ID", first, id)
+		}
+		first = id
+	}
+	if first == "" {
+		t.Fatal("no worker opened the job")
+	}
+}

@@ -211,6 +211,7 @@ func Run(t *testing.T, cfg Config) {
 		{"StatsTopErrors", false, testStatsTopErrors},
 		{"Unfinished", false, testUnfinished},
 		{"ManifestChanged", false, testManifestChanged},
+		{"JobID", false, testJobID},
 		{"Restart", false, testRestart},
 		{"PartialLoad", false, testPartialLoad},
 		{"InvalidInput", false, testInvalidInput},
@@ -746,9 +747,64 @@ func testManifestChanged(e *env) {
 	}
 	for _, other := range []checkpoint.JobMeta{{Fingerprint: "sha256:bbb", Total: 3}, {Fingerprint: "sha256:aaa", Total: 4}} {
 		_, err := e.s.OpenJob(e.ctx, "sync", other)
-		if !errors.Is(err, checkpoint.ErrManifestChanged) || !strings.Contains(err.Error(), `"sync"`) || !strings.Contains(err.Error(), "--restart") {
-			e.t.Fatalf("OpenJob with %+v: err = %v, want ErrManifestChanged naming the job and --restart", other, err)
+		if !errors.Is(err, checkpoint.ErrManifestChanged) || !strings.Contains(err.Error(), `"sync"`) {
+			e.t.Fatalf("OpenJob with %+v: err = %v, want ErrManifestChanged naming the job", other, err)
 		}
+		// The advice must not invite sending finished items again under
+		// new keys, and a library error names no CLI flag.
+		msg := err.Error()
+		if strings.Contains(msg, "--") || strings.Contains(msg, "another job name") ||
+			!strings.Contains(msg, "new manifest") || !strings.Contains(msg, "new idempotency keys") {
+			e.t.Fatalf("OpenJob with %+v: err = %q, want advice to put new lines in a new manifest, "+
+				"a warning that a new job means new idempotency keys, and no CLI flag", other, msg)
+		}
+	}
+}
+
+// testJobID: a job's ID is drawn once, when the job is created, and kept
+// by every later open; Restart draws a new one; another store never has
+// the same one. Idempotency keys are derived from it.
+func testJobID(e *env) {
+	if _, err := e.s.Job(e.ctx, "j"); !errors.Is(err, checkpoint.ErrNoJob) {
+		e.t.Fatalf("Job of a missing job: err = %v, want ErrNoJob", err)
+	}
+	first := e.job("j", 0)
+	if len(first.ID) != 32 || strings.Trim(first.ID, "0123456789abcdef") != "" {
+		e.t.Fatalf("new job ID %q, want 32 lower-case hex digits", first.ID)
+	}
+	again := e.job("j", 0)
+	got, err := e.s.Job(e.ctx, "j")
+	if err != nil || again.ID != first.ID || got.ID != first.ID || !got.Resumed || got.Meta != first.Meta {
+		e.t.Fatalf("reopened job %+v and Job = %+v, %v; want ID %q kept", again, got, err, first.ID)
+	}
+	if st := e.stats("j"); st.Job.ID != first.ID {
+		e.t.Fatalf("Stats job ID %q, want %q", st.Job.ID, first.ID)
+	}
+	if other := e.job("k", 0); other.ID == first.ID {
+		e.t.Fatalf("two jobs of one store share ID %q", other.ID)
+	}
+	if e.cfg.Persistent {
+		e.reopen()
+		if j := e.job("j", 0); j.ID != first.ID {
+			e.t.Fatalf("after reopening the store: ID %q, want %q", j.ID, first.ID)
+		}
+	}
+	if err := e.s.Restart(e.ctx, "j"); err != nil {
+		e.t.Fatal(err)
+	}
+	restarted := e.job("j", 0)
+	if restarted.ID == first.ID || len(restarted.ID) != 32 {
+		e.t.Fatalf("after Restart: ID %q, want a new one (was %q)", restarted.ID, first.ID)
+	}
+	// Another store (another state file) with the same job name.
+	other := e.cfg.Open(e.t, e.t.TempDir()+"/other.db", checkpoint.Options{Now: e.clock.Now})
+	defer other.Close()
+	oj, err := other.OpenJob(e.ctx, "j", checkpoint.JobMeta{Fingerprint: "fp-j"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if oj.ID == restarted.ID || oj.ID == first.ID || oj.ID == "" {
+		e.t.Fatalf("a second store's job %q has ID %q, same as the first store's (%q, %q)", oj.Name, oj.ID, first.ID, restarted.ID)
 	}
 }
 
@@ -842,6 +898,7 @@ func testClosed(e *env) {
 		"Progress":   s.SaveProgress(ctx, "j", "x", 0, checkpoint.Progress{}),
 		"Flush":      s.Flush(ctx),
 		"Stats":      func() error { _, err := s.Stats(ctx, "j"); return err }(),
+		"Job":        func() error { _, err := s.Job(ctx, "j"); return err }(),
 		"Unfinished": func() error { _, err := s.Unfinished(ctx, "j"); return err }(),
 		"Release":    s.Release(ctx, "j", "x", 1),
 		"Close":      s.Close(),

@@ -57,8 +57,10 @@ command on each; the first loads the manifest, the others join, and a worker
 that dies leaves its items to the others once its leases expire (--lease-ttl).
 Running the same command again resumes: finished items are skipped,
 interrupted ones continue. Every request carries an Idempotency-Key
-derived from the job and the item ID, the same after any crash, so a server
-that deduplicates applies each item exactly once.
+derived from the job's ID (drawn at random when the state first loads the
+manifest) and the item ID, the same after any crash, so a server that
+deduplicates applies each item exactly once. Another state file, or
+--restart, is a new job with new keys: it sends every item again.
 
 Failures are classified: connection errors, timeouts, 408, 429 and 5xx but
 501 are retried with jittered exponential backoff (Retry-After honoured);
@@ -162,10 +164,26 @@ func openStore(ctx context.Context, path string) (checkpoint.Store, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	st, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	if errors.Is(err, checkpoint.ErrReadOnly) {
+		err = fmt.Errorf("%w\nhint: 'rebound status' can still show its progress", err)
+	}
 	if err != nil {
 		return nil, usageErr(err)
 	}
 	return st, nil
+}
+
+// manifestChangedHint adds the command line's side to the store's advice:
+// the flags that look like a way out (--restart, --job) would send the
+// finished items again, under new idempotency keys.
+func manifestChangedHint(ctx context.Context, st checkpoint.Store, name string, err error) error {
+	done := "the items it already did"
+	if s, serr := st.Stats(ctx, name); serr == nil {
+		done = fmt.Sprintf("the %d item(s) it already did", s.Done)
+	}
+	return fmt.Errorf("%w\nhint: to send more requests, write only the new lines to a new manifest file and 'rebound run' that; "+
+		"'rebound status' shows what this job did. Do not use --restart or another --job name for the edited manifest: "+
+		"a new job has new idempotency keys, so %s would be sent again", err, done)
 }
 
 func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
@@ -240,7 +258,10 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 		if errors.As(err, &merr) && slices.Contains(created, statePath) {
 			removeNewState(st, statePath, created)
 		}
-		if errors.As(err, &merr) || errors.Is(err, checkpoint.ErrManifestChanged) {
+		if errors.Is(err, checkpoint.ErrManifestChanged) {
+			return usageErr(manifestChangedHint(ctx, st, name, err))
+		}
+		if errors.As(err, &merr) {
 			return usageErr(err)
 		}
 		return err

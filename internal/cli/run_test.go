@@ -301,3 +301,35 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		t.Fatalf("status of a missing file: %d %s", code, errOut)
 	}
 }
+
+// An edited manifest is refused with advice that cannot do an item twice:
+// put the new lines in a new manifest. --restart and another --job name
+// are named only as what not to do, since they send finished items again
+// under new keys.
+func TestRunManifestChangedAdvice(t *testing.T) {
+	srv, hits := countingServer(t)
+	dir := t.TempDir()
+	m := filepath.Join(dir, "m.jsonl")
+	line := func(id string) string { return `{"id":"` + id + `","url":"` + srv.URL + `/` + id + `"}` + "\n" }
+	if err := os.WriteFile(m, []byte(line("a")+line("b")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := cliRun("run", m, "--quiet"); code != 0 {
+		t.Fatalf("first run: %d %s", code, errOut)
+	}
+	if err := os.WriteFile(m, []byte(line("a")+line("b")+line("c")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := cliRun("run", m, "--quiet")
+	if code != ExitUsage || hits.Load() != 2 {
+		t.Fatalf("edited manifest: exit %d, %d requests; want 2 and only the first run's 2", code, hits.Load())
+	}
+	for _, want := range []string{"new manifest", "new idempotency keys", "2 item(s) it already did would be sent again", "Do not use --restart"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr %q lacks %q", errOut, want)
+		}
+	}
+	if strings.Contains(errOut, "use another job name") {
+		t.Errorf("stderr %q still advises another job name", errOut)
+	}
+}

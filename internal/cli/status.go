@@ -58,7 +58,7 @@ the items it finished and its rate.`,
 					return usageErr(fmt.Errorf("state: %w (has 'rebound run' been started for this manifest?)", err))
 				}
 			}
-			st, err := openStore(cmd.Context(), path)
+			st, err := openStatusStore(cmd, path)
 			if err != nil {
 				return err
 			}
@@ -71,6 +71,28 @@ the items it finished and its rate.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().IntVar(&deadLimit, "dead", 20, "how many dead items to list (0: none, only the count)")
 	return cmd
+}
+
+// openStatusStore opens the state for reading. A SQLite state that cannot
+// be written (read-only file system, no permission) is healthy and worth
+// showing: it is opened read-only, with a note that says why.
+func openStatusStore(cmd *cobra.Command, path string) (checkpoint.Store, error) {
+	if postgres.IsDSN(path) {
+		return openStore(cmd.Context(), path)
+	}
+	st, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	if errors.Is(err, checkpoint.ErrReadOnly) {
+		ro, rerr := checkpoint.OpenSQLite(path, checkpoint.Options{ReadOnly: true})
+		if rerr == nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "rebound: %s cannot be written, showing it read-only: %v\n", path, err)
+			return ro, nil
+		}
+		err = rerr
+	}
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return st, nil
 }
 
 func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON bool, deadLimit int) error {
