@@ -22,6 +22,7 @@ import (
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/checkpoint/postgres"
+	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/job"
 	"github.com/rebound-go/rebound/reboundhttp"
 )
@@ -284,7 +285,7 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 				openBreakers.Add(-1)
 			}
 			if jsonOut != nil {
-				jsonOut.write(map[string]string{"event": "breaker", "host": host, "from": from.String(), "to": to.String()})
+				jsonOut.write(map[string]string{"event": "breaker", "host": redact.Printable(host), "from": from.String(), "to": to.String()})
 			}
 		},
 	}, 0)
@@ -309,7 +310,7 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 				return
 			}
 			if jsonOut != nil {
-				jsonOut.write(e)
+				jsonOut.write(newRunEvent(e))
 			}
 		},
 	}
