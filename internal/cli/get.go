@@ -38,7 +38,7 @@ type transferFlags struct {
 func (f *transferFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.BoolVar(&f.startOver, "start-over", false, "discard this transfer's saved progress and begin from byte 0")
-	fl.BoolVar(&f.jsonOut, "json", false, "print one JSON event per line on stdout (for scripts) instead of a progress display")
+	fl.BoolVar(&f.jsonOut, "json", false, "print one JSON event per line on stdout (for scripts; waits as wait_ms) instead of a progress display")
 	fl.StringVar(&f.stateDir, "state-dir", "", "directory of the resume state file transfers.db (default: the user cache dir, rebound/transfers)")
 	fl.DurationVar(&f.stall, "stall-timeout", transfer.DefaultStallTimeout, "cut and resume a transfer that moves no byte for this long")
 	fl.IntVar(&f.attempts, "attempts", 5, "attempts in a row without progress before giving up")

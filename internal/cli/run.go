@@ -96,7 +96,7 @@ once, and the state file stays consistent).`,
 	fl.DurationVar(&f.breakerOpen, "breaker-open", 60*time.Second, "how long an open breaker rejects requests before a probe")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Minute, "how long an item stays with a worker that stopped renewing it (heartbeat every third of it); with a shared state, a dead worker's items return after it")
 	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
-	fl.BoolVar(&f.json, "json", false, "write one JSON event per line to stdout (item outcomes, retries, summary)")
+	fl.BoolVar(&f.json, "json", false, "write one JSON event per line to stdout (item outcomes, retries with wait_ms, summary)")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress display")
 	return cmd
 }
