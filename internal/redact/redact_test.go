@@ -167,24 +167,6 @@ func forms(sec string) []string {
 	return out
 }
 
-// lowerHex writes the hex digits of s's percent escapes in lower case.
-func lowerHex(s string) string {
-	b := []byte(s)
-	for i := 0; i+2 < len(b); i++ {
-		if b[i] == '%' {
-			b[i+1], b[i+2] = lower(b[i+1]), lower(b[i+2])
-		}
-	}
-	return string(b)
-}
-
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'F' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
-
 func allPercent(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -242,6 +224,14 @@ func TestScrubForms(t *testing.T) {
 	b.AddHeader("Authorization", "Basic YWxpY2UxMjM6czNjcjN0UGFzcw==") // alice123:s3cr3tPass
 	scrubbed(t, &b, "user alice123 with password s3cr3tPass, header Basic YWxpY2UxMjM6czNjcjN0UGFzcw==",
 		[]string{"alice123", "s3cr3tPass", "YWxpY2UxMjM6czNjcjN0UGFzcw=="}, []string{"user ", " with password ", ", header "})
+	// What precedes an encoded secret cannot hide it by joining it into an
+	// escape of its own: a '%' before its percent-encoded form, a '\\'
+	// before its JSON-escaped form.
+	var adj Secrets
+	adj.Add("00000 ")
+	for _, text := range []string{"%00000+0", "%" + allHTML("00000+"), `\\` + allJSON("00000 "), "%2" + allPercent("00000 ")} {
+		scrubbed(t, &adj, text, []string{"00000 "}, nil)
+	}
 	// Short values and non-credential headers are left alone.
 	if got := s.Scrub("page 2 of application/json"); got != "page 2 of application/json" {
 		t.Errorf("scrubbed what is no secret: %q", got)

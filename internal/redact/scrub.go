@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"net/url"
 	"slices"
 	"strings"
 	"unicode/utf16"
@@ -56,6 +57,7 @@ var chains = [][]decoder{
 	{percent},
 	{percentPlus, percentPlus},
 	{jsonString},
+	{jsonLoose},
 	{jsonString, percentPlus},
 	{jsonString, percent},
 	{htmlRefs},
@@ -80,8 +82,20 @@ func (outer view) compose(inner view) view {
 
 func (s *Secrets) scrubOnce(text string) (string, bool) {
 	var spans [][2]int
+	// Each view is searched for the secrets and their usual percent-encoded
+	// forms too: decoding a view again would read a '%' just before an
+	// encoded secret ("%" + "41%2B…") as part of an escape and miss it.
+	targets := make([]string, 0, len(s.vals))
+	for _, sec := range s.vals {
+		q, p := url.QueryEscape(sec), url.PathEscape(sec)
+		for _, t := range []string{sec, q, p, lowerHex(q), lowerHex(p)} {
+			if !slices.Contains(targets, t) {
+				targets = append(targets, t)
+			}
+		}
+	}
 	find := func(v string, span func(a, b int) [2]int) {
-		for _, sec := range s.vals {
+		for _, sec := range targets {
 			for off := 0; off < len(v); {
 				i := strings.Index(v[off:], sec)
 				if i < 0 {
@@ -152,6 +166,27 @@ func (w *builder) add(p []byte, lo, hi int) {
 
 func (w *builder) view() view { return view{string(w.b), w.lo, w.hi} }
 
+// lowerHex writes the hex digits of s's percent escapes in lower case.
+func lowerHex(s string) string {
+	if !strings.ContainsRune(s, '%') {
+		return s
+	}
+	b := []byte(s)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			b[i+1], b[i+2] = lowerByte(b[i+1]), lowerByte(b[i+2])
+		}
+	}
+	return string(b)
+}
+
+func lowerByte(c byte) byte {
+	if 'A' <= c && c <= 'F' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
 func unhex(c byte) (byte, bool) {
 	switch {
 	case '0' <= c && c <= '9':
@@ -211,7 +246,14 @@ func hex4(s string) (rune, bool) {
 }
 
 // jsonString reads the escapes of a JSON string.
-func jsonString(s string) (view, bool) {
+func jsonString(s string) (view, bool) { return jsonDecode(s, true) }
+
+// jsonLoose is jsonString without the escape \\: a backslash just before an
+// escaped secret ("\\" + "\u0041…") would otherwise pair with the secret's
+// first backslash and hide it.
+func jsonLoose(s string) (view, bool) { return jsonDecode(s, false) }
+
+func jsonDecode(s string, backslash bool) (view, bool) {
 	if !strings.ContainsRune(s, '\\') {
 		return view{}, false
 	}
@@ -221,6 +263,9 @@ func jsonString(s string) (view, bool) {
 		if s[i] == '\\' && i+1 < len(s) {
 			switch c := s[i+1]; c {
 			case '"', '\\', '/':
+				if c == '\\' && !backslash {
+					break
+				}
 				w.add([]byte{c}, i, i+2)
 				i += 2
 				continue
