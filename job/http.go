@@ -10,13 +10,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/reboundhttp"
 )
 
@@ -59,7 +59,7 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 		}
 		hreq, err := http.NewRequestWithContext(ctx, req.Method, req.URL, body)
 		if err != nil {
-			return rebound.Permanent(fmt.Errorf("item %q: %w", t.ID, err))
+			return rebound.Permanent(fmt.Errorf("item %q: %w", t.ID, redact.URLError(err)))
 		}
 		if f, ok := body.(*os.File); ok {
 			// Send a Content-Length rather than a chunked body: many servers
@@ -82,8 +82,7 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 		resp, err := client.Do(hreq)
 		if err != nil {
 			var ue *url.Error
-			if errors.As(err, &ue) {
-				ue.URL = redactString(ue.URL) // queries and userinfo may hold secrets
+			if errors.As(redact.URLError(err), &ue) { // queries and userinfo may hold secrets
 				// A reboundhttp client that makes one attempt wraps its error
 				// in "gave up after 1 attempt (attempts exhausted)", which
 				// reads as final in an item's retry event and dead reason
@@ -111,83 +110,21 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 			// a server that echoes the request (debug endpoints, some
 			// gateways' 400s) would put the manifest's credentials into
 			// the state file and 'rebound status'.
-			return fmt.Errorf("%w: %s", se, oneLine(scrub(se.Body, secretsOf(req)), 200))
+			return fmt.Errorf("%w: %s", se, redact.Printable(oneLine([]byte(secretsOf(req).Scrub(string(se.Body))), 200)))
 		}
 		return se
 	}
 }
 
-// minSecret is the shortest value scrub hides: shorter ones ("1", "yes")
-// would blank out common words of the server's message.
-const minSecret = 6
-
 // secretsOf lists what in req may be a credential: the values of
-// credential-like headers (whole, and each word or name=value part, since a
-// server may echo only the token of "Bearer <token>" or one cookie), the
-// URL's password and its query values.
-func secretsOf(req Request) []string {
-	var out []string
-	add := func(v string) {
-		if len(v) >= minSecret {
-			out = append(out, v)
-		}
-	}
+// credential headers and the URL's userinfo and query values.
+func secretsOf(req Request) *redact.Secrets {
+	var s redact.Secrets
 	for k, v := range req.Headers {
-		if !credentialHeader(k) {
-			continue
-		}
-		add(v)
-		for _, part := range strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == ';' || r == ',' }) {
-			add(part)
-			if _, val, ok := strings.Cut(part, "="); ok {
-				add(val)
-			}
-		}
+		s.AddHeader(k, v)
 	}
-	if u, err := url.Parse(req.URL); err == nil {
-		if p, ok := u.User.Password(); ok {
-			add(p)
-		}
-		for _, vs := range u.Query() {
-			for _, v := range vs {
-				add(v)
-			}
-		}
-	}
-	// Longest first, so a whole value goes before its parts.
-	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
-	return out
-}
-
-// credentialHeader reports whether a header named k usually carries a
-// credential.
-func credentialHeader(k string) bool {
-	k = strings.ToLower(k)
-	if k == "idempotency-key" {
-		return false // ours, derived from the job: not a secret
-	}
-	for _, w := range []string{"auth", "cookie", "token", "key", "secret", "session", "password", "signature"} {
-		if strings.Contains(k, w) {
-			return true
-		}
-	}
-	return false
-}
-
-// scrub replaces every occurrence of secrets in b with [redacted].
-func scrub(b []byte, secrets []string) []byte {
-	for _, s := range secrets {
-		b = bytes.ReplaceAll(b, []byte(s), []byte("[redacted]"))
-	}
-	return b
-}
-
-func redactString(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparseable url)"
-	}
-	return reboundhttp.RedactURL(u)
+	s.AddURL(req.URL)
+	return &s
 }
 
 // oneLine folds a response body into one short line for messages: runs of

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/internal/redact"
 )
 
 // Config sets a Run. Job and Store are required; every other zero value is
@@ -494,7 +495,7 @@ func (r *runner) release(ctx context.Context, it checkpoint.Item) {
 	err := r.cfg.Store.Release(ctx, r.cfg.Job, it.ID, it.Lease)
 	if err != nil && !errors.Is(err, checkpoint.ErrLeaseLost) && r.cfg.Logger != nil {
 		r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "giving back an unstarted item", slog.String("job", r.cfg.Job),
-			slog.String("id", it.ID), slog.String("error", err.Error()))
+			slog.String("id", it.ID), slog.String("error", redact.Text(err.Error())))
 	}
 }
 
@@ -553,7 +554,7 @@ func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item) ch
 	userOnRetry := retry.OnRetry
 	retry.OnRetry = func(e rebound.RetryEvent) {
 		atomic.AddInt64(&r.sum.Retries, 1)
-		r.emit(Event{Type: EventRetry, ID: it.ID, Attempt: prior + e.Attempt, Kind: e.Class.Kind.String(), Err: e.Err.Error(), Wait: e.Wait})
+		r.emit(Event{Type: EventRetry, ID: it.ID, Attempt: prior + e.Attempt, Kind: e.Class.Kind.String(), Err: redact.Text(e.Err.Error()), Wait: e.Wait})
 		if userOnRetry != nil {
 			userOnRetry(e)
 		}
@@ -585,6 +586,9 @@ func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item) ch
 		// Attempts are counted separately: keep the cause, not the summary.
 		class, res.Err = re.Class, re.Last.Error()
 	}
+	// The one way a handler's text reaches the state, events and logs: no
+	// URL query or userinfo, no terminal escapes, whatever the handler did.
+	res.Err = redact.Text(res.Err)
 	res.ErrKind = class.Kind.String()
 	var open *rebound.OpenError
 	switch {

@@ -8,10 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/rebound-go/rebound/internal/redact"
 )
 
 // ErrPreconditionFailed is matched (errors.Is) by the error of a conditional
@@ -99,7 +100,7 @@ func Update(ctx context.Context, client *http.Client, rawURL string, opt UpdateO
 		return "", err
 	}
 	if cur.etag == "" {
-		return "", fmt.Errorf("reboundhttp: GET %s: %w", redactString(rawURL), ErrNoETag)
+		return "", fmt.Errorf("reboundhttp: GET %s: %w", redact.URLString(rawURL), ErrNoETag)
 	}
 	body, err := modify(cur.body)
 	if err != nil {
@@ -247,7 +248,7 @@ func newConditionalRequest(ctx context.Context, method, rawURL string, opt *Upda
 	}
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, r)
 	if err != nil {
-		return nil, fmt.Errorf("reboundhttp: %s %s: %w", method, redactString(rawURL), err)
+		return nil, fmt.Errorf("reboundhttp: %s %s: %w", method, redact.URLString(rawURL), err)
 	}
 	for k, vs := range opt.Header {
 		for _, v := range vs {
@@ -263,23 +264,10 @@ func do(client *http.Client, req *http.Request) (*http.Response, error) {
 		client = http.DefaultClient
 	}
 	resp, err := client.Do(req)
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		ue.URL = RedactURL(req.URL)
-	}
-	return resp, err
+	return resp, redact.URLError(err)
 }
 
 // strongETag reports whether v is a strong entity tag: "…" (RFC 9110 §8.8.3).
 func strongETag(v string) bool {
 	return len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && !strings.ContainsAny(v[1:len(v)-1], "\"")
-}
-
-// redactString is redactURL for a URL not yet parsed.
-func redactString(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparseable URL)"
-	}
-	return RedactURL(u)
 }

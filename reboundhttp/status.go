@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/internal/redact"
 )
 
 // MaxBodySnippet is the most of a response body a StatusError keeps.
@@ -39,7 +40,9 @@ type StatusError struct {
 	URL string
 	// StatusCode is the response's status code, e.g. 503.
 	StatusCode int
-	// Status is the response's status line, e.g. "503 Service Unavailable".
+	// Status is the response's status line, e.g. "503 Service Unavailable",
+	// with any control character, bidi control or invalid UTF-8 the server
+	// put into its reason phrase escaped (\x1b), so that it is safe to print.
 	Status string
 	// RetryAfter is the server's Retry-After (seconds or HTTP-date), clamped
 	// to rebound.MaxRetryAfter; 0 when absent, in the past, or garbage.
@@ -67,7 +70,7 @@ func NewStatusError(resp *http.Response, replayable bool, now time.Time) *Status
 }
 
 func newStatusError(resp *http.Response, replayable bool, now time.Time) *StatusError {
-	e := &StatusError{StatusCode: resp.StatusCode, Status: resp.Status, Replayable: replayable}
+	e := &StatusError{StatusCode: resp.StatusCode, Status: redact.Printable(resp.Status), Replayable: replayable}
 	if req := resp.Request; req != nil {
 		e.Method = req.Method
 		e.URL = RedactURL(req.URL)
@@ -130,16 +133,9 @@ func (e *StatusError) Class() rebound.Class {
 
 // RedactURL returns u as scheme://host/path: no userinfo, query or
 // fragment, where tokens and passwords live. Use it for any URL that goes
-// into a log line or an error.
-func RedactURL(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	if u.Opaque != "" {
-		return u.Scheme + ":" + "[opaque]"
-	}
-	return u.Scheme + "://" + u.Host + u.EscapedPath()
-}
+// into a log line or an error. An opaque URL (mailto:x) shows only its
+// scheme; nil gives "".
+func RedactURL(u *url.URL) string { return redact.URL(u) }
 
 // notReplayableError is the failure of a request that was not retried
 // because sending it again was not safe.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/internal/redact"
 )
 
 // Defaults shared by Download and Upload.
@@ -84,7 +85,7 @@ func (e *StatusError) Class() rebound.Class { return e.class }
 
 func statusError(op string, resp *http.Response, idempotent bool) *StatusError {
 	ra, _ := rebound.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	return &StatusError{Op: op, Code: resp.StatusCode, Status: resp.Status,
+	return &StatusError{Op: op, Code: resp.StatusCode, Status: redact.Printable(resp.Status),
 		class: rebound.ClassifyStatus(resp.StatusCode, idempotent, ra)}
 }
 

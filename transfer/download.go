@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/reboundhttp"
 )
 
@@ -105,7 +106,7 @@ const maxRestarts = 3
 func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*DownloadResult, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: %q is not an http(s) URL", ErrInvalid, rawURL)
+		return nil, fmt.Errorf("%w: %q is not an http(s) URL", ErrInvalid, redact.URLString(rawURL))
 	}
 	var want []byte
 	if opts.SHA256 != "" {
@@ -309,7 +310,7 @@ func (d *downloader) attempt(ctx context.Context) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url, nil)
 	if err != nil {
-		return rebound.Permanent(err)
+		return rebound.Permanent(redact.URLError(err))
 	}
 	for k, v := range d.opts.Header {
 		req.Header[k] = v
@@ -327,7 +328,7 @@ func (d *downloader) attempt(ctx context.Context) error {
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return err
+		return redact.URLError(err) // its message quotes the URL, query and all
 	}
 	defer resp.Body.Close()
 
@@ -381,7 +382,7 @@ func (d *downloader) attempt(ctx context.Context) error {
 		if resp.StatusCode >= 400 {
 			return statusError("download", resp, true)
 		}
-		return rebound.Permanent(fmt.Errorf("transfer: download %s: unexpected answer %s", d.shown, resp.Status))
+		return rebound.Permanent(fmt.Errorf("transfer: download %s: unexpected answer %s", d.shown, redact.Printable(resp.Status)))
 	}
 	d.digest = resp.Header.Get("Repr-Digest")
 

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/internal/redact"
 )
 
 // TusVersion is the tus protocol version this client speaks.
@@ -111,7 +112,7 @@ func fingerprint(f *os.File, path string) (string, error) {
 func Upload(ctx context.Context, path, endpoint string, opts UploadOptions) (*UploadResult, error) {
 	eu, err := url.Parse(endpoint)
 	if err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
-		return nil, fmt.Errorf("%w: %q is not an http(s) URL", ErrInvalid, endpoint)
+		return nil, fmt.Errorf("%w: %q is not an http(s) URL", ErrInvalid, redact.URLString(endpoint))
 	}
 	if opts.ChunkSize < 0 {
 		return nil, fmt.Errorf("%w: chunk size %d is negative", ErrInvalid, opts.ChunkSize)
@@ -216,7 +217,7 @@ func (u *uploader) run(ctx context.Context) (*UploadResult, error) {
 	if ok && st.Fingerprint == u.fp && st.UploadURL != "" {
 		u.uploadURL, u.offset, u.needSync = st.UploadURL, st.Offset, true
 		u.result.Resumed = true
-		u.emit(Event{Kind: EventResume, Done: st.Offset, Reason: "kept upload " + st.UploadURL})
+		u.emit(Event{Kind: EventResume, Done: st.Offset, Reason: "kept upload " + redact.URLString(st.UploadURL)})
 	} else {
 		u.emit(Event{Kind: EventStart})
 	}
@@ -231,7 +232,7 @@ func (u *uploader) run(ctx context.Context) (*UploadResult, error) {
 		}
 		err := p.Do(ctx, u.step)
 		if errors.Is(err, errUploadGone) {
-			u.emit(Event{Kind: EventRestart, Reason: "the server no longer knows upload " + u.uploadURL})
+			u.emit(Event{Kind: EventRestart, Reason: "the server no longer knows upload " + redact.URLString(u.uploadURL)})
 			u.uploadURL, u.offset = "", 0
 			continue
 		}
@@ -261,7 +262,7 @@ func (u *uploader) fail(ctx context.Context, err error) error {
 func (u *uploader) newRequest(ctx context.Context, method, target string, body io.Reader) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
-		return nil, rebound.Permanent(err)
+		return nil, rebound.Permanent(redact.URLError(err))
 	}
 	for k, v := range u.opts.Header {
 		req.Header[k] = v
@@ -273,7 +274,7 @@ func (u *uploader) newRequest(ctx context.Context, method, target string, body i
 func (u *uploader) do(req *http.Request) (*http.Response, error) {
 	resp, err := u.client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, redact.URLError(err) // its message quotes the URL, query and all
 	}
 	// tus answers carry no body worth reading; drain a little so the
 	// connection can be reused.
@@ -354,7 +355,7 @@ func (u *uploader) create(ctx context.Context) error {
 		if resp.StatusCode >= 400 {
 			return statusError("tus POST", resp, false)
 		}
-		return rebound.Permanent(fmt.Errorf("transfer: tus POST: unexpected answer %s", resp.Status))
+		return rebound.Permanent(fmt.Errorf("transfer: tus POST: unexpected answer %s", redact.Printable(resp.Status)))
 	}
 	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
 	if err != nil || resp.Header.Get("Location") == "" {
@@ -387,7 +388,7 @@ func (u *uploader) sync(ctx context.Context) error {
 	case resp.StatusCode >= 400:
 		return statusError("tus HEAD", resp, true)
 	case resp.StatusCode >= 300:
-		return rebound.Permanent(fmt.Errorf("transfer: tus HEAD: unexpected answer %s", resp.Status))
+		return rebound.Permanent(fmt.Errorf("transfer: tus HEAD: unexpected answer %s", redact.Printable(resp.Status)))
 	}
 	off, err := parseTusNumber("Upload-Offset", resp.Header.Get("Upload-Offset"))
 	if err != nil {
@@ -463,7 +464,7 @@ func (u *uploader) step(ctx context.Context) error {
 		return statusError("tus PATCH", resp, true)
 	case resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK:
 		u.needSync = true
-		return rebound.Permanent(fmt.Errorf("transfer: tus PATCH: unexpected answer %s", resp.Status))
+		return rebound.Permanent(fmt.Errorf("transfer: tus PATCH: unexpected answer %s", redact.Printable(resp.Status)))
 	}
 	off, err := parseTusNumber("Upload-Offset", resp.Header.Get("Upload-Offset"))
 	if err != nil {

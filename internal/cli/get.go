@@ -18,6 +18,7 @@ import (
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/transfer"
 )
 
@@ -37,7 +38,7 @@ type transferFlags struct {
 func (f *transferFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.BoolVar(&f.startOver, "start-over", false, "discard this transfer's saved progress and begin from byte 0")
-	fl.BoolVar(&f.jsonOut, "json", false, "print one JSON event per line on stdout (for scripts) instead of a progress display")
+	fl.BoolVar(&f.jsonOut, "json", false, "print one JSON event per line on stdout (for scripts; waits as wait_ms) instead of a progress display")
 	fl.StringVar(&f.stateDir, "state-dir", "", "directory of the resume state file transfers.db (default: the user cache dir, rebound/transfers)")
 	fl.DurationVar(&f.stall, "stall-timeout", transfer.DefaultStallTimeout, "cut and resume a transfer that moves no byte for this long")
 	fl.IntVar(&f.attempts, "attempts", 5, "attempts in a row without progress before giving up")
@@ -91,7 +92,7 @@ func (f *transferFlags) setup() (*checkpoint.SQLite, *rebound.Pipeline, http.Hea
 // --json also reports it as the last event, so a script reading the events
 // sees why the transfer ended.
 func transferExit(ctx context.Context, p *progress, verb string, err error) error {
-	err = transferExitCode(ctx, verb, err)
+	err = p.clean.err(transferExitCode(ctx, verb, err))
 	if p.json != nil && err != nil {
 		je := jsonEvent{Event: "error", Error: err.Error(), ExitCode: ExitFailed}
 		var ee *exitError
@@ -156,6 +157,7 @@ Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.`,
 				}
 			}
 			prog := newProgress(cmd.OutOrStdout(), cmd.ErrOrStderr(), tf.jsonOut, "get")
+			prog.clean = newCleaner(args[0], header)
 			opts.OnEvent = prog.event
 			res, err := transfer.Download(cmd.Context(), args[0], opts)
 			prog.close(err == nil)
@@ -163,7 +165,7 @@ Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.`,
 				return transferExit(cmd.Context(), prog, "download", err)
 			}
 			if !tf.jsonOut {
-				msg := fmt.Sprintf("get: saved %s (%d bytes", res.Path, res.Size)
+				msg := fmt.Sprintf("get: saved %s (%d bytes", redact.Printable(res.Path), res.Size)
 				if res.Resumed {
 					msg += ", resumed"
 				}
@@ -198,6 +200,7 @@ type progress struct {
 	startAt int64 // bytes already there when this run began
 	lastLn  time.Time
 	shown   int64 // the count the last plain line showed; -1 none
+	clean   *cleaner
 }
 
 func newProgress(out, errw io.Writer, jsonOut bool, verb string) *progress {
@@ -219,7 +222,7 @@ type jsonEvent struct {
 	Total   int64  `json:"total"`
 	Reason  string `json:"reason,omitempty"`
 	Attempt int    `json:"attempt,omitempty"`
-	WaitMS  int64  `json:"wait_ms,omitempty"`
+	WaitMS  *int64 `json:"wait_ms,omitempty"` // retry events only, 0 included
 	Error   string `json:"error,omitempty"`
 	URL     string `json:"url,omitempty"`
 	// ExitCode is set on the last event of a failed transfer ("error").
@@ -228,10 +231,13 @@ type jsonEvent struct {
 
 func (p *progress) event(ev transfer.Event) {
 	if p.json != nil {
-		je := jsonEvent{Event: ev.Kind.String(), File: ev.Name, Done: ev.Done, Total: ev.Total,
-			Reason: ev.Reason, Attempt: ev.Attempt, WaitMS: ev.Wait.Milliseconds()}
+		je := jsonEvent{Event: ev.Kind.String(), File: redact.Printable(ev.Name), Done: ev.Done, Total: ev.Total,
+			Reason: p.clean.text(ev.Reason), Attempt: ev.Attempt}
+		if ev.Kind == transfer.EventRetry {
+			je.WaitMS = waitMS(ev.Wait)
+		}
 		if ev.Err != nil {
-			je.Error = ev.Err.Error()
+			je.Error = p.clean.text(ev.Err.Error())
 		}
 		p.json.Encode(je)
 		return
@@ -257,6 +263,7 @@ func (p *progress) event(ev transfer.Event) {
 }
 
 func (p *progress) note(s string) {
+	s = p.clean.text(s)
 	if p.bars != nil {
 		fmt.Fprintln(p.bars, s) // printed above the live bar, not through it
 		return

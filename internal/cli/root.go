@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rebound-go/rebound/internal/redact"
 )
 
 // Exit codes shared by every command.
@@ -49,12 +51,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil && ee.code != ExitOK {
-			fmt.Fprintln(stderr, "rebound:", ee.err)
+			fmt.Fprintln(stderr, "rebound:", redact.Text(ee.err.Error()))
 		}
 		return ee.code
 	}
 	// cobra's own flag and argument errors land here.
-	fmt.Fprintln(stderr, "rebound:", err)
+	fmt.Fprintln(stderr, "rebound:", redact.Text(err.Error()))
 	return ExitUsage
 }
 

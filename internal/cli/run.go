@@ -22,6 +22,7 @@ import (
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/checkpoint/postgres"
+	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/job"
 	"github.com/rebound-go/rebound/reboundhttp"
 )
@@ -97,7 +98,7 @@ once, and the state file stays consistent).`,
 	fl.DurationVar(&f.breakerOpen, "breaker-open", 60*time.Second, "how long an open breaker rejects requests before a probe")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Minute, "how long an item stays with a worker that stopped renewing it (heartbeat every third of it); with a shared state, a dead worker's items return after it")
 	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
-	fl.BoolVar(&f.json, "json", false, "write one JSON event per line to stdout (item outcomes, retries, summary)")
+	fl.BoolVar(&f.json, "json", false, "write one JSON event per line to stdout (item outcomes, retries with wait_ms, summary)")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress display")
 	return cmd
 }
@@ -305,7 +306,7 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 				openBreakers.Add(-1)
 			}
 			if jsonOut != nil {
-				jsonOut.write(map[string]string{"event": "breaker", "host": host, "from": from.String(), "to": to.String()})
+				jsonOut.write(map[string]string{"event": "breaker", "host": redact.Printable(host), "from": from.String(), "to": to.String()})
 			}
 		},
 	}, 0)
@@ -330,7 +331,7 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 				return
 			}
 			if jsonOut != nil {
-				jsonOut.write(e)
+				jsonOut.write(newRunEvent(e))
 			}
 		},
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/checkpoint/postgres"
+	"github.com/rebound-go/rebound/internal/redact"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -153,13 +154,13 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 			Dead: s.Dead, Attempts: s.Attempts, PerSecond: rate, TopErrors: []errorCountJSON{},
 			Complete: s.Pending+s.Leased+s.Failed == 0, LastUpdate: s.LastDone, DeadItems: []deadItem{}}
 		for _, e := range top {
-			v.TopErrors = append(v.TopErrors, errorCountJSON{e.Kind, e.Err, e.Count})
+			v.TopErrors = append(v.TopErrors, errorCountJSON{e.Kind, redact.Text(e.Err), e.Count})
 		}
 		for _, w := range workers {
 			v.Workers = append(v.Workers, workerJSON{w, w.Rate()})
 		}
 		for _, d := range dead {
-			v.DeadItems = append(v.DeadItems, deadItem{d.ID, d.Attempts, d.ErrKind, d.Err})
+			v.DeadItems = append(v.DeadItems, deadItem{redact.Printable(d.ID), d.Attempts, d.ErrKind, redact.Text(d.Err)})
 		}
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -190,13 +191,13 @@ func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON boo
 	if len(top) > 0 {
 		fmt.Fprintln(out, "\nmost common errors:")
 		for _, e := range top {
-			fmt.Fprintf(out, "  %6d  %s: %s\n", e.Count, e.Kind, e.Err)
+			fmt.Fprintf(out, "  %6d  %s: %s\n", e.Count, e.Kind, redact.Text(e.Err))
 		}
 	}
 	if len(dead) > 0 {
 		fmt.Fprintf(out, "\ndead items (%d of %d; 'rebound run --retry-dead' tries them again):\n", len(dead), s.Dead)
 		for _, d := range dead {
-			fmt.Fprintf(out, "  %s  after %d attempt(s): %s\n", d.ID, d.Attempts, d.Err)
+			fmt.Fprintf(out, "  %s  after %d attempt(s): %s\n", redact.Printable(d.ID), d.Attempts, redact.Text(d.Err))
 		}
 	}
 	return nil

@@ -54,6 +54,7 @@ On success the upload URL is printed on stdout.`,
 				md[k] = v
 			}
 			prog := newProgress(cmd.OutOrStdout(), cmd.ErrOrStderr(), tf.jsonOut, "upload")
+			prog.clean = newCleaner(args[1], header)
 			res, err := transfer.Upload(cmd.Context(), args[0], args[1], transfer.UploadOptions{
 				Store: store, Pipeline: pipe, Header: header, StartOver: tf.startOver,
 				ChunkSize: n, Metadata: md, StallTimeout: tf.stall, OnEvent: prog.event})
