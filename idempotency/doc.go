@@ -16,8 +16,11 @@
 //     other credentials) and the body up to Config.MaxResponseBytes.
 //   - Scope: a key belongs to the principal returned by Config.Principal,
 //     so one client never sees another's response even if both pick the
-//     same key. The default is one shared scope; real servers should
-//     return the authenticated user.
+//     same key. Real servers should return the authenticated user. The
+//     default scopes by a SHA-256 hash of the credentials the request
+//     carries (CredentialScope); requests without credentials share one
+//     anonymous scope. One scope for all is an explicit choice:
+//     SharedScope.
 //   - Expiry: a completed record is replayed for Config.TTL (24 h by
 //     default) and forgotten afterwards: a request with an expired key
 //     runs the handler again. Expired records are pruned inline every

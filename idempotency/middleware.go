@@ -61,10 +61,16 @@ type Config struct {
 	// key is answered with 400 Bad Request.
 	Optional bool
 	// Principal returns the scope a key belongs to, so that one client can
-	// never see another's stored response. Nil means one shared scope for
-	// everyone; real servers should return the authenticated user or API
-	// client ID. It runs before the handler, so authentication middleware
-	// must wrap this one, not the other way round.
+	// never see another's stored response. Real servers should return the
+	// authenticated user or API client ID; the result is stored as is. It
+	// runs before the handler, so authentication middleware must wrap this
+	// one, not the other way round.
+	//
+	// Nil means CredentialScope(DefaultCredentialHeaders...): keys are
+	// scoped by a SHA-256 hash of the request's Authorization, Cookie and
+	// API-key headers, and requests without any share one anonymous scope
+	// (CredentialScope says why, and when to do better). To share one
+	// scope among all clients, say so: set it to SharedScope.
 	Principal func(*http.Request) string
 	// TTL is how long a completed response is kept and replayed. Zero
 	// means DefaultTTL (24 h), as the draft suggests.
@@ -131,7 +137,7 @@ func New(store Store, cfg Config) *Middleware {
 		cfg.Methods = DefaultMethods
 	}
 	if cfg.Principal == nil {
-		cfg.Principal = func(*http.Request) string { return "" }
+		cfg.Principal = defaultScope
 	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = DefaultTTL
