@@ -43,6 +43,9 @@
 //     type ProblemNotStored; the handler is not run a second time.
 //   - the store failing: 503 with Retry-After, and the handler is not run
 //     (fail closed: running it unchecked could repeat an effect).
+//   - a bounded store (MemoryStore) full of requests still in flight: 503
+//     with Retry-After and problem type ProblemStoreFull; the handler is
+//     not run.
 //
 // Errors are RFC 9457 application/problem+json bodies (type, title, status,
 // detail) that never echo the key or any header.

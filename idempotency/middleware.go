@@ -254,6 +254,11 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		Scope: scope, Key: key, Fingerprint: fp, Token: token, Now: now,
 		LockedUntil: now.Add(m.cfg.LockTimeout), ExpiresAt: now.Add(m.cfg.TTL),
 	})
+	if errors.Is(err, ErrStoreFull) {
+		m.cfg.Logger.WarnContext(ctx, "idempotency: store full of requests in flight; answered 503")
+		writeProblem(w, problemStoreFull, retryAfterStoreFailure)
+		return
+	}
 	if err != nil {
 		// Fail closed: running the handler without the check could
 		// repeat a non-idempotent effect. The client retries later.
