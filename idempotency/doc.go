@@ -72,8 +72,8 @@
 // up without changing anything answers 503 (or panics with
 // http.ErrAbortHandler) so that the retry runs it. A handler that panics
 // after writing a storable status is recorded as processed without a
-// response (ProblemNotStored). A response the store cannot take is
-// recorded the same way; if the store takes nothing at all, the key stays
+// response (ProblemNotStored). A response the store cannot take (at a
+// second try) is recorded the same way; if the store takes nothing at all, the key stays
 // in flight until Config.LockTimeout.
 //
 // A key left in flight by a crashed process becomes free after

@@ -377,13 +377,18 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 }
 
 // complete stores resp for a key whose handler has done its work. It never
-// releases the key: a retry would run the handler a second time. If the
-// response cannot be stored it records "processed, not stored" instead
-// (a smaller write); if even that fails the key stays in flight until
-// Config.LockTimeout, and retries get 409 meanwhile.
+// releases the key: a retry would run the handler a second time. A failed
+// write is tried once more (a busy database often recovers at once); then
+// it records "processed, not stored" (a smaller write, and the retry gets
+// ProblemNotStored instead of a replay); if even that fails the key stays
+// in flight until Config.LockTimeout, and retries get 409 meanwhile.
 func (m *Middleware) complete(ctx context.Context, scope, key, token string, resp *Response) {
 	exp := m.cfg.Now().Add(m.cfg.TTL)
 	err := m.store.Complete(ctx, scope, key, token, resp, exp)
+	if err != nil && !errors.Is(err, ErrNotOwner) {
+		m.cfg.Logger.WarnContext(ctx, "idempotency: storing the response failed; trying again", "err", err)
+		err = m.store.Complete(ctx, scope, key, token, resp, exp)
+	}
 	if err != nil && resp != nil && !errors.Is(err, ErrNotOwner) {
 		m.cfg.Logger.ErrorContext(ctx, "idempotency: storing the response failed; recording the key as processed without it", "err", err)
 		err = m.store.Complete(ctx, scope, key, token, nil, exp)

@@ -246,15 +246,17 @@ func (s *failingComplete) Complete(ctx context.Context, scope, key, token string
 
 // The handler did its work but its response could not be stored: the key
 // must not be released (the retry would run the handler again). The
-// middleware records "processed, not stored" if it can, and otherwise
-// leaves the key in flight until the lock timeout.
+// middleware tries the write again, then records "processed, not stored"
+// if it can, and otherwise leaves the key in flight until the lock
+// timeout.
 func TestStoreFailureAfterHandlerKeepsKey(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		failures int64
 		problem  string
 	}{
-		{"second write succeeds", 1, idempotency.ProblemNotStored},
+		{"second write succeeds", 1, ""},
+		{"third write succeeds", 2, idempotency.ProblemNotStored},
 		{"store stays down", 100, idempotency.ProblemInFlight},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -266,6 +268,12 @@ func TestStoreFailureAfterHandlerKeepsKey(t *testing.T) {
 				t.Fatalf("first: %d", rec.Code)
 			}
 			rec := send(h, "POST", "/", quoted("k"), "", "")
+			if c.problem == "" {
+				if rec.Header().Get(idempotency.HeaderReplayed) != "true" || runs.Load() != 1 {
+					t.Fatalf("retry: %d, handler ran %d times; want the replay", rec.Code, runs.Load())
+				}
+				return
+			}
 			if rec.Code != http.StatusConflict || runs.Load() != 1 {
 				t.Fatalf("retry: %d, handler ran %d times; want 409 and 1 run", rec.Code, runs.Load())
 			}
