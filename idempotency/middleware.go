@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,10 @@ const (
 	DefaultMaxResponseBytes = 1 << 20          // Config.MaxResponseBytes, 1 MiB
 	DefaultPruneInterval    = 10 * time.Minute // Config.PruneInterval
 )
+
+// timeoutHandlerType is the dynamic type of http.TimeoutHandler's handler,
+// compared by identity (not by name) to refuse it inside the middleware.
+var timeoutHandlerType = reflect.TypeOf(http.TimeoutHandler(http.NotFoundHandler(), time.Second, ""))
 
 // DefaultMethods are the methods that require a key when Config.Methods is nil.
 var DefaultMethods = []string{http.MethodPost, http.MethodPatch}
@@ -56,10 +61,16 @@ type Config struct {
 	// key is answered with 400 Bad Request.
 	Optional bool
 	// Principal returns the scope a key belongs to, so that one client can
-	// never see another's stored response. Nil means one shared scope for
-	// everyone; real servers should return the authenticated user or API
-	// client ID. It runs before the handler, so authentication middleware
-	// must wrap this one, not the other way round.
+	// never see another's stored response. Real servers should return the
+	// authenticated user or API client ID; the result is stored as is. It
+	// runs before the handler, so authentication middleware must wrap this
+	// one, not the other way round.
+	//
+	// Nil means CredentialScope(DefaultCredentialHeaders...): keys are
+	// scoped by a SHA-256 hash of the request's Authorization, Cookie and
+	// API-key headers, and requests without any share one anonymous scope
+	// (CredentialScope says why, and when to do better). To share one
+	// scope among all clients, say so: set it to SharedScope.
 	Principal func(*http.Request) string
 	// TTL is how long a completed response is kept and replayed. Zero
 	// means DefaultTTL (24 h), as the draft suggests.
@@ -89,8 +100,10 @@ type Config struct {
 	StoredHeaders []string
 	// StoreStatus decides from the status whether a response is stored. Nil
 	// means every status below 500: a 5xx releases the key so that the
-	// client's retry runs the handler again, which is right as long as a
-	// handler answers 5xx only when it made no change.
+	// client's retry runs the handler again. That is right only if the
+	// handler answers 5xx when it made no change (or undid it); a handler
+	// that fails after its side effect must answer 2xx or 4xx, or this
+	// func must store that 5xx, or the retry repeats the effect.
 	StoreStatus func(status int) bool
 	// Now is the clock; nil means time.Now. Tests pass a fake.
 	Now func() time.Time
@@ -124,7 +137,7 @@ func New(store Store, cfg Config) *Middleware {
 		cfg.Methods = DefaultMethods
 	}
 	if cfg.Principal == nil {
-		cfg.Principal = func(*http.Request) string { return "" }
+		cfg.Principal = defaultScope
 	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = DefaultTTL
@@ -178,10 +191,22 @@ func (m *Middleware) Prune(ctx context.Context) (int64, error) {
 // Handler wraps next: it is the func(http.Handler) http.Handler that
 // routers' Use methods expect. It panics, when the server is wired rather
 // than on a request, if m was not made by New (a zero Middleware would pass
-// every request through without deduplicating it).
+// every request through without deduplicating it), or if next is an
+// http.TimeoutHandler.
+//
+// http.TimeoutHandler must wrap the middleware, never sit inside it:
+// inside, its 503 at the deadline would release the key while the handler
+// it abandoned runs on, and the client's retry would run the handler a
+// second time. Outside, the client gets the 503, the middleware stores the
+// handler's answer when it returns, and the retry is replayed. Handler
+// detects only a TimeoutHandler passed to it directly; one deeper inside
+// next (in a router, say) cannot be seen, so keep it outside.
 func (m *Middleware) Handler(next http.Handler) http.Handler {
 	if m == nil || m.store == nil {
 		panic("idempotency: Middleware not created with New")
+	}
+	if next != nil && reflect.TypeOf(next) == timeoutHandlerType {
+		panic("idempotency: http.TimeoutHandler inside the middleware would release keys of handlers still running; wrap the middleware with it instead")
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m.serve(w, r, next)
@@ -229,6 +254,11 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		Scope: scope, Key: key, Fingerprint: fp, Token: token, Now: now,
 		LockedUntil: now.Add(m.cfg.LockTimeout), ExpiresAt: now.Add(m.cfg.TTL),
 	})
+	if errors.Is(err, ErrStoreFull) {
+		m.cfg.Logger.WarnContext(ctx, "idempotency: store full of requests in flight; answered 503")
+		writeProblem(w, problemStoreFull, retryAfterStoreFailure)
+		return
+	}
 	if err != nil {
 		// Fail closed: running the handler without the check could
 		// repeat a non-idempotent effect. The client retries later.
@@ -300,26 +330,37 @@ func (m *Middleware) maybePrune(ctx context.Context, now time.Time) {
 }
 
 // run executes the handler for a claimed key and stores or releases it.
+//
+// The rule: a key is released (a retry runs the handler again) only when
+// the handler cannot have finished its work: it answered a status that
+// Config.StoreStatus refuses (5xx by default), or it panicked before
+// writing anything. A handler that returned normally has its response, an
+// implicit 200 included, stored whatever its client's context says: a
+// client that went away is exactly the one that will retry. A handler that
+// panicked after writing a storable status is recorded as "processed, not
+// stored", since its client got a cut response that cannot be replayed.
 func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handler, scope, key, token string) {
 	// Store writes after the handler must happen even if the client went
 	// away: that is exactly when the retry will need the stored response.
 	bg, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
+	rw := &recorder{w: w, limit: m.cfg.MaxResponseBytes}
 	finished := false
 	defer func() {
-		if !finished { // the handler panicked (or called runtime.Goexit)
-			m.release(bg, scope, key, token)
+		if finished {
+			return
 		}
+		// The handler panicked (or called runtime.Goexit); the panic goes
+		// on to net/http after this.
+		if !rw.wrote || !m.cfg.StoreStatus(rw.status) {
+			m.release(bg, scope, key, token)
+			return
+		}
+		m.complete(bg, scope, key, token, nil)
 	}()
-	rw := &recorder{w: w, limit: m.cfg.MaxResponseBytes}
 	next.ServeHTTP(rw, r)
 	finished = true
 
-	if !rw.wrote && r.Context().Err() != nil {
-		// Cancelled before any response: nothing to replay, let a retry run.
-		m.release(bg, scope, key, token)
-		return
-	}
 	if !rw.wrote {
 		rw.status = http.StatusOK
 		rw.header = w.Header()
@@ -332,13 +373,31 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 	if !rw.overflow {
 		resp = &Response{Status: rw.status, Header: m.kept(rw.header), Body: rw.body.Bytes()}
 	}
-	err := m.store.Complete(bg, scope, key, token, resp, m.cfg.Now().Add(m.cfg.TTL))
+	m.complete(bg, scope, key, token, resp)
+}
+
+// complete stores resp for a key whose handler has done its work. It never
+// releases the key: a retry would run the handler a second time. A failed
+// write is tried once more (a busy database often recovers at once); then
+// it records "processed, not stored" (a smaller write, and the retry gets
+// ProblemNotStored instead of a replay); if even that fails the key stays
+// in flight until Config.LockTimeout, and retries get 409 meanwhile.
+func (m *Middleware) complete(ctx context.Context, scope, key, token string, resp *Response) {
+	exp := m.cfg.Now().Add(m.cfg.TTL)
+	err := m.store.Complete(ctx, scope, key, token, resp, exp)
+	if err != nil && !errors.Is(err, ErrNotOwner) {
+		m.cfg.Logger.WarnContext(ctx, "idempotency: storing the response failed; trying again", "err", err)
+		err = m.store.Complete(ctx, scope, key, token, resp, exp)
+	}
+	if err != nil && resp != nil && !errors.Is(err, ErrNotOwner) {
+		m.cfg.Logger.ErrorContext(ctx, "idempotency: storing the response failed; recording the key as processed without it", "err", err)
+		err = m.store.Complete(ctx, scope, key, token, nil, exp)
+	}
 	switch {
 	case errors.Is(err, ErrNotOwner):
-		m.cfg.Logger.WarnContext(bg, "idempotency: handler outlived the lock timeout; response not stored")
+		m.cfg.Logger.WarnContext(ctx, "idempotency: handler outlived the lock timeout; response not stored")
 	case err != nil:
-		m.cfg.Logger.ErrorContext(bg, "idempotency: storing the response failed", "err", err)
-		m.release(bg, scope, key, token)
+		m.cfg.Logger.ErrorContext(ctx, "idempotency: recording a processed key failed; it stays in flight until the lock timeout", "err", err)
 	}
 }
 

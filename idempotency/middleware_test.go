@@ -306,35 +306,6 @@ func TestPanicReleasesKey(t *testing.T) {
 	})
 }
 
-func TestCancelledBeforeResponseReleasesKey(t *testing.T) {
-	forEachStore(t, func(t *testing.T, store idempotency.Store) {
-		var runs atomic.Int64
-		started := make(chan struct{})
-		h := idempotency.New(store, testConfig(newFakeClock())).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if runs.Add(1) == 1 {
-				close(started)
-				select { // the client goes away; write nothing
-				case <-r.Context().Done():
-				case <-time.After(10 * time.Second):
-				}
-				return
-			}
-			w.WriteHeader(http.StatusCreated)
-		}))
-		ctx, cancel := context.WithCancel(context.Background())
-		req := httptest.NewRequestWithContext(ctx, "POST", "/", nil)
-		req.Header.Set(idempotency.HeaderKey, quoted("k"))
-		done := make(chan struct{})
-		go func() { defer close(done); h.ServeHTTP(httptest.NewRecorder(), req) }()
-		<-started
-		cancel()
-		<-done
-		if rec := send(h, "POST", "/", quoted("k"), "", ""); rec.Code != http.StatusCreated || runs.Load() != 2 {
-			t.Fatalf("retry after cancel: %d, runs %d", rec.Code, runs.Load())
-		}
-	})
-}
-
 func TestServerErrorNotStored(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store idempotency.Store) {
 		var runs atomic.Int64

@@ -25,8 +25,9 @@ const (
 	// response.
 	ProblemInFlight = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemInFlight"
 	// ProblemNotStored (409): a request with this key was processed, but
-	// its response was too large to store, so it cannot be replayed. Do not
-	// resend with this key; check the resource's state instead.
+	// its response could not be stored (too large, the store failed, or
+	// the server failed while sending it), so it cannot be replayed. Do
+	// not resend with this key; check the resource's state instead.
 	ProblemNotStored = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemNotStored"
 	// ProblemBodyTooLarge (413): the request body is larger than the server
 	// reads to fingerprint an idempotent request.
@@ -34,7 +35,11 @@ const (
 	// ProblemStoreFailed (503, with Retry-After): the server could not
 	// reach its idempotency store, so the request was not processed. Retry
 	// with the same key.
-	ProblemStoreFailed     = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemStoreFailed"
+	ProblemStoreFailed = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemStoreFailed"
+	// ProblemStoreFull (503, with Retry-After): the server's idempotency
+	// store has no room while the requests it holds are still running, so
+	// the request was not processed. Retry with the same key.
+	ProblemStoreFull       = "https://pkg.go.dev/github.com/rebound-go/rebound/idempotency#ProblemStoreFull"
 	problemContentType     = "application/problem+json"
 	retryAfterInFlight     = "1"
 	retryAfterStoreFailure = "1"
@@ -81,9 +86,11 @@ var (
 	problemInFlight = Problem{ProblemInFlight, "A request is outstanding for this Idempotency-Key", http.StatusConflict,
 		"A request with this Idempotency-Key is still being processed. Retry later to receive its response."}
 	problemNotStored = Problem{ProblemNotStored, "The response for this Idempotency-Key was not stored", http.StatusConflict,
-		"A request with this Idempotency-Key was processed, but its response was too large to be stored and cannot be replayed. Do not resend it with this key; check the resource's state instead."}
+		"A request with this Idempotency-Key was processed, but its response could not be stored and cannot be replayed. Do not resend it with this key; check the resource's state instead."}
 	problemBodyTooLarge = Problem{ProblemBodyTooLarge, "Request body is too large", http.StatusRequestEntityTooLarge,
 		"The request body is larger than this server accepts for idempotent requests."}
+	problemStoreFull = Problem{ProblemStoreFull, "Idempotency store full", http.StatusServiceUnavailable,
+		"The server is holding as many requests in progress as it can track, so the request was not processed. Retry with the same key."}
 	problemStore = Problem{ProblemStoreFailed, "Idempotency store unavailable", http.StatusServiceUnavailable,
 		"The server could not check the Idempotency-Key, so the request was not processed. Retry with the same key."}
 )

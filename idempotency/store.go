@@ -66,7 +66,8 @@ type Record struct {
 type Store interface {
 	// Claim takes the key if it is free, that is absent, expired
 	// (ExpiresAt <= req.Now) or in flight with a timed-out lock
-	// (LockedUntil <= req.Now); otherwise it reports what holds it.
+	// (LockedUntil <= req.Now); otherwise it reports what holds it. A
+	// bounded store with no room returns ErrStoreFull.
 	Claim(ctx context.Context, req ClaimRequest) (Record, error)
 	// Complete stores resp for a key claimed with token and keeps it until
 	// expiresAt. A nil resp records that the request ran but its response

@@ -57,9 +57,9 @@ func run(addr, dbPath string, log *slog.Logger) error {
 
 	const writeTimeout = 30 * time.Second
 	m := idempotency.New(store, idempotency.Config{
-		// A real API returns the authenticated client here; this demo
-		// trusts a header to show the scoping.
-		Principal:   func(r *http.Request) string { return r.Header.Get("X-Client-ID") },
+		// A real API sets Principal to return the authenticated client.
+		// This demo has no accounts: the default scopes keys by a hash of
+		// the credentials a request carries (Authorization, Cookie, ...).
 		LockTimeout: 2 * writeTimeout, // longer than any handler may run
 		Logger:      log,
 	})
