@@ -202,6 +202,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, t.invalidErr
 	}
+	if err := ValidateRequest(req); err != nil {
+		// net/http would refuse it before sending, with an error that reads
+		// as transient: the caller's fault must not be retried or charged
+		// to the host's breaker.
+		closeBody(req)
+		return nil, err
+	}
 	var (
 		ctx        = req.Context()
 		rewindable = req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
