@@ -32,11 +32,14 @@ type Transport struct {
 	invalidErr error
 }
 
-// NewClient returns an *http.Client whose Transport is NewTransport(nil, cfg).
-// It sets no Client.Timeout: bound a whole call with the request's context,
-// which always wins.
+// NewClient returns an *http.Client whose Transport is NewTransport(nil, cfg)
+// and whose CheckRedirect is cfg.Redirect.Check (see RedirectPolicy: a
+// redirect that would turn a POST into a GET, loop, downgrade to http or
+// carry the caller's headers to another origin is not followed). It sets no
+// Client.Timeout: bound a whole call with the request's context, which
+// always wins.
 func NewClient(cfg Config) *http.Client {
-	return &http.Client{Transport: NewTransport(nil, cfg)}
+	return &http.Client{Transport: NewTransport(nil, cfg), CheckRedirect: cfg.Redirect.Check}
 }
 
 // NewTransport returns a Transport that sends each attempt through base. A
