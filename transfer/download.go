@@ -325,6 +325,9 @@ func (d *downloader) attempt(ctx context.Context) error {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", asked))
 		req.Header.Set("If-Range", d.validator())
 	}
+	if err := reboundhttp.ValidateRequest(req); err != nil {
+		return err // permanent: net/http would refuse it, every time
+	}
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return err

@@ -139,3 +139,25 @@ func TestUploadCrossOriginLocation(t *testing.T) {
 		t.Fatalf("https endpoint, http Location: %v", err)
 	}
 }
+
+// A header net/http would refuse to send fails a transfer at once,
+// permanently, before anything is sent: it is the caller's error, not the
+// network's, and retrying cannot fix it.
+func TestTransferInvalidHeaderIsPermanent(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	bad := http.Header{"X-A": {"v\r\nX-Injected: 1"}}
+	pipe := &rebound.Pipeline{Retry: rebound.Retry{Backoff: rebound.NoDelay}}
+	_, derr := Download(context.Background(), srv.URL+"/f", DownloadOptions{Path: filepath.Join(t.TempDir(), "f"), Store: newStore(t), Header: bad, Pipeline: pipe})
+	_, uerr := Upload(context.Background(), writeSrc(t, []byte("x")), srv.URL+"/files/", UploadOptions{Store: newStore(t), Header: bad, Pipeline: pipe})
+	for _, err := range []error{derr, uerr} {
+		var re *rebound.RetryError
+		if !errors.Is(err, reboundhttp.ErrInvalidRequest) || (errors.As(err, &re) && re.Attempts != 1) {
+			t.Errorf("err %v, want ErrInvalidRequest after 1 attempt", err)
+		}
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("the server got %d requests", hits.Load())
+	}
+}
