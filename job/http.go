@@ -114,7 +114,7 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 			return err
 		}
 		defer resp.Body.Close()
-		if err := unfollowed(hreq, resp); err != nil {
+		if err := reboundhttp.UnfollowedRedirect(hreq, resp); err != nil {
 			return err
 		}
 		if resp.StatusCode < 400 {
@@ -135,33 +135,6 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 		}
 		return se
 	}
-}
-
-// unfollowed returns a *reboundhttp.RedirectError when resp is not the
-// answer to the request the item asked for: a redirect that came back
-// unfollowed (no Location, a body net/http could not re-send), or the
-// answer to a request of another method, which a client that follows a
-// 301, 302 or 303 as a GET hands back. A 304 is an answer.
-func unfollowed(hreq *http.Request, resp *http.Response) error {
-	last := hreq
-	if resp.Request != nil {
-		last = resp.Request
-	}
-	re := &reboundhttp.RedirectError{Method: hreq.Method, URL: reboundhttp.RedactURL(hreq.URL), StatusCode: resp.StatusCode}
-	switch {
-	case last.Method != hreq.Method:
-		re.URL, re.Location, re.StatusCode = reboundhttp.RedactURL(hreq.URL), reboundhttp.RedactURL(last.URL), 0
-		re.Reason = "the client turned it into a " + last.Method + ", whose answer is not the " + hreq.Method + "'s"
-	case resp.StatusCode >= 300 && resp.StatusCode < 400 && resp.StatusCode != http.StatusNotModified:
-		re.URL = reboundhttp.RedactURL(last.URL)
-		if loc, err := last.URL.Parse(resp.Header.Get("Location")); err == nil && resp.Header.Get("Location") != "" {
-			re.Location = reboundhttp.RedactURL(loc)
-		}
-		re.Reason = "the answer is a redirect, not the request's result"
-	default:
-		return nil
-	}
-	return re
 }
 
 // minSecret is the shortest value scrub hides: shorter ones ("1", "yes")

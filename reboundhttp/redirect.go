@@ -235,3 +235,33 @@ func (e *RedirectError) Is(target error) bool { return target == ErrRedirect }
 func (e *RedirectError) Class() rebound.Class {
 	return rebound.Class{Kind: rebound.KindPermanent, Reason: "redirect not followed"}
 }
+
+// UnfollowedRedirect returns a *RedirectError when resp, which a client
+// returned for req, is not req's own answer: a 3xx (but 304 Not Modified)
+// that came back unfollowed (no Location, a body net/http could not send
+// again, a CheckRedirect that returned http.ErrUseLastResponse), or the
+// answer to a request of another method, as a client with net/http's
+// default policy returns after turning a redirected POST or PUT into a GET.
+// It returns nil otherwise. Call it before taking a response for success
+// when the client may not be NewClient's.
+func UnfollowedRedirect(req *http.Request, resp *http.Response) error {
+	last := req
+	if resp.Request != nil {
+		last = resp.Request
+	}
+	switch {
+	case methodOf(last) != methodOf(req):
+		return &RedirectError{Method: methodOf(req), URL: RedactURL(req.URL), Location: RedactURL(last.URL),
+			Reason: "the client turned it into a " + methodOf(last) + ", whose answer is not the " + methodOf(req) + "'s"}
+	case resp.StatusCode >= 300 && resp.StatusCode < 400 && resp.StatusCode != http.StatusNotModified:
+		e := &RedirectError{Method: methodOf(req), URL: RedactURL(last.URL), StatusCode: resp.StatusCode,
+			Reason: "the answer is a redirect, not the request's result"}
+		if v := resp.Header.Get("Location"); v != "" {
+			if loc, err := last.URL.Parse(v); err == nil {
+				e.Location = RedactURL(loc)
+			}
+		}
+		return e
+	}
+	return nil // no allocation: this runs on every success
+}

@@ -1,6 +1,7 @@
 package reboundhttp_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -258,6 +259,38 @@ func TestSameOrigin(t *testing.T) {
 		b, _ := url.Parse(tc.b)
 		if got := reboundhttp.SameOrigin(a, b); got != tc.want {
 			t.Errorf("SameOrigin(%s, %s) = %v", tc.a, tc.b, got)
+		}
+	}
+}
+
+// A conditional write answered with a redirect is never taken for done:
+// not with the nil client (the safe policy refuses to turn the PUT into a
+// GET), not with net/http's default policy (whose GET answer is not the
+// PUT's), not when the 3xx comes back unfollowed.
+func TestConditionalWriteRedirectIsNotDone(t *testing.T) {
+	srv := newRecorder(t, false, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == "GET":
+			w.Header().Set("ETag", `"v1"`)
+			io.WriteString(w, "current")
+		case r.URL.Path == "/nolocation":
+			w.WriteHeader(http.StatusFound)
+		default:
+			redirectTo(http.StatusFound, "/moved?token=secret")(w, r)
+		}
+	})
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for name, tc := range map[string]struct {
+		c   *http.Client
+		url string
+	}{"nil client": {nil, srv.URL + "/doc"}, "net/http default": {&http.Client{}, srv.URL + "/doc"},
+		"unfollowed": {noFollow, srv.URL + "/doc"}, "no Location": {nil, srv.URL + "/nolocation"}} {
+		_, err := reboundhttp.Update(context.Background(), tc.c, tc.url, reboundhttp.UpdateOptions{},
+			func(b []byte) ([]byte, error) { return []byte("new"), nil })
+		redirectErr(t, err)
+		_, err = reboundhttp.Create(context.Background(), tc.c, tc.url, reboundhttp.UpdateOptions{}, []byte("new"))
+		if !errors.Is(err, reboundhttp.ErrRedirect) {
+			t.Fatalf("%s: Create: %v", name, err)
 		}
 	}
 }
