@@ -110,4 +110,10 @@ func TestRunRefusesHeaderWithControlCharacters(t *testing.T) {
 	if res.code != 2 || !strings.Contains(res.stderr, "line 2") || !strings.Contains(res.stderr, "control character") || hits.Load() != 0 {
 		t.Fatalf("exit %d, %d requests sent; stderr:\n%s", res.code, hits.Load(), res.stderr)
 	}
+	// The same for get's -H: the caller's input, refused before sending.
+	res = runCLI(t, dir, "get", srv.URL+"/f", "-o", filepath.Join(dir, "f"), "--state-dir", filepath.Join(dir, "transfers"),
+		"-H", "X-Trace: v\r\nX-Injected: 1")
+	if res.code != 2 || hits.Load() != 0 {
+		t.Fatalf("get: exit %d, %d requests sent; stderr:\n%s", res.code, hits.Load(), res.stderr)
+	}
 }

@@ -326,7 +326,7 @@ func (d *downloader) attempt(ctx context.Context) error {
 		req.Header.Set("If-Range", d.validator())
 	}
 	if err := reboundhttp.ValidateRequest(req); err != nil {
-		return err // permanent: net/http would refuse it, every time
+		return fmt.Errorf("%w: %w", ErrInvalid, err) // permanent: net/http would refuse it, every time
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {

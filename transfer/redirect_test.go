@@ -153,7 +153,7 @@ func TestTransferInvalidHeaderIsPermanent(t *testing.T) {
 	_, uerr := Upload(context.Background(), writeSrc(t, []byte("x")), srv.URL+"/files/", UploadOptions{Store: newStore(t), Header: bad, Pipeline: pipe})
 	for _, err := range []error{derr, uerr} {
 		var re *rebound.RetryError
-		if !errors.Is(err, reboundhttp.ErrInvalidRequest) || (errors.As(err, &re) && re.Attempts != 1) {
+		if !errors.Is(err, reboundhttp.ErrInvalidRequest) || !errors.Is(err, ErrInvalid) || (errors.As(err, &re) && re.Attempts != 1) {
 			t.Errorf("err %v, want ErrInvalidRequest after 1 attempt", err)
 		}
 	}

@@ -282,7 +282,7 @@ func (u *uploader) newRequest(ctx context.Context, method, target string, body i
 
 func (u *uploader) do(req *http.Request) (*http.Response, error) {
 	if err := reboundhttp.ValidateRequest(req); err != nil {
-		return nil, err // permanent: net/http would refuse it, every time
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err) // permanent: net/http would refuse it, every time
 	}
 	resp, err := u.client.Do(req)
 	if err != nil {
