@@ -294,3 +294,84 @@ func TestConditionalWriteRedirectIsNotDone(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRedirectPolicy feeds the zero policy a redirect as net/http would
+// build it from what a server controls (status, Location) after a request
+// of ours. Whatever the input: a refusal is a permanent *RedirectError
+// whose text holds neither the Location's query nor its password; a
+// redirect it lets through keeps the method (and so the body), goes to
+// http or https only, never from https to http, carries no userinfo the
+// server chose and no Referer, and, to another origin, none of the
+// caller's credential headers.
+func FuzzRedirectPolicy(f *testing.F) {
+	f.Add("POST", "https://api.example.com/orders?token=QSECRET", 302, "http://api.example.com/orders")
+	f.Add("GET", "https://api.example.com/f?token=QSECRET", 302, "https://cdn.example.net/f?sig=LSECRET")
+	f.Add("GET", "http://h:8080/a", 301, "//h:8081/b")
+	f.Add("PUT", "https://h/a", 308, "/b")
+	f.Add("GET", "https://h/a", 303, "https://u:PSECRET@h/b")
+	f.Add("HEAD", "http://h/a", 307, "ftp://h/b")
+	f.Add("0", "http://@0", 307, "") // a relative Location keeps the caller's own userinfo
+	f.Fuzz(func(t *testing.T, method, from string, code int, location string) {
+		first, err := http.NewRequest(method, from, strings.NewReader("body"))
+		if err != nil || first.URL.Host == "" || (first.URL.Scheme != "http" && first.URL.Scheme != "https") {
+			return
+		}
+		first.Header.Set("X-Api-Key", "KSECRET")
+		first.Header.Set("Authorization", "Bearer ASECRET")
+		first.Header.Set("Range", "bytes=1-")
+		u, err := first.URL.Parse(location)
+		if err != nil {
+			return
+		}
+		// What net/http's Client does for a 3xx (redirectBehavior, copyHeaders).
+		next := &http.Request{Method: method, URL: u, Header: first.Header.Clone(), Response: &http.Response{StatusCode: code}}
+		switch code {
+		case 301, 302, 303:
+			if method != "GET" && method != "HEAD" {
+				next.Method = "GET"
+			} else {
+				next.Body, next.GetBody, next.ContentLength = first.Body, first.GetBody, first.ContentLength
+			}
+		case 307, 308:
+			next.Body, next.GetBody, next.ContentLength = first.Body, first.GetBody, first.ContentLength
+		default:
+			return
+		}
+		next.Header.Set("Referer", first.URL.String())
+		err = reboundhttp.CheckRedirect(next, []*http.Request{first})
+		if err != nil {
+			var re *reboundhttp.RedirectError
+			if !errors.As(err, &re) || rebound.Classify(err).Kind != rebound.KindPermanent {
+				t.Fatalf("refusal %v is not a permanent *RedirectError", err)
+			}
+			msg := err.Error()
+			for _, x := range []*url.URL{first.URL, u} {
+				pw, _ := x.User.Password()
+				if (x.RawQuery != "" && strings.Contains(msg, "?"+x.RawQuery)) || (pw != "" && strings.Contains(msg, ":"+pw+"@")) {
+					t.Fatalf("query or password of %s in %q", x, msg)
+				}
+			}
+			return
+		}
+		switch {
+		case next.Method != method:
+			t.Fatalf("%s followed as %s", method, next.Method)
+		case u.Scheme != "http" && u.Scheme != "https":
+			t.Fatalf("followed to scheme %q", u.Scheme)
+		case first.URL.Scheme == "https" && u.Scheme == "http":
+			t.Fatalf("followed from https to http")
+		case u.User != nil && (first.URL.User == nil || u.User.String() != first.URL.User.String()):
+			t.Fatalf("followed to userinfo %q the server chose", u.User)
+		case next.Header.Get("Referer") != "":
+			t.Fatalf("Referer %q sent", next.Header.Get("Referer"))
+		}
+		if !reboundhttp.SameOrigin(first.URL, u) {
+			if next.Header.Get("X-Api-Key") != "" || next.Header.Get("Authorization") != "" {
+				t.Fatalf("credentials sent from %s to %s", first.URL, u)
+			}
+			if next.Body != nil {
+				t.Fatalf("a body sent from %s to %s", first.URL, u)
+			}
+		}
+	})
+}
