@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rebound-go/rebound"
@@ -374,4 +375,39 @@ func FuzzRedirectPolicy(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The hop a 307 leads to is retried like any request: its body, rewound by
+// GetBody, arrives whole on every attempt.
+func TestRedirect307HopRetriedWithItsBody(t *testing.T) {
+	var bHits atomic.Int64
+	s := newRecorder(t, false, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/a" {
+			redirectTo(307, "/b")(w, r)
+			return
+		}
+		if bHits.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	req, _ := http.NewRequest("POST", s.URL+"/a", strings.NewReader("payload"))
+	reboundhttp.SetIdempotencyKey(req)
+	resp, err := client(t, fast()).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	got := s.got()
+	if len(got) != 3 {
+		t.Fatalf("%d requests, want 3", len(got))
+	}
+	for _, r := range got {
+		if r.method != "POST" || r.body != "payload" || r.header.Get("Idempotency-Key") != req.Header.Get("Idempotency-Key") {
+			t.Fatalf("request %+v", r)
+		}
+	}
 }
