@@ -269,6 +269,11 @@ func (r *Request) validate(dir string) error {
 	if u.Hostname() == "" { // "http://:80/" has a Host but no host
 		return fmt.Errorf("url %q has no host", reboundhttp.RedactURL(u))
 	}
+	if strings.Contains(u.RawQuery, " ") {
+		// url.Parse keeps it, net/http writes it into the request line as
+		// it is, and the server cannot parse that line.
+		return fmt.Errorf("url %q: its query holds a space; write it as %%20", reboundhttp.RedactURL(u))
+	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return fmt.Errorf("url %q: port %s is not in 1-65535", reboundhttp.RedactURL(u), p)
@@ -283,6 +288,9 @@ func (r *Request) validate(dir string) error {
 		}
 		if !reboundhttp.ValidHeaderValue(v) {
 			return fmt.Errorf("header %q: its value holds a control character (CR, LF, NUL, ...), which HTTP does not allow", k)
+		}
+		if connectionHeader(k, v) {
+			return fmt.Errorf("header %q is a connection header, which the client sets itself (HTTP/2 refuses it)", k)
 		}
 		if len(r.Headers) > 1 {
 			if names == nil {
@@ -309,6 +317,20 @@ func (r *Request) validate(dir string) error {
 		}
 	}
 	return nil
+}
+
+// connectionHeader reports whether k: v is a connection-level header that
+// net/http's HTTP/2 client refuses before sending (an error that reads as
+// a network fault), as RFC 9113 §8.2.2 says; over HTTP/1.1 it would be
+// dropped or break the framing. Connection: close or keep-alive are fine.
+func connectionHeader(k, v string) bool {
+	switch http.CanonicalHeaderKey(k) {
+	case "Upgrade", "Transfer-Encoding":
+		return true
+	case "Connection":
+		return !strings.EqualFold(v, "close") && !strings.EqualFold(v, "keep-alive")
+	}
+	return false
 }
 
 // BodyPath resolves BodyFile against the manifest's folder.

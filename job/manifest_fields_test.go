@@ -2,6 +2,7 @@ package job
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net"
@@ -27,8 +28,12 @@ func TestScanManifestRefusesUnsendableHeadersAndMiscasedFields(t *testing.T) {
 		{`{"id":"x","url":"http://h/","id":"y"}`, `field "id" given twice`},
 		{`{"id":"x","url":"http://h:0/"}`, "port"},
 		{`{"id":"x","url":"http://h:99999/"}`, "port"},
+		{`{"id":"x","url":"https://h/","headers":{"Upgrade":"websocket"}}`, "connection"},
+		{`{"id":"x","url":"https://h/","headers":{"Connection":"Upgrade"}}`, "connection"},
+		{`{"id":"x","url":"https://h/","headers":{"Transfer-Encoding":"gzip"}}`, "connection"},
 		{`{"id":"x","url":"http://:"}`, "has no host"},                // found by FuzzManifestLineSendable
 		{`{"id":"x","url":"http://h/"}}`, "more than one JSON value"}, // found by FuzzManifestLineSendable
+		{`{"id":"x","url":"http://h/p?a b"}`, "query holds a space"},  // found by FuzzManifestLineSendable
 	}
 	var in []string
 	for _, l := range lines {
@@ -60,9 +65,10 @@ func TestScanManifestRefusesUnsendableHeadersAndMiscasedFields(t *testing.T) {
 // FuzzManifestLineSendable states what validation promises: a line it
 // accepts is sent by HTTPHandler through net/http's own client without an
 // error raised before sending (its method, URL and headers are all ones
-// net/http writes), and its field names are exactly the documented ones.
-// The peer is a net/http server on 127.0.0.1 that answers 204 to anything,
-// whatever host the line names; it must understand what was sent.
+// net/http writes, over HTTP/1.1 and, for https, HTTP/2, which refuses more
+// connection headers), and its field names are exactly the documented ones.
+// The peers are net/http servers on 127.0.0.1 that answer 204 to anything,
+// whatever host the line names; they must understand what was sent.
 func FuzzManifestLineSendable(f *testing.F) {
 	f.Add(`{"id":"a","url":"http://h/"}`)
 	f.Add(`{"id":"a","method":"POST","url":"https://u:p@h:8443/p?q=1","headers":{"X-A":"b\tc","Idempotency-Key":"k"},"body":{"x":[1,2]}}`)
@@ -70,16 +76,36 @@ func FuzzManifestLineSendable(f *testing.F) {
 	f.Add(`{"id":"a","url":"http://h/","heAders":{"X":"y"}}`)
 	f.Add(`{"id":"a","url":"http://h:65536/"}`)
 	f.Add(`{"id":"a","method":"PUT","url":"http://[::1]:1/","body":"text"}`)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer srv.Close()
+	f.Add(`{"id":"a","url":"https://h/","headers":{"Upgrade":"websocket","Connection":"Upgrade"}}`)
+	answer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	h1 := httptest.NewServer(answer)
+	defer h1.Close()
+	h2 := httptest.NewUnstartedServer(answer)
+	h2.EnableHTTP2 = true
+	h2.StartTLS()
+	defer h2.Close()
 	var d net.Dialer
-	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return d.DialContext(ctx, "tcp", srv.Listener.Addr().String())
+	dialH1 := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, "tcp", h1.Listener.Addr().String())
 	}
-	client := &http.Client{Transport: &http.Transport{DialContext: dial, DialTLSContext: dial, DisableKeepAlives: true}}
-	send := HTTPHandler(client, "")
+	tlsConf := h2.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	tlsConf.ServerName, tlsConf.NextProtos = "example.com", []string{"h2"} // a name the test certificate holds
+	dialH2 := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, "tcp", h2.Listener.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Client(c, tlsConf)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+	overH1 := &http.Client{Transport: &http.Transport{DialContext: dialH1, DialTLSContext: dialH1, DisableKeepAlives: true}}
+	h2Transport := &http.Transport{DialTLSContext: dialH2, ForceAttemptHTTP2: true}
+	defer h2Transport.CloseIdleConnections()
+	sendH1, sendH2 := HTTPHandler(overH1, ""), HTTPHandler(&http.Client{Transport: h2Transport}, "")
 	f.Fuzz(func(t *testing.T, line string) {
 		if strings.ContainsAny(line, "\n\r") {
 			return // one line
@@ -103,13 +129,14 @@ func FuzzManifestLineSendable(f *testing.F) {
 		if req.BodyFile != "" {
 			return // a file of this machine: not the property under test
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		if err := send(ctx, &Task{ID: req.ID, Key: "k", Payload: []byte(line)}); err != nil {
-			t.Fatalf("accepted line %q not sendable: %v", line, err)
+		task := &Task{ID: req.ID, Key: "k", Payload: []byte(line)}
+		if err := sendH1(context.Background(), task); err != nil {
+			t.Fatalf("accepted line %q not sendable over HTTP/1.1: %v", line, err)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("hang: %q", line)
+		if strings.HasPrefix(req.URL, "https:") {
+			if err := sendH2(context.Background(), task); err != nil {
+				t.Fatalf("accepted line %q not sendable over HTTP/2: %v", line, err)
+			}
 		}
 	})
 }
