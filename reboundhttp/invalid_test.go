@@ -63,3 +63,19 @@ func TestInvalidRequestIsPermanentAndSparesTheBreaker(t *testing.T) {
 		t.Fatalf("valid request refused: %v", err)
 	}
 }
+
+// The checks every request and every answer go through cost nothing when
+// all is well: they sit on the hot path of every successful call.
+func TestRequestChecksAllocateNothing(t *testing.T) {
+	req, _ := http.NewRequest("POST", "https://h/p?q=1", strings.NewReader("b"))
+	req.Header.Set("Authorization", "Bearer x")
+	req.Header.Set("Idempotency-Key", "k")
+	resp := &http.Response{StatusCode: 200, Request: req, Header: http.Header{}}
+	if n := testing.AllocsPerRun(100, func() {
+		if reboundhttp.ValidateRequest(req) != nil || reboundhttp.UnfollowedRedirect(req, resp) != nil {
+			t.Fatal("a valid request or answer refused")
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per request", n)
+	}
+}
