@@ -25,11 +25,17 @@ import (
 // request carries the item's Idempotency-Key unless the manifest sets one,
 // so a replay after a crash is deduplicated by a server that honours it. A
 // status below 400 is success; others become errors classified by
-// a *reboundhttp.StatusError (408, 429, 5xx retried; 4xx dead). dir resolves
+// a *reboundhttp.StatusError (408, 429, 5xx retried; 4xx dead). A redirect
+// is success only once followed to an answer with the item's own method: a
+// 3xx answer (but 304), or the answer to the GET a client sent in place of
+// a redirected POST, is a permanent *reboundhttp.RedirectError. A request
+// net/http would refuse to send fails permanently, unsent
+// (reboundhttp.ErrInvalidRequest). A nil client means one with
+// reboundhttp.CheckRedirect, the safe redirect policy. dir resolves
 // relative body_file paths.
 func HTTPHandler(client *http.Client, dir string) Handler {
 	if client == nil {
-		client = http.DefaultClient
+		client = &http.Client{CheckRedirect: reboundhttp.CheckRedirect}
 	}
 	return func(ctx context.Context, t *Task) error {
 		var req Request
@@ -69,6 +75,9 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 				return rebound.Permanent(fmt.Errorf("item %q: body_file: %w", t.ID, err))
 			}
 			hreq.ContentLength = fi.Size()
+			// A 307 or 308 re-sends the body: from the file, opened again.
+			path := req.BodyPath(dir)
+			hreq.GetBody = func() (io.ReadCloser, error) { return os.Open(path) }
 		}
 		for k, v := range req.Headers {
 			hreq.Header.Set(k, v)
@@ -79,10 +88,18 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 		if isJSON && hreq.Header.Get("Content-Type") == "" {
 			hreq.Header.Set("Content-Type", "application/json")
 		}
+		if err := reboundhttp.ValidateRequest(hreq); err != nil {
+			return err // permanent: net/http would refuse it whatever the client
+		}
 		resp, err := client.Do(hreq)
 		if err != nil {
 			var ue *url.Error
 			if errors.As(redact.URLError(err), &ue) { // queries and userinfo may hold secrets
+				if errors.Is(ue.Err, reboundhttp.ErrRedirect) {
+					// net/http put the raw Location there; the error names
+					// it, redacted, after the URL the item asked for.
+					ue.URL = reboundhttp.RedactURL(hreq.URL)
+				}
 				// A reboundhttp client that makes one attempt wraps its error
 				// in "gave up after 1 attempt (attempts exhausted)", which
 				// reads as final in an item's retry event and dead reason
@@ -96,6 +113,9 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 			return err
 		}
 		defer resp.Body.Close()
+		if err := reboundhttp.UnfollowedRedirect(hreq, resp); err != nil {
+			return err
+		}
 		if resp.StatusCode < 400 {
 			// Drain so the connection is reused; the answer itself is not kept.
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))

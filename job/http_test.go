@@ -3,12 +3,20 @@ package job
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"html"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/reboundhttp"
 )
 
 // A server that echoes the request in its error answer must not carry the
@@ -66,5 +74,94 @@ func TestHTTPHandlerScrubsEncodedSecrets(t *testing.T) {
 		if !strings.Contains(msg, w) {
 			t.Errorf("error lost %q: %s", w, msg)
 		}
+	}
+}
+
+// runClient is a client like the CLI's: reboundhttp's, one attempt per call.
+func runClient(t *testing.T) *http.Client {
+	c := reboundhttp.NewClient(reboundhttp.Config{Retry: rebound.Retry{MaxAttempts: 1}, DisableBreaker: true, DisableBudget: true})
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// A POST answered 301/302/303 is not done: the GET net/http would send in
+// its place is not the POST. The item fails permanently, its reason naming
+// the redacted Location. With reboundhttp's client the GET is never sent;
+// with a client of net/http's defaults it is, but still cannot pass for the
+// POST.
+func TestHTTPHandlerPostRedirectedIsNotDone(t *testing.T) {
+	var thanks atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		thanks.Add(1)
+		io.WriteString(w, "thanks")
+	}))
+	defer target.Close()
+	for _, code := range []int{301, 302, 303} {
+		origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, target.URL+"/thanks?token=LOCSECRET", code)
+		}))
+		for _, c := range []*http.Client{runClient(t), {}} {
+			task := &Task{ID: "x", Key: "k", Payload: []byte(`{"id":"x","method":"POST","url":"` + origin.URL + `/orders","body":{"n":1}}`)}
+			err := HTTPHandler(c, "")(context.Background(), task)
+			var re *reboundhttp.RedirectError
+			if !errors.As(err, &re) || rebound.Classify(err).Kind != rebound.KindPermanent {
+				t.Fatalf("%d: err %v, want a permanent *RedirectError", code, err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, target.URL+"/thanks") || strings.Contains(msg, "LOCSECRET") {
+				t.Fatalf("%d: reason %q", code, msg)
+			}
+		}
+		origin.Close()
+	}
+	if n := thanks.Load(); n != 3 {
+		t.Fatalf("the target got %d GETs, want 3 (one per default client, none from reboundhttp's)", n)
+	}
+}
+
+// A 307 re-sends a body_file item's POST with its body (the file is opened
+// again), and a 3xx that comes back unfollowed is not success.
+func TestHTTPHandlerRedirectedBodyFileAndUnfollowed3xx(t *testing.T) {
+	var got atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/a":
+			w.Header().Set("Location", "/b")
+			w.WriteHeader(307)
+		case "/b":
+			b, _ := io.ReadAll(r.Body)
+			got.Store(r.Method + " " + string(b))
+		case "/nolocation":
+			w.WriteHeader(302)
+		}
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "body.bin"), []byte("file body"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	task := &Task{ID: "x", Key: "k", Payload: []byte(`{"id":"x","method":"POST","url":"` + srv.URL + `/a","body_file":"body.bin"}`)}
+	if err := HTTPHandler(runClient(t), dir)(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := got.Load().(string); g != "POST file body" {
+		t.Fatalf("/b got %q", g)
+	}
+	task = &Task{ID: "y", Key: "k", Payload: []byte(`{"id":"y","method":"POST","url":"` + srv.URL + `/nolocation","body":"x"}`)}
+	err := HTTPHandler(runClient(t), dir)(context.Background(), task)
+	if !errors.Is(err, reboundhttp.ErrRedirect) || rebound.Classify(err).Kind != rebound.KindPermanent {
+		t.Fatalf("unfollowed 302: err %v", err)
+	}
+}
+
+// A stored request that net/http would refuse (a header value with CR LF)
+// fails permanently before anything is sent, whatever the client.
+func TestHTTPHandlerInvalidHeaderIsPermanent(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	task := &Task{ID: "x", Key: "k", Payload: []byte(`{"id":"x","url":"` + srv.URL + `","headers":{"X-A":"v\r\nX-Injected: 1"}}`)}
+	err := HTTPHandler(&http.Client{}, "")(context.Background(), task)
+	if !errors.Is(err, reboundhttp.ErrInvalidRequest) || rebound.Classify(err).Kind != rebound.KindPermanent || hits.Load() != 0 {
+		t.Fatalf("err %v (%v), %d requests", err, rebound.Classify(err), hits.Load())
 	}
 }

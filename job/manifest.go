@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/rebound-go/rebound/checkpoint"
@@ -196,13 +198,52 @@ func parseLine(raw []byte, dir string) (Request, error) {
 	if err := dec.Decode(&req); err != nil {
 		return req, fmt.Errorf("not a JSON object with known fields: %v", err)
 	}
-	if dec.More() {
+	// dec.More is false before a stray '}' or ']': look at what is left.
+	if rest := bytes.TrimSpace(raw[dec.InputOffset():]); len(rest) > 0 {
 		return req, errors.New("more than one JSON value on the line")
+	}
+	if err := exactFields(raw); err != nil {
+		return req, err
 	}
 	if err := req.validate(dir); err != nil {
 		return req, err
 	}
 	return req, nil
+}
+
+// manifestFields are Request's JSON field names.
+var manifestFields = [...]string{"id", "method", "url", "headers", "body", "body_file"}
+
+// exactFields refuses a field name that is not exactly one of Request's, or
+// that is given twice: encoding/json matches names without regard to case
+// ("heAders" fills Headers) and lets a second "id" silently win. raw is a
+// JSON object that decoded without error.
+func exactFields(raw []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // '{'
+		return err
+	}
+	var seen [len(manifestFields)]bool
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := tok.(string)
+		i := slices.Index(manifestFields[:], name)
+		switch {
+		case i < 0:
+			return fmt.Errorf("unknown field %q (field names are %s, in lower case)", name, strings.Join(manifestFields[:], ", "))
+		case seen[i]:
+			return fmt.Errorf("field %q given twice", name)
+		}
+		seen[i] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (r *Request) validate(dir string) error {
@@ -232,12 +273,41 @@ func (r *Request) validate(dir string) error {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fmt.Errorf("url %q: scheme must be http or https", reboundhttp.RedactURL(u))
 	}
-	if u.Host == "" {
+	if u.Hostname() == "" { // "http://:80/" has a Host but no host
 		return fmt.Errorf("url %q has no host", reboundhttp.RedactURL(u))
 	}
-	for k := range r.Headers {
+	if strings.Contains(u.RawQuery, " ") {
+		// url.Parse keeps it, net/http writes it into the request line as
+		// it is, and the server cannot parse that line.
+		return fmt.Errorf("url %q: its query holds a space; write it as %%20", reboundhttp.RedactURL(u))
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("url %q: port %s is not in 1-65535", reboundhttp.RedactURL(u), p)
+		}
+	}
+	// net/http would refuse these at send time with an error that reads as
+	// a network fault; the header's value is never shown, it may be secret.
+	var names map[string]bool
+	for k, v := range r.Headers {
 		if !validToken(k) {
 			return fmt.Errorf("header name %q is not valid", k)
+		}
+		if !reboundhttp.ValidHeaderValue(v) {
+			return fmt.Errorf("header %q: its value holds a control character (CR, LF, NUL, ...), which HTTP does not allow", k)
+		}
+		if connectionHeader(k, v) {
+			return fmt.Errorf("header %q is a connection header, which the client sets itself (HTTP/2 refuses it)", k)
+		}
+		if len(r.Headers) > 1 {
+			if names == nil {
+				names = make(map[string]bool, len(r.Headers))
+			}
+			c := http.CanonicalHeaderKey(k)
+			if names[c] {
+				return fmt.Errorf("header %q given twice (header names ignore case)", c)
+			}
+			names[c] = true
 		}
 	}
 	if len(r.Body) > 0 && r.BodyFile != "" {
@@ -254,6 +324,20 @@ func (r *Request) validate(dir string) error {
 		}
 	}
 	return nil
+}
+
+// connectionHeader reports whether k: v is a connection-level header that
+// net/http's HTTP/2 client refuses before sending (an error that reads as
+// a network fault), as RFC 9113 §8.2.2 says; over HTTP/1.1 it would be
+// dropped or break the framing. Connection: close or keep-alive are fine.
+func connectionHeader(k, v string) bool {
+	switch http.CanonicalHeaderKey(k) {
+	case "Upgrade", "Transfer-Encoding":
+		return true
+	case "Connection":
+		return !strings.EqualFold(v, "close") && !strings.EqualFold(v, "keep-alive")
+	}
+	return false
 }
 
 // BodyPath resolves BodyFile against the manifest's folder.
@@ -280,18 +364,6 @@ func (r *Request) BodyBytes() (body []byte, isJSON bool, err error) {
 	return r.Body, true, nil
 }
 
-func validMethod(m string) bool { return validToken(m) }
+func validMethod(m string) bool { return reboundhttp.ValidToken(m) }
 
-// validToken reports whether s is an RFC 9110 token (method or header name).
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
+func validToken(s string) bool { return reboundhttp.ValidToken(s) }

@@ -85,7 +85,10 @@ type UpdateOptions struct {
 // answers a repeat with the first answer. A repeat that a server without
 // deduplication refuses with 412 may be refusing the write's own earlier,
 // applied attempt: that is reported as ErrOutcomeUnknown, never as
-// ErrPreconditionFailed. nil client means http.DefaultClient. Update keeps
+// ErrPreconditionFailed. A write answered with a redirect that would change
+// its method, or with a 3xx that came back unfollowed, is a *RedirectError,
+// never a success. nil client means net/http's defaults with the
+// redirect policy CheckRedirect. Update keeps
 // no state: call it from as many goroutines as you like.
 func Update(ctx context.Context, client *http.Client, rawURL string, opt UpdateOptions, modify func(current []byte) ([]byte, error)) (etag string, err error) {
 	if modify == nil {
@@ -120,7 +123,7 @@ func Update(ctx context.Context, client *http.Client, rawURL string, opt UpdateO
 // the 412). It returns the ETag of the new representation when the server
 // sent one. As with Update, the write carries an Idempotency-Key, and a
 // 412 to a repeat is ErrOutcomeUnknown. opt.Method is the method (PUT when empty); nil
-// client means http.DefaultClient.
+// client means net/http's defaults with the redirect policy CheckRedirect.
 func Create(ctx context.Context, client *http.Client, rawURL string, opt UpdateOptions, body []byte) (etag string, err error) {
 	method, err := writeMethod(opt.Method)
 	if err != nil {
@@ -208,6 +211,9 @@ func write(ctx context.Context, client *http.Client, method, rawURL string, opt 
 		// A client with Config.ErrorOnStatus: the 412 came as an error.
 	case err != nil:
 		return "", err
+	case UnfollowedRedirect(req, resp) != nil:
+		drain(resp.Body)
+		return "", UnfollowedRedirect(req, resp) // nil on success, so computed twice only here
 	case resp.StatusCode < 300:
 		_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
 		_ = resp.Body.Close()
@@ -258,10 +264,14 @@ func newConditionalRequest(ctx context.Context, method, rawURL string, opt *Upda
 	return req, nil
 }
 
+// defaultClient is the nil client of Update and Create: net/http's
+// defaults but for the redirect policy.
+var defaultClient = &http.Client{CheckRedirect: CheckRedirect}
+
 // do sends req with client; an error's URL loses its query and userinfo.
 func do(client *http.Client, req *http.Request) (*http.Response, error) {
 	if client == nil {
-		client = http.DefaultClient
+		client = defaultClient
 	}
 	resp, err := client.Do(req)
 	return resp, redact.URLError(err)

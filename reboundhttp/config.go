@@ -78,6 +78,11 @@ type Config struct {
 	// requests. Only do this when the server deduplicates by that header.
 	IdempotencyKeys bool
 
+	// Redirect is the redirect policy of the Client NewClient returns; its
+	// zero value follows up to 10 redirects safely (see RedirectPolicy).
+	// It has no effect on a Transport, which never follows redirects.
+	Redirect RedirectPolicy
+
 	// ErrorOnStatus turns every final response with a status >= 400 into an
 	// error: a *StatusError (within a *rebound.RetryError when retries were
 	// made), with the body's first 1 KiB; the response itself is drained and

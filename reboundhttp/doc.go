@@ -21,6 +21,12 @@
 //     server's Retry-After;
 //   - any other response is the answer, returned untouched.
 //
+// A request that net/http would refuse to send (a header value with CR, LF
+// or NUL, a header name or method that is not a token, a URL without a
+// host) fails before any attempt with an error matching ErrInvalidRequest:
+// permanent, and never counted against the host's breaker (see
+// ValidateRequest).
+//
 // A request is replayable when its body can be rewound (no body, or GetBody
 // set) and either its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT,
 // DELETE) or it carries an Idempotency-Key (or X-Idempotency-Key) header, as
@@ -57,6 +63,22 @@
 // Bound a whole call with the request's context, not http.Client.Timeout:
 // with a Client.Timeout, net/http starts two goroutines per request for any
 // RoundTripper that is not its own *http.Transport (this one included).
+//
+// # Redirects
+//
+// The Transport never follows redirects; the Client NewClient returns
+// follows them by Config.Redirect, a RedirectPolicy whose zero value is
+// safe where net/http's default is not. A POST, PUT, PATCH or DELETE
+// answered 301, 302 or 303 is not re-sent as a bodiless GET whose 2xx would
+// pass for the original request's success: the call fails with a
+// *RedirectError (errors.Is ErrRedirect, permanent) naming the redacted
+// Location. 307 and 308 re-send the same method and body, rewound with
+// GetBody (a body without GetBody is not re-sent: the 3xx is the answer).
+// Loops (more than 10 redirects), https to http, other schemes and
+// server-chosen userinfo are refused; a redirect to another origin carries
+// none of the caller's credential-bearing headers, a request with a body is
+// not redirected there, and no redirect carries a Referer the caller did not
+// set. A 3xx that comes back unfollowed is returned like any other answer.
 //
 // # Conditional updates
 //

@@ -158,3 +158,35 @@ func ExampleUpdate() {
 	// "v2" <nil> {"stock":7}
 	// true {"stock":0}
 }
+
+// A POST answered 302 is not re-sent as a GET whose 200 would pass for the
+// POST's success: the call fails with a permanent *RedirectError. The same
+// policy serves a client of your own through CheckRedirect.
+func ExampleRedirectPolicy() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			http.Redirect(w, r, "/done?token=secret", http.StatusFound)
+			return
+		}
+		io.WriteString(w, "a page, not the order")
+	}))
+	defer srv.Close()
+
+	client := reboundhttp.NewClient(reboundhttp.Config{})
+	defer client.CloseIdleConnections()
+	_, err := client.Post(srv.URL+"/orders", "application/json", strings.NewReader(`{"item":1}`))
+	var re *reboundhttp.RedirectError
+	if errors.As(err, &re) {
+		fmt.Println(re.StatusCode, strings.TrimPrefix(re.Location, srv.URL), rebound.Classify(err).Kind)
+		fmt.Println(re.Reason)
+	}
+
+	mine := &http.Client{CheckRedirect: reboundhttp.CheckRedirect}
+	defer mine.CloseIdleConnections()
+	_, err = mine.Post(srv.URL+"/orders", "application/json", strings.NewReader(`{"item":1}`))
+	fmt.Println(errors.Is(err, reboundhttp.ErrRedirect))
+	// Output:
+	// 302 /done permanent
+	// net/http would re-send POST as GET without its body, and its answer is not the POST's
+	// true
+}

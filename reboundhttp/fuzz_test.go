@@ -16,16 +16,21 @@ import (
 // FuzzStatusError feeds what a server controls (status, Retry-After, body)
 // to NewStatusError: it must never panic, keep Retry-After within
 // [0, rebound.MaxRetryAfter], keep at most MaxBodySnippet bytes of the body
-// (its exact prefix), and classify by status alone.
+// (its exact prefix), and classify by the status, its Retry-After and
+// whether the request was replayable: rebound.ClassifyStatus, except that a
+// 409 with a Retry-After to a replayable request is throttled for that wait
+// (an Idempotency-Key server saying the first request still runs).
 func FuzzStatusError(f *testing.F) {
-	f.Add(503, "120", []byte("busy"))
-	f.Add(429, "Wed, 21 Oct 2015 07:28:00 GMT", []byte{})
-	f.Add(503, "Thu, 01 Jan 2026 00:01:30 GMT", bytes.Repeat([]byte("x"), 5000))
-	f.Add(500, "99999999999999999999999", []byte("\x00\xff"))
-	f.Add(404, "-1", []byte(nil))
-	f.Add(502, " 1.5 ", []byte("é"))
+	f.Add(503, "120", []byte("busy"), true)
+	f.Add(429, "Wed, 21 Oct 2015 07:28:00 GMT", []byte{}, true)
+	f.Add(503, "Thu, 01 Jan 2026 00:01:30 GMT", bytes.Repeat([]byte("x"), 5000), false)
+	f.Add(500, "99999999999999999999999", []byte("\x00\xff"), false)
+	f.Add(404, "-1", []byte(nil), true)
+	f.Add(502, " 1.5 ", []byte("é"), true)
+	f.Add(409, "1", []byte("in flight"), true) // the old oracle failed here
+	f.Add(409, "1", []byte("in flight"), false)
 	now := reboundtest.Epoch
-	f.Fuzz(func(t *testing.T, code int, retryAfter string, body []byte) {
+	f.Fuzz(func(t *testing.T, code int, retryAfter string, body []byte, replayable bool) {
 		req, _ := http.NewRequest("GET", "https://user:pw@example.com/a/b?token=t", nil)
 		resp := &http.Response{
 			StatusCode: code,
@@ -33,7 +38,7 @@ func FuzzStatusError(f *testing.F) {
 			Body:       io.NopCloser(bytes.NewReader(body)),
 			Request:    req,
 		}
-		se := reboundhttp.NewStatusError(resp, true, now)
+		se := reboundhttp.NewStatusError(resp, replayable, now)
 		if se.RetryAfter < 0 || se.RetryAfter > rebound.MaxRetryAfter {
 			t.Fatalf("RetryAfter %v out of range for %q", se.RetryAfter, retryAfter)
 		}
@@ -48,7 +53,11 @@ func FuzzStatusError(f *testing.F) {
 			t.Fatalf("secret in %q", msg)
 		}
 		c := se.Class()
-		if want := rebound.ClassifyStatus(code, true, se.RetryAfter); c != want {
+		want := rebound.ClassifyStatus(code, replayable, se.RetryAfter)
+		if code == http.StatusConflict && replayable && se.RetryAfter > 0 {
+			want = rebound.Class{Kind: rebound.KindThrottled, RetryAfter: se.RetryAfter, Reason: "http 409 (in flight)"}
+		}
+		if c != want {
 			t.Fatalf("class %v, want %v", c, want)
 		}
 		if code == 429 && c.RetryAfter != se.RetryAfter {

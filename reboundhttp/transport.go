@@ -32,11 +32,14 @@ type Transport struct {
 	invalidErr error
 }
 
-// NewClient returns an *http.Client whose Transport is NewTransport(nil, cfg).
-// It sets no Client.Timeout: bound a whole call with the request's context,
-// which always wins.
+// NewClient returns an *http.Client whose Transport is NewTransport(nil, cfg)
+// and whose CheckRedirect is cfg.Redirect.Check (see RedirectPolicy: a
+// redirect that would turn a POST into a GET, loop, downgrade to http or
+// carry the caller's headers to another origin is not followed). It sets no
+// Client.Timeout: bound a whole call with the request's context, which
+// always wins.
 func NewClient(cfg Config) *http.Client {
-	return &http.Client{Transport: NewTransport(nil, cfg)}
+	return &http.Client{Transport: NewTransport(nil, cfg), CheckRedirect: cfg.Redirect.Check}
 }
 
 // NewTransport returns a Transport that sends each attempt through base. A
@@ -201,6 +204,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.invalidErr != nil {
 		closeBody(req)
 		return nil, t.invalidErr
+	}
+	if err := ValidateRequest(req); err != nil {
+		// net/http would refuse it before sending, with an error that reads
+		// as transient: the caller's fault must not be retried or charged
+		// to the host's breaker.
+		closeBody(req)
+		return nil, err
 	}
 	var (
 		ctx        = req.Context()

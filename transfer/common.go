@@ -15,6 +15,7 @@ import (
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/internal/redact"
+	"github.com/rebound-go/rebound/reboundhttp"
 )
 
 // Defaults shared by Download and Upload.
@@ -38,12 +39,14 @@ var ErrStalled = errors.New("transfer: body stalled")
 // DefaultClient returns an *http.Client with the mission's timeouts: connect
 // 5 s, TLS handshake 5 s, response headers 30 s. It has no overall timeout, so
 // a large body may take as long as it needs; stalls are the StallTimeout's job.
+// It follows redirects by reboundhttp.CheckRedirect: never from https to
+// http, and to another origin (a CDN) without the caller's headers.
 func DefaultClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.TLSHandshakeTimeout = 5 * time.Second
 	tr.ResponseHeaderTimeout = 30 * time.Second
-	return &http.Client{Transport: tr}
+	return &http.Client{Transport: tr, CheckRedirect: reboundhttp.CheckRedirect}
 }
 
 var defaultClient = sync.OnceValue(DefaultClient)

@@ -326,6 +326,9 @@ func (d *downloader) attempt(ctx context.Context) error {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", asked))
 		req.Header.Set("If-Range", d.validator())
 	}
+	if err := reboundhttp.ValidateRequest(req); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err) // permanent: net/http would refuse it, every time
+	}
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return redact.URLError(err) // its message quotes the URL, query and all

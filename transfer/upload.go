@@ -22,6 +22,7 @@ import (
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/internal/redact"
+	"github.com/rebound-go/rebound/reboundhttp"
 )
 
 // TusVersion is the tus protocol version this client speaks.
@@ -49,8 +50,15 @@ type UploadOptions struct {
 	// base name. Keys must be non-empty and contain no spaces or commas.
 	Metadata map[string]string
 	// Header holds extra request headers (e.g. Authorization; never logged
-	// nor stored).
+	// nor stored). They go to the endpoint's origin only: when the server's
+	// Location puts the upload on another origin (scheme, host and port),
+	// its requests carry none of them, unless CrossOriginHeader is set.
 	Header http.Header
+	// CrossOriginHeader sends Header also to an upload URL on another
+	// origin than the endpoint, which the server chose; set it only when
+	// that origin is as trusted as the endpoint (a storage host of the same
+	// service that needs the same credentials).
+	CrossOriginHeader bool
 	// StallTimeout cuts a PATCH whose body the connection stops taking for
 	// this long; 0 means DefaultStallTimeout.
 	StallTimeout time.Duration
@@ -264,14 +272,19 @@ func (u *uploader) newRequest(ctx context.Context, method, target string, body i
 	if err != nil {
 		return nil, rebound.Permanent(redact.URLError(err))
 	}
-	for k, v := range u.opts.Header {
-		req.Header[k] = v
+	if u.opts.CrossOriginHeader || reboundhttp.SameOrigin(u.endpoint, req.URL) {
+		for k, v := range u.opts.Header {
+			req.Header[k] = v
+		}
 	}
 	req.Header.Set("Tus-Resumable", TusVersion)
 	return req, nil
 }
 
 func (u *uploader) do(req *http.Request) (*http.Response, error) {
+	if err := reboundhttp.ValidateRequest(req); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err) // permanent: net/http would refuse it, every time
+	}
 	resp, err := u.client.Do(req)
 	if err != nil {
 		return nil, redact.URLError(err) // its message quotes the URL, query and all
@@ -360,6 +373,10 @@ func (u *uploader) create(ctx context.Context) error {
 	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
 	if err != nil || resp.Header.Get("Location") == "" {
 		return rebound.Permanent(fmt.Errorf("transfer: tus POST: no usable Location in the answer"))
+	}
+	if loc.Scheme != "https" && (u.endpoint.Scheme == "https" || loc.Scheme != "http") {
+		// The file would travel in clear to where the server pointed.
+		return rebound.Permanent(fmt.Errorf("transfer: tus POST: the https endpoint put the upload at %s; not sending the file there", reboundhttp.RedactURL(loc)))
 	}
 	u.uploadURL, u.offset, u.needSync = loc.String(), 0, false
 	u.result.Created++
