@@ -621,6 +621,9 @@ func TestSafeFileName(t *testing.T) {
 		{"   ", ""},
 		{".bashrc", "bashrc"},
 		{"...hidden", "hidden"},
+		{". .bash_profile", "bash_profile"}, // dots and spaces in turn
+		{" . . .ssh", "ssh"},
+		{"a\u2028b", "ab"}, // a line separator is no part of a name
 		{"résumé 2024.pdf", "résumé 2024.pdf"},
 		{"日本語.txt", "日本語.txt"},
 		{"bell\x07\x00name\n.txt", "bellname.txt"},
