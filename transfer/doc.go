@@ -32,6 +32,12 @@
 // mission's timeouts (connect 5 s, TLS 5 s, response headers 30 s), a 30 s
 // stall timeout, the default Pipeline, and a FileStateStore in
 // DefaultStateDir (the user's cache directory). Download and
-// Upload are safe to call concurrently for different files; two calls on the
-// same output or file at once are not supported.
+// Upload are safe to call concurrently for different files. One target has
+// one transfer at a time, in this process or any other: a download holds an
+// flock on FILE.part.lock beside its .part, an upload one on a lock file for
+// its file and endpoint, and a second transfer of the same target fails at
+// once with ErrLocked, naming the holder's pid (on systems without flock,
+// such as Windows, nothing is locked). The .part is opened without
+// following links (O_NOFOLLOW, O_EXCL when created) and must be a regular
+// file with no other name.
 package transfer

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/internal/filelock"
 	"github.com/rebound-go/rebound/reboundhttp"
 )
 
@@ -172,7 +173,8 @@ type downloader struct {
 	dir, name string // name is "" until chosen
 	st        State
 	f         *os.File
-	offset    int64 // bytes of the .part that belong to st's representation
+	lock      *filelock.Lock // on the .part, held from when its name is known
+	offset    int64          // bytes of the .part that belong to st's representation
 	high      int64 // the most bytes ever held in this run: progress means passing it
 
 	done      bool
@@ -204,6 +206,9 @@ func (d *downloader) run(ctx context.Context) (*DownloadResult, error) {
 		if d.f != nil {
 			d.f.Close()
 		}
+		if d.lock != nil {
+			d.lock.UnlockAndRemove()
+		}
 	}()
 	st, ok, err := d.store.Load(ctx, d.key)
 	var corrupt *CorruptStateError
@@ -216,6 +221,13 @@ func (d *downloader) run(ctx context.Context) (*DownloadResult, error) {
 	if ok && d.name == "" {
 		if n := SafeFileName(st.Name); n != "" {
 			d.name = n
+		}
+	}
+	// One transfer per .part: lock it before anything is removed, truncated
+	// or sent (a name the server chooses is locked once it is known).
+	if d.name != "" {
+		if err := d.lockPart(); err != nil {
+			return nil, err
 		}
 	}
 	if d.opts.StartOver {
@@ -317,6 +329,12 @@ func (d *downloader) attempt(ctx context.Context) error {
 	// Ranges count bytes of the identity encoding; never let the transport
 	// ask for gzip and decode it behind our back.
 	req.Header.Set("Accept-Encoding", "identity")
+	if d.offset > 0 && d.f == nil {
+		// Hold the .part we resume before asking for what follows it.
+		if err := d.open(); err != nil {
+			return err
+		}
+	}
 	if d.offset > 0 && d.validator() == "" {
 		d.restartLocal("the server gave no strong validator to resume against")
 	}
@@ -401,6 +419,9 @@ func (d *downloader) attempt(ctx context.Context) error {
 				ErrInvalid, d.shown, d.name, filepath.Join(d.dir, d.name)))
 		}
 		d.st.Name = d.name
+		if err := d.lockPart(); err != nil {
+			return rebound.Permanent(err)
+		}
 	}
 	if err := d.open(); err != nil {
 		return err
@@ -413,15 +434,33 @@ func (d *downloader) attempt(ctx context.Context) error {
 	return d.copyBody(ctx, resp.Body, limit, cancel)
 }
 
-// open opens the .part and cuts it to d.offset, dropping any tail that
-// belongs to nothing we know of.
+// lockPart takes the lock beside the .part (FILE.part.lock).
+func (d *downloader) lockPart() error {
+	if d.lock != nil {
+		return nil
+	}
+	l, err := lockTarget(d.partPath()+".lock", "download to "+filepath.Join(d.dir, d.name))
+	d.lock = l
+	return err
+}
+
+// open opens the .part (never through a link: see openPart) and cuts it to
+// d.offset, dropping any tail that belongs to nothing we know of.
 func (d *downloader) open() error {
 	if d.f == nil {
-		f, err := os.OpenFile(d.partPath(), os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := openPart(d.partPath())
+		if errors.Is(err, ErrInvalid) {
+			return rebound.Permanent(err)
+		}
 		if err != nil {
 			return rebound.Permanent(fmt.Errorf("transfer: %w", err))
 		}
 		d.f = f
+		if fi, err := f.Stat(); err == nil && fi.Size() < d.offset {
+			// Changed since we measured it: what it holds is not what the
+			// state describes.
+			d.restartLocal("the .part file is shorter than its saved state")
+		}
 	}
 	if err := d.f.Truncate(d.offset); err != nil {
 		return rebound.Permanent(fmt.Errorf("transfer: %w", err))
@@ -630,10 +669,12 @@ func fileSize(p string) (int64, bool, error) {
 		return 0, false, fmt.Errorf("transfer: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return 0, false, fmt.Errorf("%w: %s is not a regular file", ErrInvalid, p)
+		return 0, false, notRegular(p)
 	}
 	return fi.Size(), true, nil
 }
+
+func notRegular(p string) error { return fmt.Errorf("%w: %s is not a regular file", ErrInvalid, p) }
 
 func removeIfExists(p string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {

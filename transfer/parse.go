@@ -130,17 +130,17 @@ func isTokenChar(c byte) bool {
 }
 
 // maxNameBytes is the longest file name most file systems accept (255),
-// less the ".part" the download is written to first: a 255-byte name made
-// the .part fail to open with ENAMETOOLONG.
-const maxNameBytes = 255 - len(".part")
+// less the ".part.lock" of the lock beside the .part the download is written
+// to first: a 255-byte name made the .part fail to open with ENAMETOOLONG.
+const maxNameBytes = 255 - len(".part.lock")
 
 // SafeFileName turns a name suggested by a server (Content-Disposition) or a
 // URL into a single local file name that cannot escape its directory: only
 // the last path element is kept (both / and \ separate), control, invisible
 // format and line-break characters are dropped, leading dots and spaces are
 // trimmed together (". .bash_profile" gives "bash_profile": no "..", no
-// hidden files), trailing spaces too, and the result is cut to 250 bytes on a
-// character boundary (room for ".part"). Sanitising its result again changes
+// hidden files), trailing spaces too, and the result is cut to 245 bytes on a
+// character boundary (room for ".part.lock"). Sanitising its result again changes
 // nothing. It returns "" when nothing usable is left; callers then choose a
 // fallback.
 func SafeFileName(name string) string {

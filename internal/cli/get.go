@@ -109,7 +109,9 @@ func transferExitCode(ctx context.Context, verb string, err error) error {
 		return nil
 	case ctx.Err() != nil:
 		return withCode(ExitInterrupted, fmt.Errorf("%s interrupted; progress is saved, run the same command again to resume", verb))
-	case errors.Is(err, transfer.ErrInvalid):
+	case errors.Is(err, transfer.ErrInvalid), errors.Is(err, transfer.ErrLocked):
+		// Another get or upload of the same target runs: the error names
+		// its pid. Like `run` on a locked state file, a usage error.
 		return usageErr(err)
 	}
 	return withCode(ExitFailed, err)
