@@ -175,7 +175,7 @@ type downloader struct {
 	f         *os.File
 	lock      *filelock.Lock // on the .part, held from when its name is known
 	offset    int64          // bytes of the .part that belong to st's representation
-	high      int64 // the most bytes ever held in this run: progress means passing it
+	high      int64          // the most bytes ever held in this run: progress means passing it
 
 	done      bool
 	restarts  int // in a row without progress
