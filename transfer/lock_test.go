@@ -3,6 +3,7 @@
 package transfer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -97,5 +98,52 @@ func TestDownloadRefusesPartLinkedDuringResponse(t *testing.T) {
 				t.Fatalf("victim overwritten: %q", b)
 			}
 		})
+	}
+}
+
+// Two uploads of one file to one endpoint at once: the second is refused
+// with ErrLocked before it sends anything; the first completes.
+func TestUploadOneAtATime(t *testing.T) {
+	m, srv := newMiniTus(t)
+	data := testData(600_000, 5)
+	src := writeSrc(t, data)
+	store := newStore(t)
+	inPatch, release := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	m.before = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPatch && once.CompareAndSwap(false, true) {
+			close(inPatch)
+			<-release
+		}
+		return false
+	}
+	opts := UploadOptions{Store: store, ChunkSize: 200_000, Pipeline: fastPipeline}
+	first := make(chan error, 1)
+	go func() { _, err := Upload(context.Background(), src, srv.URL+"/files/", opts); first <- err }()
+	<-inPatch
+	m.mu.Lock()
+	sent := len(m.methods)
+	m.mu.Unlock()
+	second := opts
+	second.StartOver = true
+	_, err := Upload(context.Background(), src, srv.URL+"/files/", second)
+	m.mu.Lock()
+	sentAfter := len(m.methods)
+	m.mu.Unlock()
+	close(release)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d ", os.Getpid())) {
+		t.Errorf("second upload: err = %v, want ErrLocked naming pid %d", err, os.Getpid())
+	}
+	if sentAfter != sent {
+		t.Errorf("the refused upload sent %d requests", sentAfter-sent)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first upload: %v", err)
+	}
+	if !bytes.Equal(m.content("/files/1"), data) {
+		t.Fatal("server holds other bytes")
+	}
+	if entries, _ := os.ReadDir(store.dir); len(entries) != 0 {
+		t.Fatalf("state or lock left after completion: %v", entries)
 	}
 }

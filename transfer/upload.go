@@ -57,6 +57,11 @@ type UploadOptions struct {
 	OnEvent func(Event)
 	// Clock times stalls; nil means the system clock.
 	Clock rebound.Clock
+	// LockDir holds the lock file that keeps one upload of a file to an
+	// endpoint at a time (a second fails with ErrLocked); "" means the
+	// directory of Store when it is a *FileStateStore, else
+	// DefaultStateDir().
+	LockDir string
 }
 
 // UploadResult describes a completed upload.
@@ -138,6 +143,28 @@ func Upload(ctx context.Context, path, endpoint string, opts UploadOptions) (*Up
 	}
 	u := &uploader{opts: opts, f: f, name: path, size: fi.Size(), endpoint: eu, meta: meta,
 		fp: fp, key: "upload " + eu.Redacted() + " " + fp, clock: clockOr(opts.Clock)}
+	// One upload per file and endpoint, before anything is sent or the
+	// state touched: two would PATCH one upload over each other.
+	lockDir := opts.LockDir
+	if fs, ok := opts.Store.(*FileStateStore); ok && lockDir == "" {
+		lockDir = fs.dir
+	}
+	if lockDir == "" {
+		if lockDir, err = DefaultStateDir(); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(lockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("transfer: lock directory: %w", err)
+	}
+	sum := sha256.Sum256([]byte(u.key))
+	lock, err := lockTarget(filepath.Join(lockDir, "upload-"+hex.EncodeToString(sum[:12])+".lock"), "upload of "+path+" to "+eu.Redacted())
+	if err != nil {
+		return nil, err
+	}
+	if lock != nil {
+		defer lock.UnlockAndRemove()
+	}
 	if u.client = opts.Client; u.client == nil {
 		u.client = defaultClient()
 	}

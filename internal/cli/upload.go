@@ -35,7 +35,7 @@ Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.
 On success the upload URL is printed on stdout.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, pipe, header, err := tf.setup()
+			db, pipe, header, lockDir, err := tf.setup()
 			if err != nil {
 				return err
 			}
@@ -56,7 +56,7 @@ On success the upload URL is printed on stdout.`,
 			prog := newProgress(cmd.OutOrStdout(), cmd.ErrOrStderr(), tf.jsonOut, "upload")
 			res, err := transfer.Upload(cmd.Context(), args[0], args[1], transfer.UploadOptions{
 				Store: store, Pipeline: pipe, Header: header, StartOver: tf.startOver,
-				ChunkSize: n, Metadata: md, StallTimeout: tf.stall, OnEvent: prog.event})
+				ChunkSize: n, Metadata: md, StallTimeout: tf.stall, OnEvent: prog.event, LockDir: lockDir})
 			prog.close(err == nil)
 			if err != nil {
 				return transferExit(cmd.Context(), prog, "upload", err)
