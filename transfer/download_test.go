@@ -231,6 +231,23 @@ func TestDownloadResumeAnswers(t *testing.T) {
 			want: data, restarts: 1, firstRange: "bytes=100000-",
 		},
 		{
+			name: "206 without the ETag sent in If-Range", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			handler: lyingRange(data, func(w http.ResponseWriter) {
+				w.Header().Del("ETag")
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(data)-1, len(data)))
+			}),
+			want: data, restarts: 1, firstRange: "bytes=100000-",
+		},
+		{
+			name: "206 without the Last-Modified sent in If-Range", part: data[:n],
+			st: State{Size: int64(len(data)), LastModified: time.Unix(1700000000, 0).UTC().Format(http.TimeFormat)},
+			handler: lyingRange(data, func(w http.ResponseWriter) {
+				w.Header().Del("ETag")
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(data)-1, len(data)))
+			}),
+			want: data, restarts: 1, firstRange: "bytes=100000-",
+		},
+		{
 			name: "no validator kept: start over without asking", part: data[:n], st: State{Size: int64(len(data))},
 			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
 			want:    data, restarts: 1, firstRange: "",
@@ -753,6 +770,10 @@ func TestDownloadEmptyAndUnknownLength(t *testing.T) {
 		}
 		var start int
 		fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-", &start)
+		if start >= len(data) {
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable) // no more: the end, confirmed
+			return
+		}
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", start, len(data)-1))
 		w.WriteHeader(http.StatusPartialContent)
 		w.(http.Flusher).Flush() // chunked again: the length stays unknown
@@ -766,7 +787,83 @@ func TestDownloadEmptyAndUnknownLength(t *testing.T) {
 	}
 	checkFile(t, out, data)
 	chunked.Close()
-	if len(s.ranges) != 2 || s.ranges[1] != "bytes=50000-" || res.Restarts != 0 {
+	if fmt.Sprint(s.ranges) != "[ bytes=50000- bytes=100000-]" || res.Restarts != 0 {
 		t.Fatalf("ranges %q, result %+v", s.ranges, res)
+	}
+}
+
+// A total nobody gave: after a chunked answer cut mid-body, a resume
+// answered "206 bytes 100000-100099/*" is not the end of the file (it was
+// taken for it: exit 0 with a short file). The client asks again from each
+// new offset until the server says there is no more (416).
+func TestDownloadUnknownSizeAsksUntilTheEnd(t *testing.T) {
+	data := testData(300_000, 31)
+	var s served
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := s.record(r)
+		w.Header().Set("ETag", `"u"`)
+		var start int
+		if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-", &start); err != nil {
+			countingWriter{w, &s, i}.Write(data[:100_000])
+			w.(http.Flusher).Flush() // chunked: no length
+			conn, _, _ := http.NewResponseController(w).Hijack()
+			conn.Close()
+			return
+		}
+		if start >= len(data) {
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+		end := min(start+100, len(data)) // a little at a time, total unknown
+		if i > 1 {
+			end = len(data)
+		}
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", start, end-1))
+		w.Header().Set("Content-Length", fmt.Sprint(end-start))
+		w.WriteHeader(http.StatusPartialContent)
+		countingWriter{w, &s, i}.Write(data[start:end])
+	}))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "f.bin")
+	res, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+	if want := "[ bytes=100000- bytes=100100- bytes=300000-]"; fmt.Sprint(s.ranges) != want || res.Size != int64(len(data)) {
+		t.Fatalf("ranges %q, want %s; result %+v", s.ranges, want, res)
+	}
+}
+
+// A body with no length and no framing (HTTP/1.1, closed at the end) ends
+// the same way whether the file ended or the connection was cut: the client
+// asks for the rest, and a server that then ignores the range makes the
+// download fail, never succeed on a size nobody confirmed.
+func TestDownloadUnframedEndUnconfirmed(t *testing.T) {
+	data := testData(50_000, 32)
+	var requests int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests++
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 200 OK\r\nETag: \"n\"\r\nConnection: close\r\n\r\n")
+		buf.Write(data[:30_000]) // cut: the client cannot tell
+		buf.Flush()
+	}))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "f.bin")
+	_, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline})
+	if err == nil || !strings.Contains(err.Error(), "cannot be told") {
+		t.Fatalf("err = %v, want a failure saying the end cannot be confirmed", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a file was saved: %v", err)
+	}
+	if requests != 2 {
+		t.Fatalf("%d requests, want 2 (the body, then the range that would confirm its end)", requests)
 	}
 }
