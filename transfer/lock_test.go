@@ -25,7 +25,7 @@ func TestDownloadOneWriterPerTarget(t *testing.T) {
 	for _, mode := range []string{"path", "server-named"} {
 		t.Run(mode, func(t *testing.T) {
 			var requests atomic.Int32
-			half, release := make(chan struct{}), make(chan struct{})
+			release := make(chan struct{})
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				n := requests.Add(1)
 				w.Header().Set("ETag", `"v1"`)
@@ -37,7 +37,6 @@ func TestDownloadOneWriterPerTarget(t *testing.T) {
 				}
 				w.Write(data[:100_000])
 				w.(http.Flusher).Flush()
-				close(half)
 				<-release
 				w.Write(data[100_000:])
 			}))
@@ -47,10 +46,17 @@ func TestDownloadOneWriterPerTarget(t *testing.T) {
 			if mode == "path" {
 				opts.Path, opts.Dir = filepath.Join(dir, "f.bin"), ""
 			}
+			second := opts
+			writing := make(chan struct{})
+			var once atomic.Bool
+			opts.OnEvent = func(ev Event) {
+				if ev.Kind == EventProgress && once.CompareAndSwap(false, true) {
+					close(writing) // the first holds the .part: it has written to it
+				}
+			}
 			first := make(chan error, 1)
 			go func() { _, err := Download(context.Background(), srv.URL+"/x", opts); first <- err }()
-			<-half
-			second := opts
+			<-writing
 			second.StartOver = true // even a start-over must not touch the holder's file
 			_, err := Download(context.Background(), srv.URL+"/x", second)
 			close(release)
