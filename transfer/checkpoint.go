@@ -32,6 +32,7 @@ type stateExtra struct {
 	Name         string `json:"name,omitempty"`
 	LastModified string `json:"last_modified,omitempty"`
 	Fingerprint  string `json:"fingerprint,omitempty"`
+	SentSHA256   string `json:"sent_sha256,omitempty"`
 }
 
 // Load implements StateStore.
@@ -51,14 +52,14 @@ func (s *CheckpointStore) Load(ctx context.Context, key string) (State, bool, er
 		}
 	}
 	return State{URL: x.URL, Name: x.Name, Offset: p.Offset, Size: p.Size, ETag: p.ETag,
-		LastModified: x.LastModified, UploadURL: p.UploadURL, Fingerprint: x.Fingerprint}, true, nil
+		LastModified: x.LastModified, UploadURL: p.UploadURL, Fingerprint: x.Fingerprint, SentSHA256: x.SentSHA256}, true, nil
 }
 
 // Save implements StateStore: it creates the key's record when needed and
 // returns once the State is durable.
 func (s *CheckpointStore) Save(ctx context.Context, key string, st State) error {
 	job := transferJobPrefix + key
-	extra, err := json.Marshal(stateExtra{URL: st.URL, Name: st.Name, LastModified: st.LastModified, Fingerprint: st.Fingerprint})
+	extra, err := json.Marshal(stateExtra{URL: st.URL, Name: st.Name, LastModified: st.LastModified, Fingerprint: st.Fingerprint, SentSHA256: st.SentSHA256})
 	if err != nil {
 		return err
 	}

@@ -192,6 +192,9 @@ func (d *downloader) emit(ev Event) {
 	if d.opts.OnEvent == nil {
 		return
 	}
+	if ev.Kind == EventRetry {
+		ev.Done = d.offset // the Pipeline's retry events know no offset
+	}
 	if ev.Name == "" && d.name != "" {
 		ev.Name = filepath.Join(d.dir, d.name)
 	}

@@ -867,3 +867,36 @@ func TestDownloadUnframedEndUnconfirmed(t *testing.T) {
 		t.Fatalf("%d requests, want 2 (the body, then the range that would confirm its end)", requests)
 	}
 }
+
+// A retry event of a resumed download says how much is safe, not 0.
+func TestDownloadRetryEventsCarryOffset(t *testing.T) {
+	data := testData(200_000, 34)
+	var s served
+	failed := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !failed {
+			failed = true
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		serveContent(&s, `"v1"`, func() []byte { return data })(w, r)
+	}))
+	defer srv.Close()
+	store := newStore(t)
+	out := filepath.Join(t.TempDir(), "f.bin")
+	seed(t, store, srv.URL, out, data[:50_000], State{Size: int64(len(data)), ETag: `"v1"`})
+	var retries []int64
+	_, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: store, Pipeline: fastPipeline,
+		OnEvent: func(ev Event) {
+			if ev.Kind == EventRetry {
+				retries = append(retries, ev.Done)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+	if fmt.Sprint(retries) != "[50000]" {
+		t.Fatalf("retry events' Done = %v, want [50000]", retries)
+	}
+}

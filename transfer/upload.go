@@ -204,11 +204,29 @@ type uploader struct {
 	offset    int64 // bytes the server holds
 	needSync  bool  // ask the server (HEAD) before the next PATCH
 	result    UploadResult
+
+	// sent hashes the file's first hashed bytes; the state keeps its sum at
+	// the confirmed offset, so a resume can check that the bytes the server
+	// holds are still the file's.
+	sent   hash.Hash
+	hashed int64
+	// high is the most bytes the server ever confirmed in this run; losses
+	// counts answers, in a row, that went back below it without passing it
+	// again (a server that keeps losing progress must run out of them).
+	high   int64
+	losses int
 }
+
+// maxLosses bounds how often in a row the server may lose confirmed bytes,
+// as maxRestarts bounds a download's restarts.
+const maxLosses = maxRestarts
 
 func (u *uploader) emit(ev Event) {
 	if u.opts.OnEvent == nil {
 		return
+	}
+	if ev.Kind == EventRetry {
+		ev.Done = u.offset // the Pipeline's retry events know no offset
 	}
 	ev.Name = u.name
 	if ev.Total == 0 {
@@ -240,11 +258,34 @@ func (u *uploader) run(ctx context.Context) (*UploadResult, error) {
 			return nil, err
 		}
 	}
+	u.sent = sha256.New()
+	if ok && st.Fingerprint == u.fp && st.UploadURL != "" {
+		// The fingerprint reads only the first MiB: a file changed past it
+		// with its size and time kept (cp -p, rsync -t) would resume an
+		// upload of other bytes. Check all the bytes the server confirmed.
+		same, err := u.sentUnchanged(st)
+		if err != nil {
+			return nil, err
+		}
+		if !same {
+			u.emit(Event{Kind: EventRestart, Reason: fmt.Sprintf("the file's first %d bytes are not those uploaded to %s; starting a new upload", st.Offset, st.UploadURL)})
+			if slices.Contains(u.extensions, "termination") {
+				_ = p.Do(ctx, func(ctx context.Context) error { return u.terminate(ctx, st.UploadURL) })
+			}
+			if err := u.store.Delete(ctx, u.key); err != nil {
+				return nil, err
+			}
+			ok = false
+		}
+	}
 	if ok && st.Fingerprint == u.fp && st.UploadURL != "" {
 		u.uploadURL, u.offset, u.needSync = st.UploadURL, st.Offset, true
+		u.high = st.Offset
 		u.result.Resumed = true
 		u.emit(Event{Kind: EventResume, Done: st.Offset, Reason: "kept upload " + st.UploadURL})
 	} else {
+		u.sent.Reset()
+		u.hashed = 0
 		u.emit(Event{Kind: EventStart})
 	}
 	for {
@@ -259,7 +300,7 @@ func (u *uploader) run(ctx context.Context) (*UploadResult, error) {
 		err := p.Do(ctx, u.step)
 		if errors.Is(err, errUploadGone) {
 			u.emit(Event{Kind: EventRestart, Reason: "the server no longer knows upload " + u.uploadURL})
-			u.uploadURL, u.offset = "", 0
+			u.uploadURL, u.offset, u.high, u.losses = "", 0, 0, 0
 			continue
 		}
 		if err != nil {
@@ -392,10 +433,60 @@ func (u *uploader) create(ctx context.Context) error {
 	return u.save(ctx)
 }
 
+// save records the confirmed offset with the hash of the bytes below it.
 func (u *uploader) save(ctx context.Context) error {
+	if err := u.hashTo(u.offset); err != nil {
+		return rebound.Permanent(err)
+	}
 	err := u.store.Save(ctx, u.key, State{URL: u.endpoint.Redacted(), Offset: u.offset, Size: u.size,
-		UploadURL: u.uploadURL, Fingerprint: u.fp})
+		UploadURL: u.uploadURL, Fingerprint: u.fp, SentSHA256: hex.EncodeToString(u.sent.Sum(nil))})
 	return rebound.Permanent(err)
+}
+
+// hashTo brings u.sent to the file's first n bytes: it reads only what is
+// new, and starts again from 0 when the server went back.
+func (u *uploader) hashTo(n int64) error {
+	if n < u.hashed {
+		u.sent.Reset()
+		u.hashed = 0
+	}
+	if n == u.hashed {
+		return nil
+	}
+	if _, err := io.Copy(u.sent, io.NewSectionReader(u.f, u.hashed, n-u.hashed)); err != nil {
+		return fmt.Errorf("transfer: %w", err)
+	}
+	u.hashed = n
+	return nil
+}
+
+// sentUnchanged reports whether the file's first st.Offset bytes hash to
+// st.SentSHA256 (a state without one, from an older version, cannot be
+// checked and counts as changed). It leaves u.sent at st.Offset.
+func (u *uploader) sentUnchanged(st State) (bool, error) {
+	u.sent.Reset()
+	u.hashed = 0
+	if err := u.hashTo(st.Offset); err != nil {
+		return false, err
+	}
+	return st.SentSHA256 != "" && hex.EncodeToString(u.sent.Sum(nil)) == st.SentSHA256, nil
+}
+
+// confirmed records an offset the server stated. Progress is passing the
+// most it ever confirmed; going back below that maxLosses times in a row,
+// without passing it again in between, ends the upload.
+func (u *uploader) confirmed(off int64) error {
+	switch {
+	case off > u.high:
+		u.high, u.losses = off, 0
+	case off < u.high && off < u.offset:
+		if u.losses++; u.losses > maxLosses {
+			return rebound.Permanent(fmt.Errorf("transfer: upload %s: the server lost confirmed bytes %d times in a row (back to %d of %d); giving up",
+				u.name, u.losses, off, u.high))
+		}
+	}
+	u.offset = off
+	return nil
 }
 
 // sync asks the server how much of the upload it holds (HEAD).
@@ -432,7 +523,10 @@ func (u *uploader) sync(ctx context.Context) error {
 	if off > u.size {
 		return rebound.Permanent(fmt.Errorf("transfer: tus HEAD: the server claims %d bytes of a %d-byte file", off, u.size))
 	}
-	u.offset, u.needSync = off, false
+	if err := u.confirmed(off); err != nil {
+		return err
+	}
+	u.needSync = false
 	u.emit(Event{Kind: EventProgress, Done: off})
 	return u.save(ctx)
 }
@@ -501,7 +595,9 @@ func (u *uploader) step(ctx context.Context) error {
 		u.needSync = true
 		return rebound.Transient(fmt.Errorf("transfer: tus PATCH: the server reports offset %d after %d bytes at %d", off, n, u.offset))
 	}
-	u.offset = off
+	if err := u.confirmed(off); err != nil {
+		return err
+	}
 	u.emit(Event{Kind: EventProgress, Done: off})
 	return u.save(ctx)
 }
