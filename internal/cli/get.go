@@ -137,8 +137,11 @@ The bytes go to FILE.part; the offset, the ETag / Last-Modified and the size
 are saved, so running the same command again resumes with a Range request
 that is honoured only if the file has not changed (If-Range). A server that
 ignores ranges, or a file that changed, starts the download over; nothing is
-ever appended that does not belong. Broken or stalled connections are resumed
-with jittered backoff. The finished file is fsynced and renamed into place.
+ever appended that does not belong. A file whose size the server does not
+give is done only when the server says there is no more. Broken or stalled
+connections are resumed with jittered backoff. The finished file is fsynced
+and renamed into place. A second get of the same FILE while one runs exits 2,
+naming its pid.
 
 Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.`,
 		Args: cobra.ExactArgs(1),
