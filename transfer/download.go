@@ -341,6 +341,9 @@ func (d *downloader) attempt(ctx context.Context) error {
 		}
 	}
 	if d.offset > 0 && d.validator() == "" {
+		// Counted: a server that sends a part without a validator each
+		// time must run out of restarts, not loop for ever.
+		d.restarts++
 		d.restartLocal("the server gave no strong validator to resume against")
 	}
 	asked := d.offset

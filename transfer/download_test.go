@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -898,5 +899,28 @@ func TestDownloadRetryEventsCarryOffset(t *testing.T) {
 	checkFile(t, out, data)
 	if fmt.Sprint(retries) != "[50000]" {
 		t.Fatalf("retry events' Done = %v, want [50000]", retries)
+	}
+}
+
+// A server that answers every request with the same short 206 ".../*" and no
+// validator gives the download nothing to resume against and no end: it
+// must run out of restarts, not start over for ever.
+func TestDownloadGivesUpOnEndlessPartsWithoutValidator(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) > 100 {
+			cancel() // the bound the client failed to keep
+		}
+		w.Header().Set("Content-Range", "bytes 0-99/*")
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(make([]byte, 100))
+	}))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "f.bin")
+	_, err := Download(ctx, srv.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline})
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("err = %v after %d requests; want a bounded give-up", err, requests.Load())
 	}
 }

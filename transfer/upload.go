@@ -81,7 +81,10 @@ const maxCreates = 3
 
 // Fingerprint identifies a file for resuming its upload: its absolute path,
 // size, modification time and the SHA-256 of its first MiB. A file that was
-// changed or replaced gets a new fingerprint, so its upload starts over.
+// replaced, or changed in a way these show, gets a new fingerprint, so its
+// upload starts over; a change they miss (past the first MiB, size and time
+// kept) is caught before resuming by the check of the bytes the server
+// confirmed (State.SentSHA256).
 func Fingerprint(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
