@@ -20,8 +20,10 @@ import (
 // two versions of the file, each with its own ETag, and may switch between
 // them. It lies in every header (Content-Range start, end and total, status,
 // ETag present or not, Content-Length), cuts bodies short and fails, but a
-// body always holds the bytes its headers claim of the current version: a
-// file that changed under the same ETag is a lie no client can detect.
+// body always holds the bytes its headers claim of the current version, and
+// a 416 never names a false total equal to the offset asked: a file changed
+// under the same ETag, or a "bytes */N" confirming a false end, are lies no
+// client can detect.
 type scriptedServer struct {
 	mu      sync.Mutex
 	script  []byte
@@ -137,11 +139,18 @@ func (s *scriptedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s := (start + int(p1) + 1) % len(data)
 		partial(s, len(data)-1, fmt.Sprint(len(data)), p2&2 == 0, true, -1)
 	case 6: // 416 with a Content-Range of some kind
-		switch p2 % 3 {
-		case 0:
+		switch {
+		case p2%3 == 1 && start >= len(data):
+			// No Content-Range: true only at the end (before it, with no
+			// total known, no client could tell this lie).
+		case p2%3 == 2:
+			n := len(data) + int(p1) + 1 // a wrong total, but not the offset asked
+			if n == start {
+				n++
+			}
+			h.Set("Content-Range", fmt.Sprintf("bytes */%d", n))
+		default:
 			h.Set("Content-Range", fmt.Sprintf("bytes */%d", len(data)))
-		case 1:
-			h.Set("Content-Range", fmt.Sprintf("bytes */%d", start))
 		}
 		if p2&4 == 0 {
 			h.Set("ETag", etag)
