@@ -105,7 +105,7 @@ func fingerprint(f *os.File, path string) (string, error) {
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<20)); err != nil {
-		return "", fmt.Errorf("transfer: read %s: %w", path, err)
+		return "", fmt.Errorf("transfer: %w", err) // a *PathError: it names the file
 	}
 	return fmt.Sprintf("%s|%d|%d|%s", abs, fi.Size(), fi.ModTime().UnixNano(), hex.EncodeToString(h.Sum(nil))), nil
 }

@@ -397,3 +397,12 @@ func TestUploadRetryEventsCarryOffset(t *testing.T) {
 		t.Fatal("server holds other bytes")
 	}
 }
+
+// A read error names the file once (the *os.PathError names it already).
+func TestFingerprintErrorNamesPathOnce(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Fingerprint(dir) // opens, but cannot be read
+	if err == nil || strings.Count(err.Error(), dir) != 1 {
+		t.Fatalf("err = %v, want one mention of %s", err, dir)
+	}
+}
