@@ -340,6 +340,9 @@ func (d *downloader) attempt(ctx context.Context) error {
 			return err
 		}
 	}
+	if d.offset > 0 && d.validator() == "" && d.unframed {
+		return d.unconfirmable()
+	}
 	if d.offset > 0 && d.validator() == "" {
 		// Counted: a server that sends a part without a validator each
 		// time must run out of restarts, not loop for ever.
@@ -365,8 +368,7 @@ func (d *downloader) attempt(ctx context.Context) error {
 	switch resp.StatusCode {
 	case http.StatusOK:
 		if asked > 0 && d.unframed {
-			return rebound.Permanent(fmt.Errorf("transfer: download %s: the server sends no length, no framing and ignores ranges, "+
-				"so the end of the file cannot be told from a cut connection", d.shown))
+			return d.unconfirmable()
 		}
 		if asked > 0 {
 			d.restarts++
@@ -459,6 +461,12 @@ func (d *downloader) attempt(ctx context.Context) error {
 		return err
 	}
 	return d.copyBody(ctx, resp.Body, limit, endsFile, cancel)
+}
+
+// unconfirmable ends a download whose end no answer can prove.
+func (d *downloader) unconfirmable() error {
+	return rebound.Permanent(fmt.Errorf("transfer: download %s: the server sends no length and no framing, and cannot resume (no validator, "+
+		"or ranges ignored), so the end of the file cannot be told from a cut connection", d.shown))
 }
 
 // carriesValidator reports whether a 206 answers the If-Range we sent: the
