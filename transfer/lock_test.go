@@ -125,20 +125,24 @@ func TestUploadOneAtATime(t *testing.T) {
 	}
 	opts := UploadOptions{Store: store, ChunkSize: 200_000, Pipeline: fastPipeline}
 	first := make(chan error, 1)
-	go func() { _, err := Upload(context.Background(), src, srv.URL+"/files/", opts); first <- err }()
+	endpoint := srv.URL + "/files/?token=s3cret"
+	go func() { _, err := Upload(context.Background(), src, endpoint, opts); first <- err }()
 	<-inPatch
 	m.mu.Lock()
 	sent := len(m.methods)
 	m.mu.Unlock()
 	second := opts
 	second.StartOver = true
-	_, err := Upload(context.Background(), src, srv.URL+"/files/", second)
+	_, err := Upload(context.Background(), src, endpoint, second)
 	m.mu.Lock()
 	sentAfter := len(m.methods)
 	m.mu.Unlock()
 	close(release)
 	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d ", os.Getpid())) {
 		t.Errorf("second upload: err = %v, want ErrLocked naming pid %d", err, os.Getpid())
+	}
+	if strings.Contains(fmt.Sprint(err), "s3cret") {
+		t.Errorf("the error shows the URL's query: %v", err)
 	}
 	if sentAfter != sent {
 		t.Errorf("the refused upload sent %d requests", sentAfter-sent)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/reboundhttp"
 )
 
 // TusVersion is the tus protocol version this client speaks.
@@ -149,8 +150,8 @@ func Upload(ctx context.Context, path, endpoint string, opts UploadOptions) (*Up
 	// One upload per file and endpoint, before anything is sent or the
 	// state touched: two would PATCH one upload over each other.
 	lockDir := opts.LockDir
-	if fs, ok := opts.Store.(*FileStateStore); ok && lockDir == "" {
-		lockDir = fs.dir
+	if fss, ok := opts.Store.(*FileStateStore); ok && lockDir == "" {
+		lockDir = fss.dir
 	}
 	if lockDir == "" {
 		if lockDir, err = DefaultStateDir(); err != nil {
@@ -161,7 +162,7 @@ func Upload(ctx context.Context, path, endpoint string, opts UploadOptions) (*Up
 		return nil, fmt.Errorf("transfer: lock directory: %w", err)
 	}
 	sum := sha256.Sum256([]byte(u.key))
-	lock, err := lockTarget(filepath.Join(lockDir, "upload-"+hex.EncodeToString(sum[:12])+".lock"), "upload of "+path+" to "+eu.Redacted())
+	lock, err := lockTarget(filepath.Join(lockDir, "upload-"+hex.EncodeToString(sum[:12])+".lock"), "upload of "+path+" to "+reboundhttp.RedactURL(eu))
 	if err != nil {
 		return nil, err
 	}
