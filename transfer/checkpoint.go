@@ -2,9 +2,10 @@ package transfer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 
 	"github.com/rebound-go/rebound/checkpoint"
 )
@@ -48,7 +49,11 @@ func (s *CheckpointStore) Load(ctx context.Context, key string) (State, bool, er
 	var x stateExtra
 	if len(p.Extra) > 0 {
 		if err := json.Unmarshal(p.Extra, &x); err != nil {
-			return State{}, false, fmt.Errorf("transfer state %q: %w (use --start-over)", key, err)
+			// A *CorruptStateError, so that StartOver gets past it as it
+			// does for a state file; the key (it holds the URL, query
+			// included) stays out of the message.
+			sum := sha256.Sum256([]byte(key))
+			return State{}, false, &CorruptStateError{Path: "checkpoint record " + transferJobPrefix + hex.EncodeToString(sum[:8]), Err: err}
 		}
 	}
 	return State{URL: x.URL, Name: x.Name, Offset: p.Offset, Size: p.Size, ETag: p.ETag,
