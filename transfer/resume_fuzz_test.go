@@ -187,7 +187,9 @@ func (s *scriptedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // (statuses, Content-Range starts, ends and totals, ETags present, absent or
 // changed, lengths given or not, bodies cut, two versions of the file) either
 // fails or saves exactly one version of the server's file: never a splice of
-// two versions, a short file, or a wrong file reported as a success. Each
+// two versions, a short file, or a wrong file reported as a success; and
+// whatever the outcome, the lock beside the .part is gone once it returns
+// (and the .part too after a success). Each
 // run starts from a .part and a state of version 0 (prefix bytes), as an
 // earlier run would have left them.
 func FuzzDownloadResume(f *testing.F) {
@@ -215,6 +217,9 @@ func FuzzDownloadResume(f *testing.F) {
 		}
 		pipe := &rebound.Pipeline{Retry: rebound.Retry{Backoff: rebound.NoDelay, MaxAttempts: 3}}
 		res, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: store, Pipeline: pipe, Client: srv.Client()})
+		if _, lerr := os.Lstat(out + ".part.lock"); !errors.Is(lerr, os.ErrNotExist) {
+			t.Fatalf("the lock file outlived the download (err %v): %v", err, lerr)
+		}
 		if err != nil {
 			if _, serr := os.Stat(out); !errors.Is(serr, os.ErrNotExist) {
 				t.Fatalf("failed (%v) but saved a file", err)
@@ -227,6 +232,9 @@ func FuzzDownloadResume(f *testing.F) {
 		}
 		if !bytes.Equal(got, v0) && !bytes.Equal(got, v1) {
 			t.Fatalf("success with a file of %d bytes that is neither version (%d, %d bytes); result %+v", len(got), len(v0), len(v1), res)
+		}
+		if _, perr := os.Lstat(out + ".part"); !errors.Is(perr, os.ErrNotExist) {
+			t.Fatalf("success left the .part behind: %v", perr)
 		}
 		if res.Size != int64(len(got)) {
 			t.Fatalf("result says %d bytes, the file has %d", res.Size, len(got))
