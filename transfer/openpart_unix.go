@@ -30,7 +30,7 @@ func openPart(path string) (*os.File, error) {
 	fi, err := f.Stat()
 	if err == nil {
 		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !fi.Mode().IsRegular() || ok && uint64(st.Nlink) != 1 {
+		if !fi.Mode().IsRegular() || ok && uint64(st.Nlink) > 1 {
 			err = notRegular(path)
 		}
 	}
