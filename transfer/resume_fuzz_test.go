@@ -17,7 +17,8 @@ import (
 
 // scriptedServer answers each download request as the next three bytes of a
 // script say (op, p1, p2), then honestly once the script is spent. It holds
-// two versions of the file, each with its own ETag, and may switch between
+// two versions of the file, each with its own validator (an ETag, or a
+// Last-Modified date when lastModified is set), and may switch between
 // them. It lies in every header (Content-Range start, end and total, status,
 // ETag present or not, Content-Length), cuts bodies short and fails, but a
 // body always holds the bytes its headers claim of the current version, and
@@ -25,13 +26,25 @@ import (
 // under the same ETag, or a "bytes */N" confirming a false end, are lies no
 // client can detect.
 type scriptedServer struct {
-	mu      sync.Mutex
-	script  []byte
-	version int
-	files   [2][]byte
+	mu           sync.Mutex
+	script       []byte
+	version      int
+	files        [2][]byte
+	lastModified bool
 }
 
-var etags = [2]string{`"a"`, `"b"`}
+// validatorHeader is the header that carries the server's validator.
+func (s *scriptedServer) validatorHeader() string {
+	if s.lastModified {
+		return "Last-Modified"
+	}
+	return "ETag"
+}
+
+var (
+	etags = [2]string{`"a"`, `"b"`}
+	dates = [2]string{"Tue, 14 Nov 2023 22:13:20 GMT", "Wed, 15 Nov 2023 22:13:20 GMT"}
+)
 
 func (s *scriptedServer) next() (op, p1, p2 byte) {
 	if len(s.script) < 3 {
@@ -49,6 +62,10 @@ func (s *scriptedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.version ^= 1
 	}
 	data, etag := s.files[s.version], etags[s.version]
+	if s.lastModified {
+		etag = dates[s.version]
+	}
+	vh := s.validatorHeader()
 	s.mu.Unlock()
 
 	asked := -1
@@ -57,13 +74,13 @@ func (s *scriptedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	full := func() {
-		h.Set("ETag", etag)
+		h.Set(vh, etag)
 		h.Set("Content-Length", fmt.Sprint(len(data)))
 		w.Write(data)
 	}
 	partial := func(start, end int, total string, withETag, withLength bool, cutAt int) {
 		if withETag {
-			h.Set("ETag", etag)
+			h.Set(vh, etag)
 		}
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%s", start, end, total))
 		if withLength {
@@ -104,7 +121,7 @@ func (s *scriptedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		partial(start, len(data)-1, fmt.Sprint(len(data)), false, true, -1)
 	case 2: // 200 with a length, cut
-		h.Set("ETag", etag)
+		h.Set(vh, etag)
 		h.Set("Content-Length", fmt.Sprint(len(data)))
 		w.Write(data[:min(int(p1)*10, len(data))])
 		w.(http.Flusher).Flush()
@@ -112,7 +129,7 @@ func (s *scriptedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			conn.Close()
 		}
 	case 3: // 200 chunked (no length), maybe cut
-		h.Set("ETag", etag)
+		h.Set(vh, etag)
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
 		if p2&1 == 0 {
@@ -153,7 +170,7 @@ func (s *scriptedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.Set("Content-Range", fmt.Sprintf("bytes */%d", len(data)))
 		}
 		if p2&4 == 0 {
-			h.Set("ETag", etag)
+			h.Set(vh, etag)
 		}
 		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
 	case 7:
@@ -184,7 +201,8 @@ func (s *scriptedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // FuzzDownloadResume: a download resumed against any sequence of answers
-// (statuses, Content-Range starts, ends and totals, ETags present, absent or
+// (statuses, Content-Range starts, ends and totals, validators (ETag or
+// Last-Modified) present, absent or
 // changed, lengths given or not, bodies cut, two versions of the file) either
 // fails or saves exactly one version of the server's file: never a splice of
 // two versions, a short file, or a wrong file reported as a success; and
@@ -199,13 +217,16 @@ func FuzzDownloadResume(f *testing.F) {
 	f.Add([]byte{1, 0, 0}, uint16(500), uint8(5))                   // the file changes (same size): a 206 of it without validator
 	f.Add([]byte{1, 0, 0, 4, 200, 0}, uint16(500), uint8(0))        // switch, then a 206 of the new version
 	f.Add([]byte{6, 0, 1, 6, 0, 2, 9, 5, 1, 5, 3, 0}, uint16(2999), uint8(2))
+	f.Add([]byte{1, 0, 0}, uint16(500), uint8(5|16)) // the same, with Last-Modified as the validator
+	f.Add([]byte{4, 10, 1, 3, 50, 1, 0, 0, 0}, uint16(0), uint8(16))
 	f.Fuzz(func(t *testing.T, script []byte, prefix uint16, lens uint8) {
 		if len(script) > 60 {
 			script = script[:60] // a bounded conversation
 		}
 		v0 := testData(1000+int(lens%4)*700, 40)
 		v1 := testData(900+int(lens/4%4)*800, 41)
-		srv := httptest.NewServer(&scriptedServer{script: bytes.Clone(script), files: [2][]byte{v0, v1}})
+		useLM := lens&16 != 0
+		srv := httptest.NewServer(&scriptedServer{script: bytes.Clone(script), files: [2][]byte{v0, v1}, lastModified: useLM})
 		defer srv.Close()
 		store, err := NewFileStateStore(t.TempDir())
 		if err != nil {
@@ -213,7 +234,11 @@ func FuzzDownloadResume(f *testing.F) {
 		}
 		out := filepath.Join(t.TempDir(), "f.bin")
 		if n := int(prefix) % (len(v0) + 1); n > 0 {
-			seed(t, store, srv.URL, out, v0[:n], State{Size: int64(len(v0)), ETag: etags[0]})
+			st := State{Size: int64(len(v0)), ETag: etags[0]}
+			if useLM {
+				st = State{Size: int64(len(v0)), LastModified: dates[0]}
+			}
+			seed(t, store, srv.URL, out, v0[:n], st)
 		}
 		pipe := &rebound.Pipeline{Retry: rebound.Retry{Backoff: rebound.NoDelay, MaxAttempts: 3}}
 		res, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: store, Pipeline: pipe, Client: srv.Client()})
