@@ -1,13 +1,10 @@
 package checkpoint
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"strings"
 	"sync"
-	"time"
+
+	"github.com/rebound-go/rebound/internal/filelock"
 )
 
 // RunLocker is implemented by stores that one process owns at a time
@@ -33,7 +30,7 @@ type runLock struct {
 	path string // the lock file: "<database>-lock"
 
 	mu    sync.Mutex
-	f     *os.File
+	l     *filelock.Lock
 	holds int
 }
 
@@ -41,28 +38,19 @@ func (l *runLock) tryLock(what string) (func(), error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.holds == 0 {
-		f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o600)
+		fl, holder, err := filelock.TryLock(l.path)
 		if err != nil {
-			return nil, fmt.Errorf("checkpoint: run lock: %w", err)
-		}
-		ok, err := flockExclusive(f)
-		if err != nil {
-			f.Close()
 			return nil, fmt.Errorf("checkpoint: run lock %s: %w", l.path, err)
 		}
-		if !ok {
-			holder := readHolder(f)
-			f.Close()
+		if fl == nil {
+			who := "another process"
+			if holder != "" {
+				who += " (" + holder + ")"
+			}
 			return nil, fmt.Errorf("%w: %s is being run by %s; wait for that run to end, or stop it, then run again",
-				ErrLocked, what, holder)
+				ErrLocked, what, who)
 		}
-		// Who holds it, for the next one's error message. Best effort: the
-		// lock is the flock, not this text.
-		host, _ := os.Hostname()
-		if f.Truncate(0) == nil {
-			fmt.Fprintf(f, "pid %d on %s since %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
-		}
-		l.f = f
+		l.l = fl
 	}
 	l.holds++
 	var once sync.Once
@@ -89,19 +77,8 @@ func (l *runLock) close() {
 }
 
 func (l *runLock) closeLocked() {
-	if l.f != nil {
-		l.f.Close() // closing the descriptor releases the flock
-		l.f = nil
+	if l.l != nil {
+		l.l.Unlock()
+		l.l = nil
 	}
 }
-
-// readHolder returns the holder line another run wrote, or a generic name.
-func readHolder(f *os.File) string {
-	b, err := io.ReadAll(io.LimitReader(f, 256))
-	if s := strings.TrimSpace(string(b)); err == nil && s != "" {
-		return "another process (" + s + ")"
-	}
-	return "another process"
-}
-
-var errNoFlock = errors.New("file locks are not supported on this system")

@@ -2,9 +2,10 @@ package transfer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 
 	"github.com/rebound-go/rebound/checkpoint"
 )
@@ -32,6 +33,7 @@ type stateExtra struct {
 	Name         string `json:"name,omitempty"`
 	LastModified string `json:"last_modified,omitempty"`
 	Fingerprint  string `json:"fingerprint,omitempty"`
+	SentSHA256   string `json:"sent_sha256,omitempty"`
 }
 
 // Load implements StateStore.
@@ -47,18 +49,22 @@ func (s *CheckpointStore) Load(ctx context.Context, key string) (State, bool, er
 	var x stateExtra
 	if len(p.Extra) > 0 {
 		if err := json.Unmarshal(p.Extra, &x); err != nil {
-			return State{}, false, fmt.Errorf("transfer state %q: %w (use --start-over)", key, err)
+			// A *CorruptStateError, so that StartOver gets past it as it
+			// does for a state file; the key (it holds the URL, query
+			// included) stays out of the message.
+			sum := sha256.Sum256([]byte(key))
+			return State{}, false, &CorruptStateError{Path: "checkpoint record " + transferJobPrefix + hex.EncodeToString(sum[:8]), Err: err}
 		}
 	}
 	return State{URL: x.URL, Name: x.Name, Offset: p.Offset, Size: p.Size, ETag: p.ETag,
-		LastModified: x.LastModified, UploadURL: p.UploadURL, Fingerprint: x.Fingerprint}, true, nil
+		LastModified: x.LastModified, UploadURL: p.UploadURL, Fingerprint: x.Fingerprint, SentSHA256: x.SentSHA256}, true, nil
 }
 
 // Save implements StateStore: it creates the key's record when needed and
 // returns once the State is durable.
 func (s *CheckpointStore) Save(ctx context.Context, key string, st State) error {
 	job := transferJobPrefix + key
-	extra, err := json.Marshal(stateExtra{URL: st.URL, Name: st.Name, LastModified: st.LastModified, Fingerprint: st.Fingerprint})
+	extra, err := json.Marshal(stateExtra{URL: st.URL, Name: st.Name, LastModified: st.LastModified, Fingerprint: st.Fingerprint, SentSHA256: st.SentSHA256})
 	if err != nil {
 		return err
 	}

@@ -17,11 +17,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/internal/redact"
+	"github.com/rebound-go/rebound/internal/filelock"
 	"github.com/rebound-go/rebound/reboundhttp"
 )
 
@@ -173,11 +175,13 @@ type downloader struct {
 	dir, name string // name is "" until chosen
 	st        State
 	f         *os.File
-	offset    int64 // bytes of the .part that belong to st's representation
-	high      int64 // the most bytes ever held in this run: progress means passing it
+	lock      *filelock.Lock // on the .part, held from when its name is known
+	offset    int64          // bytes of the .part that belong to st's representation
+	high      int64          // the most bytes ever held in this run: progress means passing it
 
 	done      bool
-	restarts  int // in a row without progress
+	unframed  bool // the last 200 had no length and no framing: its end is unproven
+	restarts  int  // in a row without progress
 	result    DownloadResult
 	digest    string // the last response's Repr-Digest
 	md5       string // Content-MD5 of a 200 that carried the whole file
@@ -188,6 +192,9 @@ type downloader struct {
 func (d *downloader) emit(ev Event) {
 	if d.opts.OnEvent == nil {
 		return
+	}
+	if ev.Kind == EventRetry {
+		ev.Done = d.offset // the Pipeline's retry events know no offset
 	}
 	if ev.Name == "" && d.name != "" {
 		ev.Name = filepath.Join(d.dir, d.name)
@@ -205,6 +212,9 @@ func (d *downloader) run(ctx context.Context) (*DownloadResult, error) {
 		if d.f != nil {
 			d.f.Close()
 		}
+		if d.lock != nil {
+			d.lock.UnlockAndRemove()
+		}
 	}()
 	st, ok, err := d.store.Load(ctx, d.key)
 	var corrupt *CorruptStateError
@@ -217,6 +227,13 @@ func (d *downloader) run(ctx context.Context) (*DownloadResult, error) {
 	if ok && d.name == "" {
 		if n := SafeFileName(st.Name); n != "" {
 			d.name = n
+		}
+	}
+	// One transfer per .part: lock it before anything is removed, truncated
+	// or sent (a name the server chooses is locked once it is known).
+	if d.name != "" {
+		if err := d.lockPart(); err != nil {
+			return nil, err
 		}
 	}
 	if d.opts.StartOver {
@@ -318,7 +335,19 @@ func (d *downloader) attempt(ctx context.Context) error {
 	// Ranges count bytes of the identity encoding; never let the transport
 	// ask for gzip and decode it behind our back.
 	req.Header.Set("Accept-Encoding", "identity")
+	if d.offset > 0 && d.f == nil {
+		// Hold the .part we resume before asking for what follows it.
+		if err := d.open(); err != nil {
+			return err
+		}
+	}
+	if d.offset > 0 && d.validator() == "" && d.unframed {
+		return d.unconfirmable()
+	}
 	if d.offset > 0 && d.validator() == "" {
+		// Counted: a server that sends a part without a validator each
+		// time must run out of restarts, not loop for ever.
+		d.restarts++
 		d.restartLocal("the server gave no strong validator to resume against")
 	}
 	asked := d.offset
@@ -336,12 +365,21 @@ func (d *downloader) attempt(ctx context.Context) error {
 	defer resp.Body.Close()
 
 	limit := int64(-1) // bytes this body should carry; -1 unknown
+	// Whether a clean end of this body proves the end of the file: only a
+	// whole-file answer whose framing (chunked, HTTP/2) marks the end. A 206
+	// "A-B/*" is what the server chose to send, not the rest of the file.
+	endsFile := false
 	switch resp.StatusCode {
 	case http.StatusOK:
+		if asked > 0 && d.unframed {
+			return d.unconfirmable()
+		}
 		if asked > 0 {
 			d.restarts++
 			d.restartLocal("the server sent the whole file (it ignored the range, or the file changed)")
 		}
+		endsFile = resp.ContentLength >= 0 || resp.ProtoMajor >= 2 || slices.Contains(resp.TransferEncoding, "chunked")
+		d.unframed = !endsFile
 		d.st.ETag, d.st.LastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 		d.st.Size = resp.ContentLength
 		limit = resp.ContentLength
@@ -358,6 +396,11 @@ func (d *downloader) attempt(ctx context.Context) error {
 			return d.restart(fmt.Sprintf("the file's size changed from %d to %d", d.st.Size, cr.Total))
 		case asked > 0 && etag != "" && d.st.ETag != "" && etag != d.st.ETag:
 			return d.restart("the file's ETag changed")
+		case asked > 0 && !d.carriesValidator(resp.Header):
+			// Without the validator we sent, nothing says these bytes are
+			// of the file we hold the start of (If-Range may have been
+			// dropped on the way).
+			return d.restart("the server's partial answer does not carry the validator sent in If-Range")
 		case resp.ContentLength >= 0 && resp.ContentLength != cr.End-cr.Start+1:
 			return d.restart("the server's Content-Length does not match its Content-Range")
 		}
@@ -370,10 +413,14 @@ func (d *downloader) attempt(ctx context.Context) error {
 		limit = cr.End - cr.Start + 1
 		d.md5 = ""
 	case http.StatusRequestedRangeNotSatisfiable:
-		cr, err := ParseContentRange(resp.Header.Get("Content-Range"))
-		if err == nil && asked > 0 && cr.Total == asked && (d.st.Size == asked || d.st.Size < 0) {
+		v := resp.Header.Get("Content-Range")
+		cr, err := ParseContentRange(v)
+		atEnd := err == nil && cr.Total == asked && (d.st.Size == asked || d.st.Size < 0) ||
+			v == "" && d.st.Size < 0 // a total nobody knows: "nothing past here" is the end
+		if asked > 0 && atEnd {
 			// We already hold every byte (a crash came between the last write
-			// and the rename). finish checks what it can.
+			// and the rename, or the total was unknown and this confirms
+			// it). finish checks what it can.
 			if err := d.open(); err != nil {
 				return err
 			}
@@ -405,6 +452,9 @@ func (d *downloader) attempt(ctx context.Context) error {
 				ErrInvalid, d.shown, d.name, filepath.Join(d.dir, d.name)))
 		}
 		d.st.Name = d.name
+		if err := d.lockPart(); err != nil {
+			return rebound.Permanent(err)
+		}
 	}
 	if err := d.open(); err != nil {
 		return err
@@ -414,18 +464,51 @@ func (d *downloader) attempt(ctx context.Context) error {
 	if err := d.save(ctx); err != nil {
 		return err
 	}
-	return d.copyBody(ctx, resp.Body, limit, cancel)
+	return d.copyBody(ctx, resp.Body, limit, endsFile, cancel)
 }
 
-// open opens the .part and cuts it to d.offset, dropping any tail that
-// belongs to nothing we know of.
+// unconfirmable ends a download whose end no answer can prove.
+func (d *downloader) unconfirmable() error {
+	return rebound.Permanent(fmt.Errorf("transfer: download %s: the server sends no length and no framing, and cannot resume (no validator, "+
+		"or ranges ignored), so the end of the file cannot be told from a cut connection", d.shown))
+}
+
+// carriesValidator reports whether a 206 answers the If-Range we sent: the
+// same strong ETag, or the same Last-Modified when that was the validator.
+func (d *downloader) carriesValidator(h http.Header) bool {
+	if v := d.validator(); v == d.st.ETag {
+		return h.Get("ETag") == v
+	}
+	return h.Get("Last-Modified") == d.st.LastModified
+}
+
+// lockPart takes the lock beside the .part (FILE.part.lock).
+func (d *downloader) lockPart() error {
+	if d.lock != nil {
+		return nil
+	}
+	l, err := lockTarget(d.partPath()+".lock", "download to "+filepath.Join(d.dir, d.name))
+	d.lock = l
+	return err
+}
+
+// open opens the .part (never through a link: see openPart) and cuts it to
+// d.offset, dropping any tail that belongs to nothing we know of.
 func (d *downloader) open() error {
 	if d.f == nil {
-		f, err := os.OpenFile(d.partPath(), os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := openPart(d.partPath())
+		if errors.Is(err, ErrInvalid) {
+			return rebound.Permanent(err)
+		}
 		if err != nil {
 			return rebound.Permanent(fmt.Errorf("transfer: %w", err))
 		}
 		d.f = f
+		if fi, err := f.Stat(); err == nil && fi.Size() < d.offset {
+			// Changed since we measured it: what it holds is not what the
+			// state describes.
+			d.restartLocal("the .part file is shorter than its saved state")
+		}
 	}
 	if err := d.f.Truncate(d.offset); err != nil {
 		return rebound.Permanent(fmt.Errorf("transfer: %w", err))
@@ -449,7 +532,7 @@ func (d *downloader) save(ctx context.Context) error {
 // the download for (the .part size is what resume trusts).
 func (d *downloader) checkpoint(ctx context.Context) { _ = d.save(ctx) }
 
-func (d *downloader) copyBody(ctx context.Context, body io.Reader, limit int64, cancel context.CancelFunc) error {
+func (d *downloader) copyBody(ctx context.Context, body io.Reader, limit int64, endsFile bool, cancel context.CancelFunc) error {
 	sr := newStallReader(body, d.clock, d.stall, cancel)
 	defer sr.stop()
 	start, high := d.offset, d.high
@@ -467,7 +550,8 @@ func (d *downloader) copyBody(ctx context.Context, body io.Reader, limit int64, 
 		n, rerr := sr.Read(buf[:want])
 		if n > 0 {
 			if _, werr := d.f.Write(buf[:n]); werr != nil {
-				return rebound.Permanent(fmt.Errorf("transfer: write %s: %w", d.partPath(), werr))
+				// werr (an *os.PathError) names the file already.
+				return rebound.Permanent(fmt.Errorf("transfer: %w", werr))
 			}
 			d.offset += int64(n)
 			if d.offset > d.high {
@@ -516,6 +600,12 @@ func (d *downloader) copyBody(ctx context.Context, body io.Reader, limit int64, 
 		// The server sent a shorter range than asked; ask for the rest.
 		return d.save(ctx)
 	}
+	if d.st.Size < 0 && !endsFile {
+		// Nobody has said where the file ends: ask again from here until
+		// the server says there is no more (416), never take the end of a
+		// range, or of an unframed body, for the end of the file.
+		return d.save(ctx)
+	}
 	d.st.Size = d.offset
 	d.done = true
 	return nil
@@ -525,7 +615,7 @@ func (d *downloader) copyBody(ctx context.Context, body io.Reader, limit int64, 
 func (d *downloader) finish(ctx context.Context) (*DownloadResult, error) {
 	part, final := d.partPath(), filepath.Join(d.dir, d.name)
 	if err := d.f.Sync(); err != nil {
-		return nil, fmt.Errorf("transfer: sync %s: %w", part, err)
+		return nil, fmt.Errorf("transfer: %w", err)
 	}
 	verified, err := d.verify()
 	if err != nil {
@@ -537,14 +627,14 @@ func (d *downloader) finish(ctx context.Context) (*DownloadResult, error) {
 	}
 	if err := d.f.Close(); err != nil {
 		d.f = nil
-		return nil, fmt.Errorf("transfer: close %s: %w", part, err)
+		return nil, fmt.Errorf("transfer: %w", err)
 	}
 	d.f = nil
 	if err := os.Rename(part, final); err != nil {
 		return nil, fmt.Errorf("transfer: %w", err)
 	}
 	if err := syncDir(d.dir); err != nil {
-		return nil, fmt.Errorf("transfer: sync %s: %w", d.dir, err)
+		return nil, fmt.Errorf("transfer: %w", err)
 	}
 	if err := d.store.Delete(ctx, d.key); err != nil {
 		return nil, err
@@ -588,7 +678,7 @@ func (d *downloader) verify() (string, error) {
 		ws[i] = checks[i].h
 	}
 	if _, err := io.Copy(io.MultiWriter(ws...), io.NewSectionReader(d.f, 0, d.offset)); err != nil {
-		return "", fmt.Errorf("transfer: read %s: %w", d.partPath(), err)
+		return "", fmt.Errorf("transfer: %w", err)
 	}
 	var names []string
 	for _, c := range checks {
@@ -634,10 +724,12 @@ func fileSize(p string) (int64, bool, error) {
 		return 0, false, fmt.Errorf("transfer: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return 0, false, fmt.Errorf("%w: %s is not a regular file", ErrInvalid, p)
+		return 0, false, notRegular(p)
 	}
 	return fi.Size(), true, nil
 }
+
+func notRegular(p string) error { return fmt.Errorf("%w: %s is not a regular file", ErrInvalid, p) }
 
 func removeIfExists(p string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {

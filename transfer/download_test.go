@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,8 +112,10 @@ func checkFile(t *testing.T, path string, want []byte) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("%s: %d bytes, differs from the %d expected", path, len(got), len(want))
 	}
-	if _, err := os.Stat(path + ".part"); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf(".part left behind: %v", err)
+	for _, ext := range []string{".part", ".part.lock"} {
+		if _, err := os.Lstat(path + ext); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s left behind: %v", ext, err)
+		}
 	}
 }
 
@@ -224,6 +227,23 @@ func TestDownloadResumeAnswers(t *testing.T) {
 			name: "206 with a changed ETag", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
 			handler: lyingRange(data, func(w http.ResponseWriter) {
 				w.Header().Set("ETag", `"v9"`)
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(data)-1, len(data)))
+			}),
+			want: data, restarts: 1, firstRange: "bytes=100000-",
+		},
+		{
+			name: "206 without the ETag sent in If-Range", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			handler: lyingRange(data, func(w http.ResponseWriter) {
+				w.Header().Del("ETag")
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(data)-1, len(data)))
+			}),
+			want: data, restarts: 1, firstRange: "bytes=100000-",
+		},
+		{
+			name: "206 without the Last-Modified sent in If-Range", part: data[:n],
+			st: State{Size: int64(len(data)), LastModified: time.Unix(1700000000, 0).UTC().Format(http.TimeFormat)},
+			handler: lyingRange(data, func(w http.ResponseWriter) {
+				w.Header().Del("ETag")
 				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(data)-1, len(data)))
 			}),
 			want: data, restarts: 1, firstRange: "bytes=100000-",
@@ -531,7 +551,7 @@ func TestDownloadNameStaysInDir(t *testing.T) {
 		{"", "/dir/%2e%2e%2fescape.txt", "escape.txt"},
 		{"", "/", "download"},
 		{`attachment; filename=".."`, "/..", "download"},
-		{`attachment; filename="` + strings.Repeat("x", 300) + `"`, "/x", strings.Repeat("x", 250)},
+		{`attachment; filename="` + strings.Repeat("x", 300) + `"`, "/x", strings.Repeat("x", maxNameBytes)},
 	} {
 		t.Run(tc.want[:min(len(tc.want), 20)], func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -621,18 +641,21 @@ func TestSafeFileName(t *testing.T) {
 		{"   ", ""},
 		{".bashrc", "bashrc"},
 		{"...hidden", "hidden"},
+		{". .bash_profile", "bash_profile"}, // dots and spaces in turn
+		{" . . .ssh", "ssh"},
+		{"a\u2028b", "ab"}, // a line separator is no part of a name
 		{"résumé 2024.pdf", "résumé 2024.pdf"},
 		{"日本語.txt", "日本語.txt"},
 		{"bell\x07\x00name\n.txt", "bellname.txt"},
 		{"rtl\u202etxt.exe", "rtltxt.exe"},
 		{"bad\xffutf8", "badutf8"},
-		{strings.Repeat("é", 200), strings.Repeat("é", 125)}, // 250 bytes: room for ".part"
+		{strings.Repeat("é", 200), strings.Repeat("é", 122)}, // 244 bytes: room for ".part.lock"
 	} {
 		got := SafeFileName(tc.in)
 		if got != tc.want {
 			t.Errorf("SafeFileName(%q) = %q, want %q", tc.in, got, tc.want)
 		}
-		if got != "" && (!filepath.IsLocal(got) || strings.ContainsAny(got, `/\`) || len(got+".part") > 255) {
+		if got != "" && (!filepath.IsLocal(got) || strings.ContainsAny(got, `/\`) || len(got+".part.lock") > 255) {
 			t.Errorf("SafeFileName(%q) = %q is not a safe local name", tc.in, got)
 		}
 	}
@@ -748,6 +771,10 @@ func TestDownloadEmptyAndUnknownLength(t *testing.T) {
 		}
 		var start int
 		fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-", &start)
+		if start >= len(data) {
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable) // no more: the end, confirmed
+			return
+		}
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", start, len(data)-1))
 		w.WriteHeader(http.StatusPartialContent)
 		w.(http.Flusher).Flush() // chunked again: the length stays unknown
@@ -761,7 +788,146 @@ func TestDownloadEmptyAndUnknownLength(t *testing.T) {
 	}
 	checkFile(t, out, data)
 	chunked.Close()
-	if len(s.ranges) != 2 || s.ranges[1] != "bytes=50000-" || res.Restarts != 0 {
+	if fmt.Sprint(s.ranges) != "[ bytes=50000- bytes=100000-]" || res.Restarts != 0 {
 		t.Fatalf("ranges %q, result %+v", s.ranges, res)
+	}
+}
+
+// A total nobody gave: after a chunked answer cut mid-body, a resume
+// answered "206 bytes 100000-100099/*" is not the end of the file (it was
+// taken for it: exit 0 with a short file). The client asks again from each
+// new offset until the server says there is no more (416).
+func TestDownloadUnknownSizeAsksUntilTheEnd(t *testing.T) {
+	data := testData(300_000, 31)
+	var s served
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := s.record(r)
+		w.Header().Set("ETag", `"u"`)
+		var start int
+		if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-", &start); err != nil {
+			countingWriter{w, &s, i}.Write(data[:100_000])
+			w.(http.Flusher).Flush() // chunked: no length
+			conn, _, _ := http.NewResponseController(w).Hijack()
+			conn.Close()
+			return
+		}
+		if start >= len(data) {
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+		end := min(start+100, len(data)) // a little at a time, total unknown
+		if i > 1 {
+			end = len(data)
+		}
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", start, end-1))
+		w.Header().Set("Content-Length", fmt.Sprint(end-start))
+		w.WriteHeader(http.StatusPartialContent)
+		countingWriter{w, &s, i}.Write(data[start:end])
+	}))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "f.bin")
+	res, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+	if want := "[ bytes=100000- bytes=100100- bytes=300000-]"; fmt.Sprint(s.ranges) != want || res.Size != int64(len(data)) {
+		t.Fatalf("ranges %q, want %s; result %+v", s.ranges, want, res)
+	}
+}
+
+// A body with no length and no framing (HTTP/1.1, closed at the end) ends
+// the same way whether the file ended or the connection was cut: the client
+// asks for the rest, and a server that then ignores the range makes the
+// download fail, never succeed on a size nobody confirmed.
+func TestDownloadUnframedEndUnconfirmed(t *testing.T) {
+	data := testData(50_000, 32)
+	for _, etag := range []string{`"n"`, ""} {
+		var requests int
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			requests++
+			conn, buf, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			buf.WriteString("HTTP/1.1 200 OK\r\nConnection: close\r\n")
+			if etag != "" {
+				buf.WriteString("ETag: " + etag + "\r\n")
+			}
+			buf.WriteString("\r\n")
+			buf.Write(data[:30_000]) // cut: the client cannot tell
+			buf.Flush()
+		}))
+		out := filepath.Join(t.TempDir(), "f.bin")
+		_, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline})
+		srv.Close()
+		if err == nil || !strings.Contains(err.Error(), "cannot be told") {
+			t.Fatalf("ETag %q: err = %v, want a failure saying the end cannot be confirmed", etag, err)
+		}
+		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("ETag %q: a file was saved: %v", etag, err)
+		}
+		// With a validator, one range request could have confirmed the end.
+		if want := map[string]int{`"n"`: 2, "": 1}[etag]; requests != want {
+			t.Fatalf("ETag %q: %d requests, want %d", etag, requests, want)
+		}
+	}
+}
+
+// A retry event of a resumed download says how much is safe, not 0.
+func TestDownloadRetryEventsCarryOffset(t *testing.T) {
+	data := testData(200_000, 34)
+	var s served
+	failed := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !failed {
+			failed = true
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		serveContent(&s, `"v1"`, func() []byte { return data })(w, r)
+	}))
+	defer srv.Close()
+	store := newStore(t)
+	out := filepath.Join(t.TempDir(), "f.bin")
+	seed(t, store, srv.URL, out, data[:50_000], State{Size: int64(len(data)), ETag: `"v1"`})
+	var retries []int64
+	_, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: store, Pipeline: fastPipeline,
+		OnEvent: func(ev Event) {
+			if ev.Kind == EventRetry {
+				retries = append(retries, ev.Done)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+	if fmt.Sprint(retries) != "[50000]" {
+		t.Fatalf("retry events' Done = %v, want [50000]", retries)
+	}
+}
+
+// A server that answers every request with the same short 206 ".../*" and no
+// validator gives the download nothing to resume against and no end: it
+// must run out of restarts, not start over for ever.
+func TestDownloadGivesUpOnEndlessPartsWithoutValidator(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) > 100 {
+			cancel() // the bound the client failed to keep
+		}
+		w.Header().Set("Content-Range", "bytes 0-99/*")
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(make([]byte, 100))
+	}))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "f.bin")
+	_, err := Download(ctx, srv.URL, DownloadOptions{Path: out, Store: newStore(t), Pipeline: fastPipeline})
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("err = %v after %d requests; want a bounded give-up", err, requests.Load())
 	}
 }

@@ -130,38 +130,37 @@ func isTokenChar(c byte) bool {
 }
 
 // maxNameBytes is the longest file name most file systems accept (255),
-// less the ".part" the download is written to first: a 255-byte name made
-// the .part fail to open with ENAMETOOLONG.
-const maxNameBytes = 255 - len(".part")
+// less the ".part.lock" of the lock beside the .part the download is written
+// to first: a 255-byte name made the .part fail to open with ENAMETOOLONG.
+const maxNameBytes = 255 - len(".part.lock")
 
 // SafeFileName turns a name suggested by a server (Content-Disposition) or a
 // URL into a single local file name that cannot escape its directory: only
-// the last path element is kept (both / and \ separate), control and
-// invisible format characters are dropped, leading dots and surrounding
-// spaces are trimmed (no "..", no hidden files), and the result is cut to
-// 255 bytes on a character boundary. It returns "" when nothing usable is
-// left; callers then choose a fallback.
+// the last path element is kept (both / and \ separate), control, invisible
+// format and line-break characters are dropped, leading dots and spaces are
+// trimmed together (". .bash_profile" gives "bash_profile": no "..", no
+// hidden files), trailing spaces too, and the result is cut to 245 bytes on a
+// character boundary (room for ".part.lock"). Sanitising its result again changes
+// nothing. It returns "" when nothing usable is left; callers then choose a
+// fallback.
 func SafeFileName(name string) string {
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]
 	}
 	name = strings.Map(func(r rune) rune {
-		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+		if r == utf8.RuneError || unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
 			return -1
 		}
 		return r
 	}, name)
-	name = strings.TrimSpace(name)
-	name = strings.TrimLeft(name, ".")
-	name = strings.TrimSpace(name)
+	// Dots and spaces in any order: trimming them one after the other left
+	// the dot of ". .bash_profile".
+	name = strings.TrimLeftFunc(name, func(r rune) bool { return r == '.' || unicode.IsSpace(r) })
 	for len(name) > maxNameBytes {
 		_, size := utf8.DecodeLastRuneInString(name)
 		name = name[:len(name)-size]
 	}
-	if name == "" || name == "." || name == ".." {
-		return ""
-	}
-	return name
+	return strings.TrimRightFunc(name, unicode.IsSpace)
 }
 
 // nameFromDisposition returns the filename parameter of a Content-Disposition

@@ -2,9 +2,12 @@ package transfer
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestParseContentRange(t *testing.T) {
@@ -137,8 +140,13 @@ func FuzzParseTusList(f *testing.F) {
 	})
 }
 
+// FuzzSafeFileName states what a name the server chose may be: empty, or a
+// single local name that is not hidden (no leading dot: the server must not
+// plant .bash_profile), holds no separator, no control, format or line-break
+// character and no invalid UTF-8, leaves room for ".part", has no surrounding
+// spaces, and is a fixed point (sanitising it again changes nothing).
 func FuzzSafeFileName(f *testing.F) {
-	for _, s := range []string{"../../etc/passwd", "/abs", "a/b", "..", "", "résumé.pdf", "a\\b", ".\x00."} {
+	for _, s := range []string{"../../etc/passwd", "/abs", "a/b", "..", "", "résumé.pdf", "a\\b", ".\x00.", ". .bash_profile", " . x", strings.Repeat("é", 130) + " x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -146,8 +154,25 @@ func FuzzSafeFileName(f *testing.F) {
 		if got == "" {
 			return
 		}
-		if strings.ContainsAny(got, `/\`) || got == "." || got == ".." || strings.HasPrefix(got, ".") || len(got) > maxNameBytes {
-			t.Fatalf("SafeFileName(%q) = %q", s, got)
+		bad := func(why string) { t.Fatalf("SafeFileName(%q) = %q: %s", s, got, why) }
+		switch {
+		case strings.HasPrefix(got, "."):
+			bad("hidden (leading dot)")
+		case strings.ContainsAny(got, `/\`), !filepath.IsLocal(got):
+			bad("not a single local name")
+		case len(got) > maxNameBytes:
+			bad("too long for its .part")
+		case !utf8.ValidString(got):
+			bad("invalid UTF-8")
+		case strings.TrimSpace(got) != got:
+			bad("surrounding spaces")
+		case SafeFileName(got) != got:
+			bad("not idempotent: " + SafeFileName(got))
+		}
+		for _, r := range got {
+			if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
+				bad(fmt.Sprintf("holds %U", r))
+			}
 		}
 	})
 }

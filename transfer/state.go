@@ -15,8 +15,8 @@ import (
 )
 
 // State is what a transfer keeps to resume. Download uses URL, Name, Offset,
-// Size, ETag and LastModified; Upload uses URL, Offset, Size, UploadURL and
-// Fingerprint.
+// Size, ETag and LastModified; Upload uses URL, Offset, Size, UploadURL,
+// Fingerprint and SentSHA256.
 type State struct {
 	// URL is the resource downloaded, or the tus endpoint uploaded to.
 	URL string `json:"url,omitempty"`
@@ -38,6 +38,10 @@ type State struct {
 	UploadURL string `json:"upload_url,omitempty"`
 	// Fingerprint identifies the uploaded file's content and place.
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// SentSHA256 is the upload's hex SHA-256 of the file's first Offset
+	// bytes, taken as the server confirmed them: a resume first checks that
+	// the file still holds those bytes, or starts over.
+	SentSHA256 string `json:"sent_sha256,omitempty"`
 }
 
 // StateStore keeps transfer state between runs, one State per key (the

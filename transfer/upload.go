@@ -66,6 +66,11 @@ type UploadOptions struct {
 	OnEvent func(Event)
 	// Clock times stalls; nil means the system clock.
 	Clock rebound.Clock
+	// LockDir holds the lock file that keeps one upload of a file to an
+	// endpoint at a time (a second fails with ErrLocked); "" means the
+	// directory of Store when it is a *FileStateStore, else
+	// DefaultStateDir().
+	LockDir string
 }
 
 // UploadResult describes a completed upload.
@@ -85,7 +90,10 @@ const maxCreates = 3
 
 // Fingerprint identifies a file for resuming its upload: its absolute path,
 // size, modification time and the SHA-256 of its first MiB. A file that was
-// changed or replaced gets a new fingerprint, so its upload starts over.
+// replaced, or changed in a way these show, gets a new fingerprint, so its
+// upload starts over; a change they miss (past the first MiB, size and time
+// kept) is caught before resuming by the check of the bytes the server
+// confirmed (State.SentSHA256).
 func Fingerprint(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -106,7 +114,7 @@ func fingerprint(f *os.File, path string) (string, error) {
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<20)); err != nil {
-		return "", fmt.Errorf("transfer: read %s: %w", path, err)
+		return "", fmt.Errorf("transfer: %w", err) // a *PathError: it names the file
 	}
 	return fmt.Sprintf("%s|%d|%d|%s", abs, fi.Size(), fi.ModTime().UnixNano(), hex.EncodeToString(h.Sum(nil))), nil
 }
@@ -147,6 +155,28 @@ func Upload(ctx context.Context, path, endpoint string, opts UploadOptions) (*Up
 	}
 	u := &uploader{opts: opts, f: f, name: path, size: fi.Size(), endpoint: eu, meta: meta,
 		fp: fp, key: "upload " + eu.Redacted() + " " + fp, clock: clockOr(opts.Clock)}
+	// One upload per file and endpoint, before anything is sent or the
+	// state touched: two would PATCH one upload over each other.
+	lockDir := opts.LockDir
+	if fss, ok := opts.Store.(*FileStateStore); ok && lockDir == "" {
+		lockDir = fss.dir
+	}
+	if lockDir == "" {
+		if lockDir, err = DefaultStateDir(); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(lockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("transfer: lock directory: %w", err)
+	}
+	sum := sha256.Sum256([]byte(u.key))
+	lock, err := lockTarget(filepath.Join(lockDir, "upload-"+hex.EncodeToString(sum[:12])+".lock"), "upload of "+path+" to "+reboundhttp.RedactURL(eu))
+	if err != nil {
+		return nil, err
+	}
+	if lock != nil {
+		defer lock.UnlockAndRemove()
+	}
 	if u.client = opts.Client; u.client == nil {
 		u.client = defaultClient()
 	}
@@ -186,11 +216,29 @@ type uploader struct {
 	offset    int64 // bytes the server holds
 	needSync  bool  // ask the server (HEAD) before the next PATCH
 	result    UploadResult
+
+	// sent hashes the file's first hashed bytes; the state keeps its sum at
+	// the confirmed offset, so a resume can check that the bytes the server
+	// holds are still the file's.
+	sent   hash.Hash
+	hashed int64
+	// high is the most bytes the server ever confirmed in this run; losses
+	// counts answers, in a row, that went back below it without passing it
+	// again (a server that keeps losing progress must run out of them).
+	high   int64
+	losses int
 }
+
+// maxLosses bounds how often in a row the server may lose confirmed bytes,
+// as maxRestarts bounds a download's restarts.
+const maxLosses = maxRestarts
 
 func (u *uploader) emit(ev Event) {
 	if u.opts.OnEvent == nil {
 		return
+	}
+	if ev.Kind == EventRetry {
+		ev.Done = u.offset // the Pipeline's retry events know no offset
 	}
 	ev.Name = u.name
 	if ev.Total == 0 {
@@ -222,11 +270,34 @@ func (u *uploader) run(ctx context.Context) (*UploadResult, error) {
 			return nil, err
 		}
 	}
+	u.sent = sha256.New()
+	if ok && st.Fingerprint == u.fp && st.UploadURL != "" {
+		// The fingerprint reads only the first MiB: a file changed past it
+		// with its size and time kept (cp -p, rsync -t) would resume an
+		// upload of other bytes. Check all the bytes the server confirmed.
+		same, err := u.sentUnchanged(st)
+		if err != nil {
+			return nil, err
+		}
+		if !same {
+			u.emit(Event{Kind: EventRestart, Reason: fmt.Sprintf("the file's first %d bytes are not those uploaded to %s; starting a new upload", st.Offset, redact.URLString(st.UploadURL))})
+			if slices.Contains(u.extensions, "termination") {
+				_ = p.Do(ctx, func(ctx context.Context) error { return u.terminate(ctx, st.UploadURL) })
+			}
+			if err := u.store.Delete(ctx, u.key); err != nil {
+				return nil, err
+			}
+			ok = false
+		}
+	}
 	if ok && st.Fingerprint == u.fp && st.UploadURL != "" {
 		u.uploadURL, u.offset, u.needSync = st.UploadURL, st.Offset, true
+		u.high = st.Offset
 		u.result.Resumed = true
 		u.emit(Event{Kind: EventResume, Done: st.Offset, Reason: "kept upload " + redact.URLString(st.UploadURL)})
 	} else {
+		u.sent.Reset()
+		u.hashed = 0
 		u.emit(Event{Kind: EventStart})
 	}
 	for {
@@ -241,7 +312,7 @@ func (u *uploader) run(ctx context.Context) (*UploadResult, error) {
 		err := p.Do(ctx, u.step)
 		if errors.Is(err, errUploadGone) {
 			u.emit(Event{Kind: EventRestart, Reason: "the server no longer knows upload " + redact.URLString(u.uploadURL)})
-			u.uploadURL, u.offset = "", 0
+			u.uploadURL, u.offset, u.high, u.losses = "", 0, 0, 0
 			continue
 		}
 		if err != nil {
@@ -383,10 +454,60 @@ func (u *uploader) create(ctx context.Context) error {
 	return u.save(ctx)
 }
 
+// save records the confirmed offset with the hash of the bytes below it.
 func (u *uploader) save(ctx context.Context) error {
+	if err := u.hashTo(u.offset); err != nil {
+		return rebound.Permanent(err)
+	}
 	err := u.store.Save(ctx, u.key, State{URL: u.endpoint.Redacted(), Offset: u.offset, Size: u.size,
-		UploadURL: u.uploadURL, Fingerprint: u.fp})
+		UploadURL: u.uploadURL, Fingerprint: u.fp, SentSHA256: hex.EncodeToString(u.sent.Sum(nil))})
 	return rebound.Permanent(err)
+}
+
+// hashTo brings u.sent to the file's first n bytes: it reads only what is
+// new, and starts again from 0 when the server went back.
+func (u *uploader) hashTo(n int64) error {
+	if n < u.hashed {
+		u.sent.Reset()
+		u.hashed = 0
+	}
+	if n == u.hashed {
+		return nil
+	}
+	if _, err := io.Copy(u.sent, io.NewSectionReader(u.f, u.hashed, n-u.hashed)); err != nil {
+		return fmt.Errorf("transfer: %w", err)
+	}
+	u.hashed = n
+	return nil
+}
+
+// sentUnchanged reports whether the file's first st.Offset bytes hash to
+// st.SentSHA256 (a state without one, from an older version, cannot be
+// checked and counts as changed). It leaves u.sent at st.Offset.
+func (u *uploader) sentUnchanged(st State) (bool, error) {
+	u.sent.Reset()
+	u.hashed = 0
+	if err := u.hashTo(st.Offset); err != nil {
+		return false, err
+	}
+	return st.SentSHA256 != "" && hex.EncodeToString(u.sent.Sum(nil)) == st.SentSHA256, nil
+}
+
+// confirmed records an offset the server stated. Progress is passing the
+// most it ever confirmed; going back below that maxLosses times in a row,
+// without passing it again in between, ends the upload.
+func (u *uploader) confirmed(off int64) error {
+	switch {
+	case off > u.high:
+		u.high, u.losses = off, 0
+	case off < u.high && off < u.offset:
+		if u.losses++; u.losses > maxLosses {
+			return rebound.Permanent(fmt.Errorf("transfer: upload %s: the server lost confirmed bytes %d times in a row (back to %d of %d); giving up",
+				u.name, u.losses, off, u.high))
+		}
+	}
+	u.offset = off
+	return nil
 }
 
 // sync asks the server how much of the upload it holds (HEAD).
@@ -423,7 +544,10 @@ func (u *uploader) sync(ctx context.Context) error {
 	if off > u.size {
 		return rebound.Permanent(fmt.Errorf("transfer: tus HEAD: the server claims %d bytes of a %d-byte file", off, u.size))
 	}
-	u.offset, u.needSync = off, false
+	if err := u.confirmed(off); err != nil {
+		return err
+	}
+	u.needSync = false
 	u.emit(Event{Kind: EventProgress, Done: off})
 	return u.save(ctx)
 }
@@ -492,7 +616,9 @@ func (u *uploader) step(ctx context.Context) error {
 		u.needSync = true
 		return rebound.Transient(fmt.Errorf("transfer: tus PATCH: the server reports offset %d after %d bytes at %d", off, n, u.offset))
 	}
-	u.offset = off
+	if err := u.confirmed(off); err != nil {
+		return err
+	}
 	u.emit(Event{Kind: EventProgress, Done: off})
 	return u.save(ctx)
 }

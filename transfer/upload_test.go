@@ -333,3 +333,76 @@ func advanceUntil(ctx context.Context, clock *reboundtest.Clock, step time.Durat
 		}
 	}
 }
+
+// A server that loses what it confirmed after every failed PATCH (HEAD back
+// to 0) gives no progress: the upload gives up after a bounded number of
+// losses instead of re-sending the same chunks for ever (each successful
+// PATCH of a lost chunk used to start a fresh attempt count).
+func TestUploadGivesUpOnServerLosingProgress(t *testing.T) {
+	m, srv := newMiniTus(t)
+	src := writeSrc(t, testData(600_000, 22))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var patches int
+	m.before = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPatch {
+			return false
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if patches++; patches > 100 {
+			cancel() // the bound the client failed to keep
+		}
+		if r.Header.Get("Upload-Offset") == "0" {
+			return false
+		}
+		m.uploads[r.URL.Path].Reset() // lost, and the PATCH fails
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return true
+	}
+	_, err := Upload(ctx, src, srv.URL+"/files/", UploadOptions{Store: newStore(t), ChunkSize: 200_000, Pipeline: fastPipeline})
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "lost confirmed bytes") {
+		t.Fatalf("err = %v after %d PATCHes; want a bounded give-up", err, patches)
+	}
+}
+
+// Retry events carry the offset the server confirmed, not 0.
+func TestUploadRetryEventsCarryOffset(t *testing.T) {
+	m, srv := newMiniTus(t)
+	data := testData(600_000, 23)
+	src := writeSrc(t, data)
+	var failed bool
+	m.before = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPatch && r.Header.Get("Upload-Offset") == "200000" && !failed {
+			failed = true
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}
+	var retries []int64
+	_, err := Upload(context.Background(), src, srv.URL+"/files/", UploadOptions{Store: newStore(t), ChunkSize: 200_000, Pipeline: fastPipeline,
+		OnEvent: func(ev Event) {
+			if ev.Kind == EventRetry {
+				retries = append(retries, ev.Done)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(retries) != "[200000]" {
+		t.Fatalf("retry events' Done = %v, want [200000]", retries)
+	}
+	if !bytes.Equal(m.content("/files/1"), data) {
+		t.Fatal("server holds other bytes")
+	}
+}
+
+// A read error names the file once (the *os.PathError names it already).
+func TestFingerprintErrorNamesPathOnce(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Fingerprint(dir) // opens, but cannot be read
+	if err == nil || strings.Count(err.Error(), dir) != 1 {
+		t.Fatalf("err = %v, want one mention of %s", err, dir)
+	}
+}

@@ -47,23 +47,24 @@ func (f *transferFlags) register(cmd *cobra.Command) {
 }
 
 // setup checks the flags and opens the state store: the checkpoint SQLite
-// file transfers.db in the state directory. The caller closes the store.
-func (f *transferFlags) setup() (*checkpoint.SQLite, *rebound.Pipeline, http.Header, error) {
+// file transfers.db in the state directory, which it also returns (uploads
+// keep their lock files there). The caller closes the store.
+func (f *transferFlags) setup() (*checkpoint.SQLite, *rebound.Pipeline, http.Header, string, error) {
 	if f.attempts < 1 {
-		return nil, nil, nil, usageErr(errors.New("--attempts must be at least 1"))
+		return nil, nil, nil, "", usageErr(errors.New("--attempts must be at least 1"))
 	}
 	if f.stall <= 0 {
-		return nil, nil, nil, usageErr(errors.New("--stall-timeout must be positive"))
+		return nil, nil, nil, "", usageErr(errors.New("--stall-timeout must be positive"))
 	}
 	if f.progressEach <= 0 {
-		return nil, nil, nil, usageErr(errors.New("--progress-interval must be positive"))
+		return nil, nil, nil, "", usageErr(errors.New("--progress-interval must be positive"))
 	}
 	h := http.Header{}
 	for _, line := range f.headers {
 		k, v, ok := strings.Cut(line, ":")
 		k = strings.TrimSpace(k)
 		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return nil, nil, nil, usageErr(fmt.Errorf("--header %q is not \"Name: value\"", k))
+			return nil, nil, nil, "", usageErr(fmt.Errorf("--header %q is not \"Name: value\"", k))
 		}
 		h.Add(k, strings.TrimSpace(v))
 	}
@@ -71,21 +72,21 @@ func (f *transferFlags) setup() (*checkpoint.SQLite, *rebound.Pipeline, http.Hea
 	if dir == "" {
 		var err error
 		if dir, err = transfer.DefaultStateDir(); err != nil {
-			return nil, nil, nil, usageErr(fmt.Errorf("%v; pass --state-dir", err))
+			return nil, nil, nil, "", usageErr(fmt.Errorf("%v; pass --state-dir", err))
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		if f.stateDir == "" {
 			// The user never named this directory: say which flag moves it.
-			return nil, nil, nil, usageErr(fmt.Errorf("state directory: %w; pass --state-dir", err))
+			return nil, nil, nil, "", usageErr(fmt.Errorf("state directory: %w; pass --state-dir", err))
 		}
-		return nil, nil, nil, usageErr(fmt.Errorf("state directory: %w", err))
+		return nil, nil, nil, "", usageErr(fmt.Errorf("state directory: %w", err))
 	}
 	store, err := checkpoint.OpenSQLite(filepath.Join(dir, "transfers.db"), checkpoint.Options{})
 	if err != nil {
-		return nil, nil, nil, usageErr(err)
+		return nil, nil, nil, "", usageErr(err)
 	}
-	return store, &rebound.Pipeline{Retry: rebound.Retry{MaxAttempts: f.attempts}}, h, nil
+	return store, &rebound.Pipeline{Retry: rebound.Retry{MaxAttempts: f.attempts}}, h, dir, nil
 }
 
 // transferExit maps a transfer's error to the CLI's exit codes, and with
@@ -110,7 +111,9 @@ func transferExitCode(ctx context.Context, verb string, err error) error {
 		return nil
 	case ctx.Err() != nil:
 		return withCode(ExitInterrupted, fmt.Errorf("%s interrupted; progress is saved, run the same command again to resume", verb))
-	case errors.Is(err, transfer.ErrInvalid):
+	case errors.Is(err, transfer.ErrInvalid), errors.Is(err, transfer.ErrLocked):
+		// Another get or upload of the same target runs: the error names
+		// its pid. Like `run` on a locked state file, a usage error.
 		return usageErr(err)
 	}
 	return withCode(ExitFailed, err)
@@ -135,13 +138,16 @@ The bytes go to FILE.part; the offset, the ETag / Last-Modified and the size
 are saved, so running the same command again resumes with a Range request
 that is honoured only if the file has not changed (If-Range). A server that
 ignores ranges, or a file that changed, starts the download over; nothing is
-ever appended that does not belong. Broken or stalled connections are resumed
-with jittered backoff. The finished file is fsynced and renamed into place.
+ever appended that does not belong. A file whose size the server does not
+give is done only when the server says there is no more. Broken or stalled
+connections are resumed with jittered backoff. The finished file is fsynced
+and renamed into place. A second get of the same FILE while one runs exits 2,
+naming its pid.
 
 Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, pipe, header, err := tf.setup()
+			db, pipe, header, _, err := tf.setup()
 			if err != nil {
 				return err
 			}

@@ -28,14 +28,19 @@ https://host/files/) in chunks of --chunk-size.
 The upload URL the server hands out is saved under a fingerprint of the file
 (absolute path, size, modification time, SHA-256 of the first MiB), so running
 the same command again resumes the upload: the client asks the server how much
-it holds and sends only the rest. After a failure at most one chunk is sent
-again. Checksums and termination are used when the server offers them.
+it holds and sends only the rest. Before resuming, it reads the bytes the server
+confirmed and checks them against a SHA-256 saved as they were confirmed; a
+file changed there (even with its size and time kept) starts a new upload.
+After a failure at most one chunk is sent again; a server that keeps losing
+confirmed bytes is given up on. Checksums and termination are used when the
+server offers them. A second upload of the same file to the same URL while
+one runs exits 2, naming its pid.
 
 Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.
 On success the upload URL is printed on stdout.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, pipe, header, err := tf.setup()
+			db, pipe, header, lockDir, err := tf.setup()
 			if err != nil {
 				return err
 			}
@@ -57,7 +62,7 @@ On success the upload URL is printed on stdout.`,
 			prog.clean = newCleaner(args[1], header)
 			res, err := transfer.Upload(cmd.Context(), args[0], args[1], transfer.UploadOptions{
 				Store: store, Pipeline: pipe, Header: header, StartOver: tf.startOver,
-				ChunkSize: n, Metadata: md, StallTimeout: tf.stall, OnEvent: prog.event})
+				ChunkSize: n, Metadata: md, StallTimeout: tf.stall, OnEvent: prog.event, LockDir: lockDir})
 			prog.close(err == nil)
 			if err != nil {
 				return transferExit(cmd.Context(), prog, "upload", err)

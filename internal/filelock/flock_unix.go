@@ -1,12 +1,16 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package checkpoint
+package filelock
 
 import (
 	"errors"
 	"os"
 	"syscall"
 )
+
+const supported = true
+
+const oNoFollow = syscall.O_NOFOLLOW
 
 // flockExclusive takes an exclusive flock on f without waiting; ok is false
 // if another open file description holds it.
