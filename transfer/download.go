@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
-	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/internal/filelock"
+	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/reboundhttp"
 )
 
@@ -134,15 +134,16 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 	if d.every = opts.ProgressInterval; d.every <= 0 {
 		d.every = DefaultProgressInterval
 	}
-	// The state key keeps the query: URLs that differ only there are
-	// different files. It stays in the 0600 state store, never in messages.
+	// The state key tells URLs that differ only in their query apart (they
+	// may be different files) but holds only a hash of it: the query may
+	// carry a token or a signature, and the key is stored.
 	if opts.Path != "" {
 		abs, err := filepath.Abs(opts.Path)
 		if err != nil {
 			return nil, fmt.Errorf("%w: output path: %v", ErrInvalid, err)
 		}
 		d.dir, d.name = filepath.Dir(abs), filepath.Base(abs)
-		d.key = "get " + u.Redacted() + " -> " + abs
+		d.key = "get " + redact.Identity(u) + " -> " + abs
 	} else {
 		dir := opts.Dir
 		if dir == "" {
@@ -151,7 +152,7 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 		if d.dir, err = filepath.Abs(dir); err != nil {
 			return nil, fmt.Errorf("%w: output directory: %v", ErrInvalid, err)
 		}
-		d.key = "get " + u.Redacted() + " -> " + d.dir + string(filepath.Separator)
+		d.key = "get " + redact.Identity(u) + " -> " + d.dir + string(filepath.Separator)
 	}
 	if fi, err := os.Stat(d.dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: output directory %s does not exist", ErrInvalid, d.dir)

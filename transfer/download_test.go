@@ -931,3 +931,66 @@ func TestDownloadGivesUpOnEndlessPartsWithoutValidator(t *testing.T) {
 		t.Fatalf("err = %v after %d requests; want a bounded give-up", err, requests.Load())
 	}
 }
+
+// A download interrupted half-way keeps its state, and the state holds no
+// part of the URL's query (a token, a signature) nor its userinfo; the same
+// URL still resumes from it.
+func TestDownloadStateHoldsNoQuerySecret(t *testing.T) {
+	data := testData(200_000, 11)
+	var s served
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.record(r)
+		if calls.Add(1) == 1 {
+			w.Header().Set("ETag", `"v1"`)
+			w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+			w.Write(data[:50_000])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
+		http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	u := strings.Replace(srv.URL, "http://", "http://alice:PASSWORDSECRET@", 1) + "/f.bin?token=QUERYSECRET"
+	storeDir := t.TempDir()
+	store, err := NewFileStateStore(storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "f")
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err = Download(ctx, u, DownloadOptions{Path: out, Store: store, Pipeline: fastPipeline,
+		OnEvent: func(ev Event) {
+			if ev.Kind == EventProgress {
+				cancel()
+			}
+		}})
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("first download: %v, want it interrupted", err)
+	}
+	files, err := os.ReadDir(storeDir)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no state saved (%v)", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(storeDir, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, secret := range []string{"QUERYSECRET", "PASSWORDSECRET", "alice"} {
+			if strings.Contains(f.Name(), secret) || bytes.Contains(b, []byte(secret)) {
+				t.Fatalf("state %s holds %s: %s", f.Name(), secret, b)
+			}
+		}
+	}
+	res, err := Download(context.Background(), u, DownloadOptions{Path: out, Store: store, Pipeline: fastPipeline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+	if !res.Resumed {
+		t.Fatalf("the same URL did not resume: %+v, ranges %q", res, s.ranges)
+	}
+}

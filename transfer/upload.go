@@ -154,7 +154,7 @@ func Upload(ctx context.Context, path, endpoint string, opts UploadOptions) (*Up
 		return nil, err
 	}
 	u := &uploader{opts: opts, f: f, name: path, size: fi.Size(), endpoint: eu, meta: meta,
-		fp: fp, key: "upload " + eu.Redacted() + " " + fp, clock: clockOr(opts.Clock)}
+		fp: fp, key: "upload " + redact.Identity(eu) + " " + fp, clock: clockOr(opts.Clock)}
 	// One upload per file and endpoint, before anything is sent or the
 	// state touched: two would PATCH one upload over each other.
 	lockDir := opts.LockDir
@@ -459,7 +459,7 @@ func (u *uploader) save(ctx context.Context) error {
 	if err := u.hashTo(u.offset); err != nil {
 		return rebound.Permanent(err)
 	}
-	err := u.store.Save(ctx, u.key, State{URL: u.endpoint.Redacted(), Offset: u.offset, Size: u.size,
+	err := u.store.Save(ctx, u.key, State{URL: redact.URL(u.endpoint), Offset: u.offset, Size: u.size,
 		UploadURL: u.uploadURL, Fingerprint: u.fp, SentSHA256: hex.EncodeToString(u.sent.Sum(nil))})
 	return rebound.Permanent(err)
 }

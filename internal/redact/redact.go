@@ -21,7 +21,9 @@
 package redact
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"net/url"
 	"strings"
@@ -47,6 +49,24 @@ func URL(u *url.URL) string {
 	// The host is the one part left as the server or user wrote it (the
 	// path is escaped): keep a hostile one off the terminal.
 	return u.Scheme + "://" + Printable(u.Host) + u.EscapedPath()
+}
+
+// Identity returns a name for u that tells apart what u tells apart but
+// holds no secret, for keys that are stored (a transfer's state key): URL's
+// form, plus a hash of the userinfo and query when u has any. A presigned
+// URL's signature thus never reaches a state file, yet two URLs that differ
+// only in their query still name two resources.
+func Identity(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	shown := URL(u)
+	secret := u.User.String() + "?" + u.RawQuery
+	if u.User == nil && u.RawQuery == "" && !u.ForceQuery {
+		return shown
+	}
+	sum := sha256.Sum256([]byte(secret))
+	return shown + "#sha256:" + hex.EncodeToString(sum[:12])
 }
 
 // URLString is URL for a URL not yet parsed. A string that does not parse

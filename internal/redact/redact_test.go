@@ -336,3 +336,33 @@ func FuzzPrintable(f *testing.F) {
 		}
 	})
 }
+
+// Identity keeps URLs that differ in their query or userinfo apart, and shows
+// neither.
+func TestIdentity(t *testing.T) {
+	parse := func(s string) *url.URL {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	a := Identity(parse("https://h/f.iso?X-Amz-Signature=SECRETONE"))
+	b := Identity(parse("https://h/f.iso?X-Amz-Signature=SECRETTWO"))
+	c := Identity(parse("https://user:PASSWORD@h/f.iso"))
+	plain := Identity(parse("https://h/f.iso"))
+	if a == b || a == plain || c == plain {
+		t.Fatalf("identities collide: %q %q %q %q", a, b, c, plain)
+	}
+	if plain != "https://h/f.iso" {
+		t.Fatalf("plain URL's identity %q", plain)
+	}
+	for _, id := range []string{a, b, c} {
+		if strings.Contains(id, "SECRET") || strings.Contains(id, "PASSWORD") || strings.Contains(id, "user") {
+			t.Fatalf("identity shows a secret: %q", id)
+		}
+	}
+	if again := Identity(parse("https://h/f.iso?X-Amz-Signature=SECRETONE")); again != a {
+		t.Fatalf("identity not stable: %q then %q", a, again)
+	}
+}
