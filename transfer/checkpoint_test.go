@@ -5,11 +5,13 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/internal/redact"
 )
 
 func TestCheckpointStoreRoundTrip(t *testing.T) {
@@ -74,7 +76,11 @@ func TestCheckpointStoreCorruptRecord(t *testing.T) {
 	store := NewCheckpointStore(db)
 	u := srv.URL + "/f?token=s3cret"
 	out := filepath.Join(t.TempDir(), "f")
-	key := "get " + u + " -> " + out
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "get " + redact.Identity(pu) + " -> " + out // as Download names it
 	if err := store.Save(ctx, key, State{URL: "x", Size: -1}); err != nil {
 		t.Fatal(err)
 	}
