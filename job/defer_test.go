@@ -313,3 +313,54 @@ func TestRunThrottledHostDoesNotHoldWorkers(t *testing.T) {
 		t.Errorf("the throttled host got %d requests, want 1 to %d: its other items must wait out its Retry-After unsent", total, workers)
 	}
 }
+
+// outage is a store that fails for good once down (the failure that stops
+// the run), and whose first give-back meets the same outage as it passes.
+type outage struct {
+	checkpoint.Store
+	down     atomic.Bool
+	releases atomic.Int64
+}
+
+func (o *outage) Complete(ctx context.Context, rs []checkpoint.Result) error {
+	if o.down.Load() {
+		return errors.New("disk I/O error")
+	}
+	return o.Store.Complete(ctx, rs)
+}
+
+func (o *outage) Release(ctx context.Context, job, id string, lease int64) error {
+	if o.releases.Add(1) == 1 {
+		return rebound.Transient(errors.New("connection reset by peer"))
+	}
+	return o.Store.Release(ctx, job, id, lease)
+}
+
+// TestRunGiveBackAfterStoreFailureSpendsNoAttempt: the run stops on a store
+// failure and gives back the items it had leased ahead, never sent. A
+// give-back that meets a passing outage (an error the store marks
+// transient) is tried again, like every other store call, rather than
+// leaving the item leased with an attempt it never made.
+func TestRunGiveBackAfterStoreFailureSpendsNoAttempt(t *testing.T) {
+	ctx := context.Background()
+	st := &outage{Store: checkpoint.NewMemory(checkpoint.Options{})}
+	addJob(t, st, "0", "1", "2", "3")
+	var sent atomic.Int64
+	_, err := Run(ctx, Config{Job: "j", Store: st, Concurrency: 1}, func(context.Context, *Task) error {
+		sent.Add(1)
+		st.down.Store(true) // its result cannot be saved
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "disk I/O error") || sent.Load() != 1 {
+		t.Fatalf("run ended with %v after %d sent, want the store's error after 1", err, sent.Load())
+	}
+	if st.releases.Load() == 0 {
+		t.Fatal("nothing was given back: the test did not lease ahead")
+	}
+	for _, id := range []string{"1", "2", "3"} {
+		it, err := st.Item(ctx, "j", id)
+		if err != nil || it.State != checkpoint.Pending || it.Attempts != 0 {
+			t.Errorf("unsent item %s: %v with %d attempts (%v); want pending with none", id, it.State, it.Attempts, err)
+		}
+	}
+}

@@ -544,13 +544,18 @@ func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-c
 
 // release gives back an item that was leased ahead but never started. If
 // that fails it stays leased, with its lease's attempt counted, until the
-// next run takes it back (Reclaim) or the lease expires.
+// next run takes it back (Reclaim) or the lease expires: a store that cannot
+// be written cannot learn that nothing was sent.
 func (r *runner) release(ctx context.Context, it checkpoint.Item) {
-	// Once, briefly, and even after Grace has run out (it cancels ctx): the
-	// run is stopping, and a give-back that fails only costs an attempt.
+	// Briefly, and even after Grace has run out (it cancels ctx): the run
+	// is stopping. Within that, an error the store marks transient is
+	// tried again: the outage that stopped the run may be passing, and
+	// each give-back that fails costs the item an attempt it never made.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	err := r.cfg.Store.Release(ctx, r.cfg.Job, it.ID, it.Lease)
+	err := r.storeDo(ctx, func(ctx context.Context) error {
+		return r.cfg.Store.Release(ctx, r.cfg.Job, it.ID, it.Lease)
+	})
 	if err != nil && !errors.Is(err, checkpoint.ErrLeaseLost) && r.cfg.Logger != nil {
 		r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "giving back an unstarted item", slog.String("job", r.cfg.Job),
 			slog.String("id", it.ID), slog.String("error", err.Error()))
