@@ -61,9 +61,11 @@ derived from the job and the item ID, the same after any crash, so a server
 that deduplicates applies each item exactly once.
 
 Failures are classified: connection errors, timeouts, 408, 429 and 5xx but
-501 are retried with jittered exponential backoff (Retry-After honoured);
+501 are retried with jittered exponential backoff (Retry-After honoured;
+a wait over 2 s puts the host's items off in the state, freeing the workers);
 501 and other 4xx make the item dead at once. A circuit breaker per host stops sending to a
-host that keeps failing. 'rebound status' shows the dead items and why;
+host that keeps failing. --attempts counts requests that may have been sent:
+an item held back by a breaker or a throttled host spends none. 'rebound status' shows the dead items and why;
 --retry-dead gives them another chance.
 
 One run per state file at a time: a second 'rebound run' on the same SQLite
