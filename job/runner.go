@@ -135,8 +135,9 @@ type Task struct {
 	// Progress is the item's last saved partial-work record.
 	Progress checkpoint.Progress
 
-	store checkpoint.Store
-	lease int64
+	store  checkpoint.Store
+	lease  int64
+	putOff time.Time // when a long throttled wait ends (errPutOff)
 }
 
 // SaveProgress records partial work so a retry or a restart resumes from it.
@@ -426,7 +427,7 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 				if v, ok := r.live.Load(it.ID); ok && v.(*liveLease).token == it.Lease {
 					v.(*liveLease).stop.Store(&stop)
 				}
-				res, unsent := r.runItem(itemCtx, ctx, it, key)
+				res, unsent := r.runItem(itemCtx, stop, ctx, it, key)
 				stop(nil)
 				r.complete(workCtx, it, res, unsent)
 				inflight.Add(-1)
@@ -600,11 +601,12 @@ func (r *runner) heartbeat(ctx context.Context, done chan<- struct{}) {
 
 // runItem runs one leased item through the pipeline and decides its outcome.
 // workCtx bounds the attempts (its cause is errLeaseLost when the heartbeat
-// stopped the item); runCtx says whether the run was interrupted; key is the
-// item's breaker key. unsent reports that no request went out (the breaker
-// refused the first attempt): the outcome is a deferral, whose attempt the
-// store must give back.
-func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item, key string) (res checkpoint.Result, unsent bool) {
+// stopped the item, errPutOff when a long throttle did) and stop cancels it;
+// runCtx says whether the run was interrupted; key is the item's breaker
+// key. unsent reports that no request went out (the breaker refused the
+// first attempt): the outcome is a deferral, whose attempt the store must
+// give back.
+func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, runCtx context.Context, it checkpoint.Item, key string) (res checkpoint.Result, unsent bool) {
 	prior := it.Attempts - 1 // Lease counted this lease as an attempt
 	res = checkpoint.Result{Job: r.cfg.Job, ID: it.ID, Lease: it.Lease}
 	remaining := r.cfg.MaxAttempts - prior
@@ -626,14 +628,11 @@ func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item, ke
 	userOnRetry := retry.OnRetry
 	// A long throttled wait ends the attempts here (errPutOff): the item
 	// and its host wait in the store, and the worker goes on.
-	pctx, putOff := context.WithCancelCause(workCtx)
-	defer putOff(nil)
-	var putOffUntil time.Time
 	retry.OnRetry = func(e rebound.RetryEvent) {
 		if e.Class.Kind == rebound.KindThrottled && e.Wait > maxWorkerWait {
-			putOffUntil = r.clock.Now().Add(e.Wait)
-			r.holdOff(key, hold{until: putOffUntil, why: "not sent: waiting out a throttle of " + orJob(key) + ": " + e.Err.Error()})
-			putOff(errPutOff)
+			task.putOff = r.clock.Now().Add(e.Wait)
+			r.holdOff(key, hold{until: task.putOff, why: "not sent: waiting out a throttle of " + orJob(key) + ": " + e.Err.Error()})
+			stop(errPutOff)
 			return
 		}
 		atomic.AddInt64(&r.sum.Retries, 1)
@@ -645,7 +644,7 @@ func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item, ke
 	br := r.cfg.Breakers.Get(key)
 	p := rebound.Pipeline{Retry: retry, Breaker: br, Timeout: r.cfg.Timeout}
 	made := 0
-	err := p.Do(pctx, func(ctx context.Context) error {
+	err := p.Do(workCtx, func(ctx context.Context) error {
 		made++
 		task.Attempt = prior + made
 		r.emit(Event{Type: EventStart, ID: it.ID, Attempt: task.Attempt})
@@ -674,8 +673,8 @@ func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item, ke
 		// it whether or not the run goes on. Not a failure of the item:
 		// it will be tried again.
 		res.State, res.NextAt, res.ErrKind = checkpoint.Failed, r.refusedUntil(open, br), rebound.KindTransient.String()
-	case context.Cause(pctx) == errPutOff:
-		res.State, res.NextAt = checkpoint.Failed, putOffUntil
+	case context.Cause(workCtx) == errPutOff:
+		res.State, res.NextAt = checkpoint.Failed, task.putOff
 	case workCtx.Err() != nil || runCtx.Err() != nil:
 		res.State, res.Err = checkpoint.Failed, "interrupted: "+res.Err
 	case errors.Is(err, rebound.ErrBudgetExhausted):
