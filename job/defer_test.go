@@ -364,3 +364,38 @@ func TestRunGiveBackAfterStoreFailureSpendsNoAttempt(t *testing.T) {
 		}
 	}
 }
+
+// TestRunOutOfAttemptsSaysWhy: refusals no longer spend attempts, so an item
+// that is out of attempts before it is sent got there through leases that
+// ended with no result (a run killed mid-attempt): its dead reason says so,
+// and keeps the last error it had, instead of blaming "earlier runs" alone.
+func TestRunOutOfAttemptsSaysWhy(t *testing.T) {
+	ctx := context.Background()
+	st := checkpoint.NewMemory(checkpoint.Options{})
+	addJob(t, st, "a")
+	it, err := st.Lease(ctx, "j", "w", 1, time.Minute)
+	if err != nil || len(it) != 1 {
+		t.Fatal(it, err)
+	}
+	if err := st.Complete(ctx, []checkpoint.Result{{Job: "j", ID: "a", Lease: it[0].Lease, State: checkpoint.Failed,
+		Err: "connection reset", ErrKind: "transient"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Lease(ctx, "j", "w", 1, time.Minute); err != nil { // then the worker is killed
+		t.Fatal(err)
+	}
+	var sent atomic.Int64
+	sum, err := Run(ctx, Config{Job: "j", Store: st, MaxAttempts: 2, Exclusive: true}, func(context.Context, *Task) error {
+		sent.Add(1)
+		return nil
+	})
+	if err != nil || sum.Dead != 1 || sent.Load() != 0 {
+		t.Fatalf("run: %+v %v, %d sent; want the item dead unsent", sum, err, sent.Load())
+	}
+	got, _ := st.Item(ctx, "j", "a")
+	for _, want := range []string{"out of attempts (2)", "no result saved", "last error: connection reset"} {
+		if !strings.Contains(got.Err, want) {
+			t.Errorf("dead reason %q does not say %q", got.Err, want)
+		}
+	}
+}
