@@ -221,8 +221,8 @@ type Item struct {
 	// State is where the item is in its life cycle: Pending, Leased, Done,
 	// Failed or Dead.
 	State State
-	// Attempts counts the leases handed out for the item (or the value the
-	// last Result set).
+	// Attempts counts the leases handed out for the item, less those given
+	// back unsent (Release, Defer), or the value the last Result set.
 	Attempts int
 	// Err is the last failure's text, e.g. "connection refused", at most
 	// MaxErrLen bytes. Kept after success, to show what it took.

@@ -94,7 +94,7 @@ const (
 	EventStart  EventType = "start"  // an attempt began
 	EventRetry  EventType = "retry"  // an attempt failed and another follows after Wait
 	EventDone   EventType = "done"   // the item succeeded
-	EventFailed EventType = "failed" // the item will be tried again later (breaker open, budget, interrupted)
+	EventFailed EventType = "failed" // the item will be tried again later (breaker open, host throttled, budget, interrupted)
 	EventDead   EventType = "dead"   // the item failed for good
 )
 
