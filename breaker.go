@@ -197,6 +197,12 @@ func (b *Breaker) Name() string { return b.cfg.Name }
 // State returns the current state.
 func (b *Breaker) State() State { return State(b.word.Load() & 3) }
 
+// OpenFor returns how long the breaker stays open before it lets a probe
+// through (BreakerConfig.OpenFor; 60 s if that was zero). A caller refused
+// while the probe is out (OpenError.Until is zero) can wait as long: by then
+// the breaker is closed, or open again with a known end.
+func (b *Breaker) OpenFor() time.Duration { return b.cfg.OpenFor }
+
 // Permit is the right to make one call, from Allow. Report its outcome with
 // Done exactly once.
 type Permit struct {

@@ -487,3 +487,13 @@ func TestPipelineRefusesZeroBreaker(t *testing.T) {
 		t.Fatalf("err %v after %d calls, want a *ConfigError for Pipeline.Breaker before any call", err, calls)
 	}
 }
+
+// TestBreakerOpenFor: callers refused while a probe is out wait OpenFor, so
+// it must report the default when the config left it zero.
+func TestBreakerOpenFor(t *testing.T) {
+	for _, tc := range []struct{ set, want time.Duration }{{0, time.Minute}, {5 * time.Second, 5 * time.Second}} {
+		if got := rebound.MustBreaker(rebound.BreakerConfig{OpenFor: tc.set}).OpenFor(); got != tc.want {
+			t.Errorf("OpenFor with BreakerConfig.OpenFor %v = %v, want %v", tc.set, got, tc.want)
+		}
+	}
+}

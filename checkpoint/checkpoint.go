@@ -36,7 +36,9 @@
 //
 // Leasing counts an attempt: Lease increments [Item.Attempts], so work lost
 // in a crash counts too and an item that kills its worker every time ends up
-// dead instead of looping forever.
+// dead instead of looping forever. A lease whose item was never sent gives
+// its attempt back: [Store.Release] (pending again at once) or [Store.Defer]
+// (failed until a given time), so attempts count what may have been sent.
 //
 // # Durability and group commit
 //
@@ -240,8 +242,8 @@ type Item struct {
 	// State is where the item is in its life cycle: Pending, Leased, Done,
 	// Failed or Dead.
 	State State
-	// Attempts counts the leases handed out for the item (or the value the
-	// last Result set).
+	// Attempts counts the leases handed out for the item, less those given
+	// back unsent (Release, Defer), or the value the last Result set.
 	Attempts int
 	// Err is the last failure's text, e.g. "connection refused", at most
 	// MaxErrLen bytes. Kept after success, to show what it took.
@@ -364,6 +366,14 @@ type Store interface {
 	// error wrapping ErrLeaseLost if lease no longer holds the item.
 	// Durable when it returns.
 	Release(ctx context.Context, job, id string, lease int64) error
+	// Defer puts off an item that was leased but not sent (a circuit
+	// breaker refused it, or its host asked callers to wait): it is Failed
+	// and leasable again at next (zero: now), and the attempt its lease
+	// counted is taken back, in one write. err and errKind, unless both
+	// are empty, become its last error. It returns an error wrapping
+	// ErrLeaseLost if lease no longer holds the item. Durable when it
+	// returns.
+	Defer(ctx context.Context, job, id string, lease int64, next time.Time, err, errKind string) error
 	// Reclaim makes every Leased item of the job Pending again, at once,
 	// and returns how many there were. Only a runner that owns the job alone
 	// (one process: memory or SQLite) may call it, at start: the leases it

@@ -324,6 +324,30 @@ func (m *Memory) Release(ctx context.Context, job, id string, lease int64) error
 	return nil
 }
 
+// Defer implements Store.
+func (m *Memory) Defer(ctx context.Context, job, id string, lease int64, next time.Time, err, errKind string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, mi, e := m.leased(job, id, lease)
+	if e != nil {
+		return e
+	}
+	now := m.opts.now().UTC()
+	mi.ver++
+	mi.it.State = Failed
+	mi.it.Due = now
+	if !next.IsZero() {
+		mi.it.Due = next.UTC()
+	}
+	mi.it.Attempts = max(mi.it.Attempts-1, 0)
+	if err != "" || errKind != "" {
+		mi.it.Err, mi.it.ErrKind = cutErr(err), errKind
+	}
+	mi.it.Updated = now
+	j.enqueue(mi)
+	return nil
+}
+
 // Reclaim implements Store.
 func (m *Memory) Reclaim(ctx context.Context, job string) (int, error) {
 	m.mu.Lock()

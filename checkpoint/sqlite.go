@@ -703,6 +703,23 @@ func (s *SQLite) Release(ctx context.Context, job, id string, lease int64) error
 	return s.updateLeased(ctx, job, id, lease, "state = 1, due = 0, attempts = max(attempts - 1, 0), updated = ?", s.now().UnixNano())
 }
 
+// Defer implements Store.
+func (s *SQLite) Defer(ctx context.Context, job, id string, lease int64, next time.Time, err, errKind string) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	now := s.now().UnixNano()
+	due := now
+	if !next.IsZero() {
+		due = next.UnixNano()
+	}
+	set, args := "state = 4, due = ?, attempts = max(attempts - 1, 0), updated = ?", []any{due, now}
+	if err != "" || errKind != "" {
+		set, args = set+", err = ?, err_kind = ?", append(args, cutErr(err), errKind)
+	}
+	return s.updateLeased(ctx, job, id, lease, set, args...)
+}
+
 // Reclaim implements Store.
 func (s *SQLite) Reclaim(ctx context.Context, job string) (int, error) {
 	if s.isClosed() {

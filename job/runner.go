@@ -20,6 +20,19 @@ import (
 
 // Config sets a Run. Job and Store are required; every other zero value is
 // the documented default.
+//
+// An attempt is counted when a request may have been sent: an item refused
+// before sending (a breaker open or busy with its probe, its host throttled)
+// is put off in the store with its attempt given back (Store.Defer), so
+// such refusals never use up an item's attempts.
+//
+// A throttled failure (a 429, a 503 with Retry-After, rebound.Throttled)
+// whose wait is longer than 2 s is not sat out in the worker, which would
+// keep it from the items of other hosts: the item is put off in the store
+// until then, and every other item of its BreakerKey is put off unsent too
+// when its turn comes, until the same time. Shorter waits, and the backoff
+// of transient failures (bounded by the breaker), are waited out in the
+// worker.
 type Config struct {
 	// Job names the job in the store.
 	Job string
@@ -82,7 +95,7 @@ const (
 	EventStart  EventType = "start"  // an attempt began
 	EventRetry  EventType = "retry"  // an attempt failed and another follows after Wait
 	EventDone   EventType = "done"   // the item succeeded
-	EventFailed EventType = "failed" // the item will be tried again later (breaker open, budget, interrupted)
+	EventFailed EventType = "failed" // the item will be tried again later (breaker open, host throttled, budget, interrupted)
 	EventDead   EventType = "dead"   // the item failed for good
 )
 
@@ -124,8 +137,9 @@ type Task struct {
 	// Progress is the item's last saved partial-work record.
 	Progress checkpoint.Progress
 
-	store checkpoint.Store
-	lease int64
+	store  checkpoint.Store
+	lease  int64
+	putOff time.Time // when a long throttled wait ends (errPutOff)
 }
 
 // SaveProgress records partial work so a retry or a restart resumes from it.
@@ -190,6 +204,64 @@ type runner struct {
 	sum    Summary
 	failed atomic.Pointer[error] // the first store error; it stops the run
 	live   sync.Map              // item ID -> *liveLease: this run's leases, for heartbeats
+
+	// hostHolds is, per BreakerKey, the time before which no item of the key
+	// is sent (a throttled host's wait). It is copied on write, which is
+	// rare, so the check before every item reads a map without a lock.
+	hostHolds atomic.Pointer[map[string]hold]
+	holdsMu   sync.Mutex // serialises writers of hostHolds
+}
+
+// maxWorkerWait is the longest throttled wait a worker sits out itself; a
+// longer one puts the item, and its host, off in the store (see Config).
+const maxWorkerWait = 2 * time.Second
+
+// hold keeps the items of one BreakerKey from being sent before until.
+type hold struct {
+	until time.Time
+	why   string // the item's last error while it waits
+}
+
+// errPutOff stops an item's retries when its host asked for a wait longer
+// than maxWorkerWait: the item waits in the store instead.
+var errPutOff = errors.New("put off: the host asked for a long wait")
+
+// heldUntil returns the hold on key's items, if one is still running.
+func (r *runner) heldUntil(key string) (hold, bool) {
+	m := r.hostHolds.Load()
+	if m == nil {
+		return hold{}, false
+	}
+	h, ok := (*m)[key]
+	if !ok || !h.until.After(r.clock.Now()) {
+		return hold{}, false
+	}
+	return h, true
+}
+
+// holdOff keeps key's items from being sent before h.until (a later hold
+// that is already there stays). Holds that ran out are dropped on the way.
+func (r *runner) holdOff(key string, h hold) {
+	r.holdsMu.Lock()
+	defer r.holdsMu.Unlock()
+	now := r.clock.Now()
+	next := map[string]hold{key: h}
+	if old := r.hostHolds.Load(); old != nil {
+		for k, v := range *old {
+			if v.until.After(now) && (k != key || v.until.After(h.until)) {
+				next[k] = v
+			}
+		}
+	}
+	r.hostHolds.Store(&next)
+}
+
+// keyOf returns the item's breaker key.
+func (r *runner) keyOf(it checkpoint.Item) string {
+	if r.cfg.BreakerKey == nil {
+		return ""
+	}
+	return r.cfg.BreakerKey(it)
 }
 
 // liveLease is one of this run's leases, as far as this run knows.
@@ -363,14 +435,24 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 					wake()
 					continue
 				}
+				key := r.keyOf(it)
+				if h, ok := r.heldUntil(key); ok {
+					// Its host asked callers to wait: put it off unsent,
+					// without taking a worker for the wait.
+					r.complete(workCtx, it, checkpoint.Result{Job: r.cfg.Job, ID: it.ID, Lease: it.Lease,
+						State: checkpoint.Failed, NextAt: h.until, Attempts: it.Attempts - 1,
+						Err: h.why, ErrKind: rebound.KindThrottled.String()}, true)
+					wake()
+					continue
+				}
 				inflight.Add(1)
 				itemCtx, stop := context.WithCancelCause(workCtx)
 				if v, ok := r.live.Load(it.ID); ok && v.(*liveLease).token == it.Lease {
 					v.(*liveLease).stop.Store(&stop)
 				}
-				res := r.runItem(itemCtx, ctx, it)
+				res, unsent := r.runItem(itemCtx, stop, ctx, it, key)
 				stop(nil)
-				r.complete(workCtx, it, res)
+				r.complete(workCtx, it, res, unsent)
 				inflight.Add(-1)
 				wake()
 			}
@@ -486,13 +568,18 @@ func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-c
 
 // release gives back an item that was leased ahead but never started. If
 // that fails it stays leased, with its lease's attempt counted, until the
-// next run takes it back (Reclaim) or the lease expires.
+// next run takes it back (Reclaim) or the lease expires: a store that cannot
+// be written cannot learn that nothing was sent.
 func (r *runner) release(ctx context.Context, it checkpoint.Item) {
-	// Once, briefly, and even after Grace has run out (it cancels ctx): the
-	// run is stopping, and a give-back that fails only costs an attempt.
+	// Briefly, and even after Grace has run out (it cancels ctx): the run
+	// is stopping. Within that, an error the store marks transient is
+	// tried again: the outage that stopped the run may be passing, and
+	// each give-back that fails costs the item an attempt it never made.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	err := r.cfg.Store.Release(ctx, r.cfg.Job, it.ID, it.Lease)
+	err := r.storeDo(ctx, func(ctx context.Context) error {
+		return r.cfg.Store.Release(ctx, r.cfg.Job, it.ID, it.Lease)
+	})
 	if err != nil && !errors.Is(err, checkpoint.ErrLeaseLost) && r.cfg.Logger != nil {
 		r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "giving back an unstarted item", slog.String("job", r.cfg.Job),
 			slog.String("id", it.ID), slog.String("error", redact.Text(err.Error())))
@@ -537,33 +624,48 @@ func (r *runner) heartbeat(ctx context.Context, done chan<- struct{}) {
 
 // runItem runs one leased item through the pipeline and decides its outcome.
 // workCtx bounds the attempts (its cause is errLeaseLost when the heartbeat
-// stopped the item); runCtx says whether the run was interrupted.
-func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item) checkpoint.Result {
+// stopped the item, errPutOff when a long throttle did) and stop cancels it;
+// runCtx says whether the run was interrupted; key is the item's breaker
+// key. unsent reports that no request went out (the breaker refused the
+// first attempt): the outcome is a deferral, whose attempt the store must
+// give back.
+func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, runCtx context.Context, it checkpoint.Item, key string) (res checkpoint.Result, unsent bool) {
 	prior := it.Attempts - 1 // Lease counted this lease as an attempt
-	res := checkpoint.Result{Job: r.cfg.Job, ID: it.ID, Lease: it.Lease}
+	res = checkpoint.Result{Job: r.cfg.Job, ID: it.ID, Lease: it.Lease}
 	remaining := r.cfg.MaxAttempts - prior
 	if remaining <= 0 {
-		res.State, res.Attempts = checkpoint.Dead, prior
-		res.Err, res.ErrKind = fmt.Sprintf("out of attempts (%d) after earlier runs stopped mid-attempt", r.cfg.MaxAttempts), "permanent"
-		return res
+		// Refusals give their attempt back, so only leases that ended
+		// with no result saved (the worker killed or cut off from the
+		// store mid-attempt) get an item here.
+		res.State, res.Attempts, res.ErrKind = checkpoint.Dead, prior, "permanent"
+		res.Err = fmt.Sprintf("out of attempts (%d): earlier attempts ended with no result saved (the run was killed or lost the item mid-attempt)", r.cfg.MaxAttempts)
+		if it.Err != "" {
+			res.Err += "; last error: " + it.Err
+		}
+		return res, false
 	}
 	task := &Task{Job: r.cfg.Job, ID: it.ID, Payload: it.Payload, Key: IdempotencyKey(r.job, it.ID),
 		Progress: it.Progress, store: r.cfg.Store, lease: it.Lease}
 	retry := r.cfg.Retry
 	retry.MaxAttempts, retry.Clock, retry.Budget = remaining, r.clock, r.cfg.Budget
 	userOnRetry := retry.OnRetry
+	// A long throttled wait ends the attempts here (errPutOff): the item
+	// and its host wait in the store, and the worker goes on.
 	retry.OnRetry = func(e rebound.RetryEvent) {
+		if e.Class.Kind == rebound.KindThrottled && e.Wait > maxWorkerWait {
+			task.putOff = r.clock.Now().Add(e.Wait)
+			r.holdOff(key, hold{until: task.putOff, why: "not sent: waiting out a throttle of " + orJob(key) + ": " + e.Err.Error()})
+			stop(errPutOff)
+			return
+		}
 		atomic.AddInt64(&r.sum.Retries, 1)
 		r.emit(Event{Type: EventRetry, ID: it.ID, Attempt: prior + e.Attempt, Kind: e.Class.Kind.String(), Err: redact.Text(e.Err.Error()), Wait: e.Wait})
 		if userOnRetry != nil {
 			userOnRetry(e)
 		}
 	}
-	key := ""
-	if r.cfg.BreakerKey != nil {
-		key = r.cfg.BreakerKey(it)
-	}
-	p := rebound.Pipeline{Retry: retry, Breaker: r.cfg.Breakers.Get(key), Timeout: r.cfg.Timeout}
+	br := r.cfg.Breakers.Get(key)
+	p := rebound.Pipeline{Retry: retry, Breaker: br, Timeout: r.cfg.Timeout}
 	made := 0
 	err := p.Do(workCtx, func(ctx context.Context) error {
 		made++
@@ -572,12 +674,10 @@ func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item) ch
 		return r.h(ctx, task)
 	})
 	res.Attempts = prior + made
-	if made == 0 {
-		res.Attempts = prior // nothing was sent (breaker open)
-	}
+	unsent = made == 0 // the breaker refused the first attempt
 	if err == nil {
 		res.State = checkpoint.Done
-		return res
+		return res, false
 	}
 	var re *rebound.RetryError
 	class := rebound.Class{Kind: rebound.KindTransient}
@@ -594,10 +694,15 @@ func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item) ch
 	switch {
 	case context.Cause(workCtx) == errLeaseLost:
 		res.State, res.Err, res.ErrKind = checkpoint.Failed, errLeaseLost.Error(), rebound.KindTransient.String()
+	case errors.As(err, &open):
+		// Before the interrupt test: an item the breaker refused waits for
+		// it whether or not the run goes on. Not a failure of the item:
+		// it will be tried again.
+		res.State, res.NextAt, res.ErrKind = checkpoint.Failed, r.refusedUntil(open, br), rebound.KindTransient.String()
+	case context.Cause(workCtx) == errPutOff:
+		res.State, res.NextAt = checkpoint.Failed, task.putOff
 	case workCtx.Err() != nil || runCtx.Err() != nil:
 		res.State, res.Err = checkpoint.Failed, "interrupted: "+res.Err
-	case errors.As(err, &open):
-		res.State, res.NextAt = checkpoint.Failed, open.Until
 	case errors.Is(err, rebound.ErrBudgetExhausted):
 		res.State, res.NextAt = checkpoint.Failed, r.clock.Now().Add(time.Second)
 	case !class.Kind.Retryable() || res.Attempts >= r.cfg.MaxAttempts:
@@ -605,12 +710,44 @@ func (r *runner) runItem(workCtx, runCtx context.Context, it checkpoint.Item) ch
 	default: // stopped by MaxElapsed or an attempt deadline: try again later
 		res.State, res.NextAt = checkpoint.Failed, r.clock.Now().Add(time.Second)
 	}
-	return res
+	return res, unsent
+}
+
+// refusedUntil is when an item the breaker refused may be tried again: the
+// end of the open period, or, while a half-open breaker's probe is out
+// (Until is zero), once the probe has ended: after the attempt Timeout, or
+// the open period when there is none. Due at once instead, every other item
+// of the host would be leased, refused and stored again in a loop.
+func (r *runner) refusedUntil(open *rebound.OpenError, br *rebound.Breaker) time.Time {
+	if !open.Until.IsZero() {
+		// Until is on the breaker's clock. Once it has passed, the
+		// breaker turns half-open any moment (its timer is due): look
+		// again a poll later rather than at once.
+		if open.Remaining() > 0 {
+			return open.Until
+		}
+		return open.Until.Add(r.cfg.PollInterval)
+	}
+	wait := br.OpenFor()
+	if t := r.cfg.Timeout; t > 0 && t < wait {
+		wait = t
+	}
+	return r.clock.Now().Add(wait)
+}
+
+// orJob names a breaker key in messages; the empty key is the whole job's.
+func orJob(key string) string {
+	if key == "" {
+		return "the job's service"
+	}
+	return key
 }
 
 // complete checkpoints an item's outcome and waits until it is durable, so
-// that at most Concurrency items can be replayed after a crash.
-func (r *runner) complete(ctx context.Context, it checkpoint.Item, res checkpoint.Result) {
+// that at most Concurrency items can be replayed after a crash. unsent says
+// no request went out: the item is put off (res.State is Failed) with its
+// lease's attempt given back.
+func (r *runner) complete(ctx context.Context, it checkpoint.Item, res checkpoint.Result, unsent bool) {
 	r.forget(it)
 	// The result must be saved even while the run winds down.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -618,11 +755,19 @@ func (r *runner) complete(ctx context.Context, it checkpoint.Item, res checkpoin
 	// Handing a result over twice is harmless: it applies under its lease
 	// token only, with absolute values.
 	err := r.storeDo(ctx, func(ctx context.Context) error {
+		if unsent {
+			// A synchronous write of its own, not the group commit: it
+			// gives the attempt back, which a Result cannot.
+			return r.cfg.Store.Defer(ctx, res.Job, res.ID, res.Lease, res.NextAt, res.Err, res.ErrKind)
+		}
 		if err := r.cfg.Store.Complete(ctx, []checkpoint.Result{res}); err != nil {
 			return err
 		}
 		return r.cfg.Store.Flush(ctx)
 	})
+	if unsent && errors.Is(err, checkpoint.ErrLeaseLost) {
+		return // another worker has the item now (a Result would be dropped the same way)
+	}
 	if err != nil {
 		e := fmt.Errorf("job %s: saving the result of item %q: %w", r.cfg.Job, it.ID, err)
 		r.failed.CompareAndSwap(nil, &e)

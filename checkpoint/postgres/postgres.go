@@ -516,6 +516,21 @@ func (s *Store) Release(ctx context.Context, job, id string, lease int64) error 
 	return s.updateLeased(ctx, job, id, lease, `state = 1, due = 0, attempts = greatest(i.attempts - 1, 0), updated = `+nowSQL)
 }
 
+// Defer implements checkpoint.Store.
+func (s *Store) Defer(ctx context.Context, job, id string, lease int64, next time.Time, err, errKind string) error {
+	var due *int64 // NULL: now, by the same clock as updated
+	if !next.IsZero() {
+		n := next.UnixNano()
+		due = &n
+	}
+	set := `state = 4, due = coalesce($5::int8, ` + nowSQL + `), attempts = greatest(i.attempts - 1, 0), updated = ` + nowSQL
+	if err == "" && errKind == "" {
+		return s.updateLeased(ctx, job, id, lease, set, due)
+	}
+	return s.updateLeased(ctx, job, id, lease, set+`, err = $6, err_kind = $7`, due,
+		cleanText(checkpoint.CutErr(err)), cleanText(errKind))
+}
+
 // updateLeased applies set to the item while lease holds it, or returns an
 // error wrapping checkpoint.ErrLeaseLost. In set, $1 is the clock argument
 // (nowSQL) and extra args are $5 on.

@@ -204,6 +204,7 @@ func Run(t *testing.T, cfg Config) {
 		{"Extend", false, testExtend},
 		{"Reclaim", false, testReclaim},
 		{"Release", false, testRelease},
+		{"Defer", false, testDefer},
 		{"ConcurrentLeasers", false, testConcurrentLeasers},
 		{"GroupCommitFlush", false, testGroupCommitFlush},
 		{"Progress", false, testProgress},
@@ -383,6 +384,71 @@ func testExtend(e *env) {
 	}
 	if err := e.s.Extend(e.ctx, "j", "nope", 1, time.Minute); !errors.Is(err, checkpoint.ErrLeaseLost) {
 		e.t.Fatalf("Extend unknown item: err = %v, want ErrLeaseLost", err)
+	}
+}
+
+// testDefer: an item leased but not sent is put off until a given time, in
+// state Failed, with the attempt its lease counted taken back, so an item
+// that a breaker or a throttled host keeps refusing never runs out of
+// attempts without being sent.
+func testDefer(e *env) {
+	e.job("j", 0)
+	e.add("j", ids("a", 3))
+	got := e.lease("j", "w", 3, time.Hour)
+	next := e.clock.Now().Add(time.Minute)
+	if err := e.s.Defer(e.ctx, "j", got[1].ID, got[1].Lease, next, "circuit breaker open", "transient"); err != nil {
+		e.t.Fatalf("Defer: %v", err)
+	}
+	e.wantCounts("j", counts{Leased: 2, Failed: 1})
+	it := e.item("j", got[1].ID)
+	if it.State != checkpoint.Failed || it.Attempts != 0 || !it.Due.Equal(next) || it.Err != "circuit breaker open" || it.ErrKind != "transient" {
+		e.t.Fatalf("deferred item %+v, want failed until %v with 0 attempts and the reason", it, next)
+	}
+	if e.cfg.Persistent {
+		e.reopen() // durable when Defer returns, without a Flush
+		if it := e.item("j", got[1].ID); it.State != checkpoint.Failed || it.Attempts != 0 {
+			e.t.Fatalf("deferred item after reopen %+v", it)
+		}
+	}
+	// Not leasable before next; then leasable, at attempt 1 again.
+	if early := e.lease("j", "w2", 3, time.Hour); len(early) != 0 {
+		e.t.Fatalf("leased %s before the deferred item was due", idsOf(early))
+	}
+	e.clock.Advance(time.Minute)
+	again := e.lease("j", "w2", 3, time.Hour)
+	if len(again) != 1 || again[0].ID != got[1].ID || again[0].Attempts != 1 {
+		e.t.Fatalf("lease after Defer: %+v, want %s at attempt 1", again, got[1].ID)
+	}
+	// An item that was sent before keeps those attempts and, with no
+	// reason given, its last error; a zero time makes it due at once.
+	e.complete(failed(again[0], time.Time{}, "transient", "connection reset"))
+	third := e.lease("j", "w3", 3, time.Hour)
+	if len(third) != 1 || third[0].Attempts != 2 {
+		e.t.Fatalf("lease after a failure: %+v, want %s at attempt 2", third, got[1].ID)
+	}
+	if err := e.s.Defer(e.ctx, "j", third[0].ID, third[0].Lease, time.Time{}, "", ""); err != nil {
+		e.t.Fatalf("Defer: %v", err)
+	}
+	if it := e.item("j", got[1].ID); it.State != checkpoint.Failed || it.Attempts != 1 || it.Err != "connection reset" || it.ErrKind != "transient" {
+		e.t.Fatalf("deferred item %+v, want failed with 1 attempt and its last error kept", it)
+	}
+	if now := e.lease("j", "w3", 3, time.Hour); len(now) != 1 || now[0].ID != got[1].ID || now[0].Attempts != 2 {
+		e.t.Fatalf("lease after Defer to a zero time: %+v, want %s due at once, at attempt 2", now, got[1].ID)
+	}
+	// Old tokens, done items and unknown items cannot be deferred.
+	if err := e.s.Defer(e.ctx, "j", got[1].ID, third[0].Lease, next, "x", "y"); !errors.Is(err, checkpoint.ErrLeaseLost) {
+		e.t.Fatalf("Defer with a replaced lease: err = %v, want ErrLeaseLost", err)
+	}
+	e.complete(done(got[0]))
+	if err := e.s.Defer(e.ctx, "j", got[0].ID, got[0].Lease, next, "x", "y"); !errors.Is(err, checkpoint.ErrLeaseLost) {
+		e.t.Fatalf("Defer of a done item: err = %v, want ErrLeaseLost", err)
+	}
+	if err := e.s.Defer(e.ctx, "j", "nope", 1, next, "x", "y"); !errors.Is(err, checkpoint.ErrLeaseLost) {
+		e.t.Fatalf("Defer of an unknown item: err = %v, want ErrLeaseLost", err)
+	}
+	e.wantCounts("j", counts{Leased: 2, Done: 1})
+	if it := e.item("j", got[0].ID); it.State != checkpoint.Done || it.Attempts != 1 {
+		e.t.Fatalf("done item after a refused Defer: %+v", it)
 	}
 }
 

@@ -64,13 +64,16 @@ deduplicates applies each item exactly once. Another state file, or
 --restart, is a new job with new keys: it sends every item again.
 
 Failures are classified: connection errors, timeouts, 408, 429 and 5xx but
-501 are retried with jittered exponential backoff (Retry-After honoured);
+501 are retried with jittered exponential backoff (Retry-After honoured;
+a wait over 2 s puts the host's items off in the state, freeing the workers);
 501 and other 4xx make the item dead at once. A circuit breaker per host stops sending to a
-host that keeps failing. 'rebound status' shows the dead items and why;
---retry-dead gives them another chance. A redirect that would re-send a POST
-as a GET (301, 302, 303), loop, or lead from https to http makes the item dead
-with the Location in its reason; 307 and 308 re-send method and body; a
-redirect to another host or port carries none of the manifest's headers.
+host that keeps failing. --attempts counts requests that may have been sent:
+an item held back by a breaker or a throttled host spends none. 'rebound
+status' shows the dead items and why; --retry-dead gives them another chance.
+A redirect that would re-send a POST as a GET (301, 302, 303), loop, or lead
+from https to http makes the item dead with the Location in its reason; 307
+and 308 re-send method and body; a redirect to another host or port carries
+none of the manifest's headers.
 
 One run per state file at a time: a second 'rebound run' on the same SQLite
 state exits with 2 and names the process that holds it.
