@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/memory"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 )
 
 // BenchmarkComplete measures the store's share of a runner's work: b.N items
@@ -22,9 +24,9 @@ func BenchmarkComplete(b *testing.B) {
 		name string
 		open func(b *testing.B) checkpoint.Store
 	}{
-		{"memory", func(b *testing.B) checkpoint.Store { return checkpoint.NewMemory(checkpoint.Options{}) }},
+		{"memory", func(b *testing.B) checkpoint.Store { return memory.New(checkpoint.Config{}) }},
 		{"sqlite", func(b *testing.B) checkpoint.Store {
-			s, err := checkpoint.OpenSQLite(filepath.Join(b.TempDir(), "bench.db"), checkpoint.Options{})
+			s, err := sqlite.Open(filepath.Join(b.TempDir(), "bench.db"), checkpoint.Config{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -118,7 +120,7 @@ func runWorkers(b *testing.B, s checkpoint.Store, batch bool) {
 // compare with BenchmarkComplete and job's BenchmarkRunHTTP cpu-µs/item.
 func BenchmarkSQLiteRowUpdate(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "floor.db")
-	s, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	s, err := sqlite.Open(path, checkpoint.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -169,7 +171,7 @@ const unfinishedBenchItems = 1_000_000
 //	go test -run '^$' -bench BenchmarkUnfinished ./checkpoint/
 func BenchmarkUnfinished(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "unfinished.db")
-	s, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	s, err := sqlite.Open(path, checkpoint.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -194,7 +196,7 @@ func BenchmarkUnfinished(b *testing.B) {
 	if err := db.Close(); err != nil {
 		b.Fatal(err)
 	}
-	s, err = checkpoint.OpenSQLite(path, checkpoint.Options{SkipQuickCheck: true})
+	s, err = sqlite.Open(path, checkpoint.Config{SkipQuickCheck: true})
 	if err != nil {
 		b.Fatal(err)
 	}

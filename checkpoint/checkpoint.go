@@ -32,7 +32,8 @@
 // cannot overwrite the newer owner's state. [Store.Extend] is the heartbeat
 // for long items. Expiry is what brings back the items of a worker that died;
 // a single-process runner, which knows its predecessor is dead, calls
-// [Store.Reclaim] at start to get them back at once instead of after the TTL.
+// [RunLocker.Reclaim] at start to get them back at once instead of after the
+// TTL.
 //
 // Leasing counts an attempt: Lease increments [Item.Attempts], so work lost
 // in a crash counts too and an item that kills its worker every time ends up
@@ -68,12 +69,29 @@
 //
 // # Stores
 //
-// [NewMemory] keeps everything in memory (tests, benchmarks). [OpenSQLite]
-// is the embedded default: one file, for one process at a time. Package
-// checkpoint/postgres is the store that many workers on many machines share;
-// it implements the same interface, passes the same conformance suite
-// (package checkpoint/storetest), and the optional interfaces [JobLocker]
-// and [WorkerLister].
+// This package is the contract and its types; the stores live in packages of
+// their own, so a program links only the store it uses (a program that moves
+// files with package transfer links no database engine):
+//
+//   - checkpoint/memory keeps everything in memory (tests, benchmarks, jobs
+//     that need not survive the process). It is a [RunLocker] and a
+//     [Reporter].
+//   - checkpoint/sqlite is the embedded default: one file, for one process
+//     at a time. It is a [RunLocker] and a [Reporter].
+//   - checkpoint/postgres is the store that many workers on many machines
+//     share: a [Reporter], a [JobLocker] and a [WorkerLister].
+//
+// All three pass the same conformance suite (package checkpoint/storetest).
+//
+// # Schema versions
+//
+// The durable stores version their layout the same way: one integer, the
+// number of the newest migration applied (SQLite keeps it in PRAGMA
+// user_version, PostgreSQL in a one-row table), and an ordered list of
+// migrations, each taking version n-1 to n. Opening a store of an older
+// version applies the migrations it lacks, in one transaction, so an old file
+// is brought up to date rather than refused; a store of a newer version than
+// the build knows is refused with [ErrBadFile] and left as it was.
 package checkpoint
 
 import (
@@ -81,6 +99,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/rebound-go/rebound"
 )
 
 // Errors returned by stores. They are wrapped with details (the job, the
@@ -114,8 +134,8 @@ var (
 	ErrLocked = errors.New("checkpoint: store is in use by another run")
 	// ErrReadOnly: the store cannot be written (a read-only file system,
 	// no write permission on the file or its folder, an immutable file),
-	// or was opened with Options.ReadOnly. The store itself is fine: its
-	// progress is intact, and it can be opened with Options.ReadOnly.
+	// or was opened with Config.ReadOnly. The store itself is fine: its
+	// progress is intact, and it can be opened with Config.ReadOnly.
 	ErrReadOnly = errors.New("checkpoint: store cannot be written")
 )
 
@@ -327,9 +347,15 @@ type ErrorCount struct {
 	Count int64
 }
 
-// Store is durable job progress. See the package doc for the model, the
-// durability of each method and the concurrency guarantees. Every
-// implementation must pass checkpoint/storetest.
+// Store is the lease queue every store implements: durable job progress.
+// See the package doc for the model, the durability of each method and the
+// concurrency guarantees. Every implementation must pass checkpoint/storetest.
+//
+// A store may implement more, each in a small interface of its own, as tusd
+// composes its stores: [Reporter] (what went wrong, and dead items back to
+// work), [RunLocker] (one process owns the store: run lock and Reclaim),
+// [JobLocker] and [WorkerLister] (stores many processes share). Callers ask
+// for them with a type assertion.
 type Store interface {
 	// OpenJob creates the job if it does not exist, or returns the stored
 	// one (Resumed set) if its JobMeta equals meta; otherwise it returns an
@@ -374,12 +400,6 @@ type Store interface {
 	// ErrLeaseLost if lease no longer holds the item. Durable when it
 	// returns.
 	Defer(ctx context.Context, job, id string, lease int64, next time.Time, err, errKind string) error
-	// Reclaim makes every Leased item of the job Pending again, at once,
-	// and returns how many there were. Only a runner that owns the job alone
-	// (one process: memory or SQLite) may call it, at start: the leases it
-	// takes back belong to a run that is dead. With shared stores rely on
-	// lease expiry instead.
-	Reclaim(ctx context.Context, job string) (int, error)
 
 	// Complete hands results over for the next group commit and returns;
 	// it blocks only while the store's queue is full. Results whose lease
@@ -387,8 +407,8 @@ type Store interface {
 	Complete(ctx context.Context, results []Result) error
 	// SaveProgress hands a progress record over for the next group commit.
 	// It applies only while lease holds the item; lease 0 applies
-	// unconditionally (a transfer that keeps one item per job as a
-	// key/value record need not lease it).
+	// unconditionally: that is the progress slot of a transfer, which keeps
+	// one item per job as a key/value record and never leases it.
 	SaveProgress(ctx context.Context, job, id string, lease int64, p Progress) error
 	// Flush returns once every write handed over before it was called is
 	// durable, or the error that prevented it.
@@ -405,6 +425,16 @@ type Store interface {
 	// probe that stops at the first such item), so a runner waiting for
 	// deferred retries can ask it often.
 	Unfinished(ctx context.Context, job string) (bool, error)
+
+	// Close flushes, then releases the store. It returns the flush error,
+	// if any. Later calls return ErrClosed.
+	Close() error
+}
+
+// Reporter is implemented by stores that can say what went wrong in a job
+// and put its dead items back to work (all of rebound's stores do); a status
+// display and `rebound run` use it.
+type Reporter interface {
 	// TopErrors returns the n most common (kind, error) pairs among the
 	// job's Failed and Dead items, most common first.
 	TopErrors(ctx context.Context, job string, n int) ([]ErrorCount, error)
@@ -413,26 +443,88 @@ type Store interface {
 	// RetryDead makes every Dead item of the job Pending with zero attempts
 	// and returns how many there were.
 	RetryDead(ctx context.Context, job string) (int64, error)
-
-	// Close flushes, then releases the store. It returns the flush error,
-	// if any. Later calls return ErrClosed.
-	Close() error
 }
 
-// Options configures a store. The zero value is the default for each field.
-type Options struct {
-	// Now returns the current time; nil means time.Now. Tests pass a fake
-	// clock so lease expiry and retry times need no sleeping.
-	Now func() time.Time
+// RunLocker is implemented by stores that one process owns at a time
+// (SQLite, memory). Such a store knows that leases left by an earlier run
+// belong to a run that is dead once it holds the run lock, so it can take
+// them back at once (Reclaim) instead of after their TTL; job.Run does so
+// for every store that implements RunLocker, and never for others (a shared
+// store's other workers are alive).
+type RunLocker interface {
+	// TryLockRun takes the run lock for job without waiting and returns the
+	// function that releases it. If another holder has it, the error wraps
+	// ErrLocked and says who holds it. A store may lock more than the job
+	// (SQLite locks its whole file); the same store value may take it again
+	// while it holds it, and each take needs its own release.
+	TryLockRun(job string) (unlock func(), err error)
+	// Reclaim makes every Leased item of the job Pending again, at once,
+	// and returns how many there were. Call it only while holding the run
+	// lock, at the start of a run: the leases it takes back must belong to
+	// a run that is dead.
+	Reclaim(ctx context.Context, job string) (int, error)
+}
+
+// JobLocker is implemented by stores that several processes share.
+// job.LoadManifest holds the lock while it loads a manifest, so that workers
+// starting together load it once.
+type JobLocker interface {
+	// LockJob waits until no other holder (in any process) has the job's
+	// lock, takes it, and returns the function that releases it.
+	LockJob(ctx context.Context, job string) (unlock func(), err error)
+}
+
+// WorkerStat is one worker's share of a job, as a shared store knows it.
+type WorkerStat struct {
+	// Worker is the name the worker leases under (job.Config.Worker).
+	Worker string `json:"worker"`
+	// Leased is how many items the worker holds under a lease that has not
+	// expired.
+	Leased int64 `json:"leased"`
+	// Done is how many Done items the worker finished.
+	Done int64 `json:"done"`
+	// FirstDone is the earliest update time of those Done items.
+	FirstDone time.Time `json:"first_done,omitzero"`
+	// LastDone is the latest update time of those Done items:
+	// Done / (LastDone - FirstDone) is the worker's rate.
+	LastDone time.Time `json:"last_done,omitzero"`
+	// LastActive is the latest update of any item the worker leased: a
+	// lease, a heartbeat, a result.
+	LastActive time.Time `json:"last_active,omitzero"`
+}
+
+// Rate returns the worker's items per second over its Done items, or 0.
+func (w WorkerStat) Rate() float64 {
+	if d := w.LastDone.Sub(w.FirstDone).Seconds(); d > 0 {
+		return float64(w.Done) / d
+	}
+	return 0
+}
+
+// WorkerLister is implemented by stores that many workers share, so that a
+// status display can show who does the work.
+type WorkerLister interface {
+	// Workers lists the workers that have leased items of the job, busiest
+	// first.
+	Workers(ctx context.Context, job string) ([]WorkerStat, error)
+}
+
+// Config configures a store. The zero value is the default for each field.
+type Config struct {
+	// Clock is the store's time source; nil means the real clock. Tests pass
+	// a fake clock (reboundtest.Clock) so lease expiry and retry times need
+	// no sleeping. PostgreSQL uses the server's clock unless Clock is set.
+	Clock rebound.Clock
 	// QueueSize is how many Complete/SaveProgress calls may wait for the
 	// group commit before callers block; 0 means 1024. (SQLite and
-	// PostgreSQL.)
+	// PostgreSQL.) Negative is a *rebound.ConfigError.
 	QueueSize int
 	// MaxBatch is the most results one group commit writes; 0 means 4096.
-	// (SQLite and PostgreSQL.)
+	// (SQLite and PostgreSQL.) Negative is a *rebound.ConfigError.
 	MaxBatch int
 	// BusyTimeout is how long SQLite waits for a lock held by another
-	// connection; 0 means 5 s. (SQLite only.)
+	// connection; 0 means 5 s, negative means not at all (a lock held
+	// elsewhere fails at once). (SQLite only.)
 	BusyTimeout time.Duration
 	// ReadOnly opens an existing store file without writing to it (for a
 	// status display, or a file on a read-only file system): no file is
@@ -444,89 +536,4 @@ type Options struct {
 	// items, on a busy 2-core machine); skip it only for very large files
 	// you trust. (SQLite only.)
 	SkipQuickCheck bool
-}
-
-func (o Options) now() time.Time {
-	if o.Now != nil {
-		return o.Now()
-	}
-	return time.Now()
-}
-
-// validation shared by all stores, so they reject the same inputs.
-
-func checkJobName(name string) error {
-	if name == "" || len(name) > MaxIDLen {
-		return fmt.Errorf("%w: job name must be 1..%d bytes, got %d", ErrInvalid, MaxIDLen, len(name))
-	}
-	return nil
-}
-
-func checkItem(it Item) error {
-	if it.ID == "" || len(it.ID) > MaxIDLen {
-		return fmt.Errorf("%w: item ID must be 1..%d bytes, got %d", ErrInvalid, MaxIDLen, len(it.ID))
-	}
-	if len(it.Payload) > MaxPayloadLen {
-		return fmt.Errorf("%w: item %q: payload of %d bytes exceeds %d", ErrInvalid, it.ID, len(it.Payload), MaxPayloadLen)
-	}
-	return nil
-}
-
-func checkLease(n int, ttl time.Duration) error {
-	if n < 1 {
-		return fmt.Errorf("%w: lease count %d < 1", ErrInvalid, n)
-	}
-	if ttl <= 0 {
-		return fmt.Errorf("%w: lease TTL %v <= 0", ErrInvalid, ttl)
-	}
-	return nil
-}
-
-func checkProgress(p *Progress) error {
-	if p != nil && len(p.Extra) > MaxProgressExtraLen {
-		return fmt.Errorf("%w: progress extra of %d bytes exceeds %d", ErrInvalid, len(p.Extra), MaxProgressExtraLen)
-	}
-	return nil
-}
-
-func checkResult(r Result) error {
-	switch r.State {
-	case Done, Failed, Dead:
-	default:
-		return fmt.Errorf("%w: result for item %q has state %v, want done, failed or dead", ErrInvalid, r.ID, r.State)
-	}
-	if r.Attempts < 0 {
-		return fmt.Errorf("%w: result for item %q has %d attempts", ErrInvalid, r.ID, r.Attempts)
-	}
-	return checkProgress(r.Progress)
-}
-
-// cutErr bounds an error text, keeping valid UTF-8 at the cut.
-func cutErr(s string) string {
-	if len(s) <= MaxErrLen {
-		return s
-	}
-	i := MaxErrLen
-	for i > 0 && s[i]&0xC0 == 0x80 { // do not split a UTF-8 sequence
-		i--
-	}
-	return s[:i]
-}
-
-// manifestChanged's advice must not cost an item twice: a job's idempotency
-// keys come from its ID, so a new job (another name, or the same one after
-// Restart) sends its items under new keys, and a server that deduplicates
-// cannot recognise the items the old job already did.
-func manifestChanged(name string, have, want JobMeta) error {
-	return fmt.Errorf("%w: job %q was started from a manifest with fingerprint %q (%d items), this run has %q (%d items); "+
-		"a started job's items cannot change. To send new requests, put only the new lines in a new manifest and run that as a job of its own. "+
-		"Running this edited manifest as a new job (another name, or this one restarted) would send its items under new idempotency keys, "+
-		"so items this job already did would be done again",
-		ErrManifestChanged, name, have.Fingerprint, have.Total, want.Fingerprint, want.Total)
-}
-
-func noJob(name string) error { return fmt.Errorf("%w: %q", ErrNoJob, name) }
-
-func leaseLost(job, id string, lease int64) error {
-	return fmt.Errorf("%w: job %q item %q lease %d", ErrLeaseLost, job, id, lease)
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/memory"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 )
 
 // A transfer keeps its resumable state as the progress of a one-item job.
@@ -17,7 +19,7 @@ func Example_transfer() {
 	ctx := context.Background()
 	path := filepath.Join(dir, "state.db")
 
-	s, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	s, err := sqlite.Open(path, checkpoint.Config{})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -33,7 +35,7 @@ func Example_transfer() {
 	s.Close() // flushes
 
 	// The next run resumes from the saved offset.
-	s, _ = checkpoint.OpenSQLite(path, checkpoint.Options{})
+	s, _ = sqlite.Open(path, checkpoint.Config{})
 	defer s.Close()
 	it, _ := s.Item(ctx, job, "file")
 	fmt.Println(it.Progress.Offset, it.Progress.UploadURL)
@@ -44,7 +46,7 @@ func Example_transfer() {
 // complete, flush at the end.
 func Example_runner() {
 	ctx := context.Background()
-	s := checkpoint.NewMemory(checkpoint.Options{})
+	s := memory.New(checkpoint.Config{})
 	defer s.Close()
 	s.OpenJob(ctx, "sync", checkpoint.JobMeta{Fingerprint: "sha256:1234", Total: 3})
 	s.AddItems(ctx, "sync", []checkpoint.Item{{ID: "a"}, {ID: "b"}, {ID: "c"}})

@@ -22,6 +22,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 	"github.com/rebound-go/rebound/idempotency"
 	"github.com/rebound-go/rebound/job"
 )
@@ -280,7 +281,7 @@ func tail(s string, n int) string {
 // stateJob reads a job as a finished `rebound run` left it in its state file.
 func stateJob(t *testing.T, path, name string) checkpoint.Job {
 	t.Helper()
-	st, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	st, err := sqlite.Open(path, checkpoint.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

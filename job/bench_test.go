@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/memory"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 )
 
 // benchItems is the job size per benchmark iteration; REBOUND_BENCH_ITEMS
@@ -47,10 +49,10 @@ func BenchmarkRunHTTP(b *testing.B) {
 		name string
 		open func() checkpoint.Store
 	}{
-		{"memory", func() checkpoint.Store { return checkpoint.NewMemory(checkpoint.Options{}) }},
+		{"memory", func() checkpoint.Store { return memory.New(checkpoint.Config{}) }},
 		{"sqlite", func() checkpoint.Store {
 			// A fresh file each time: -count reruns must not find a finished job.
-			st, err := checkpoint.OpenSQLite(filepath.Join(b.TempDir(), "state.db"), checkpoint.Options{})
+			st, err := sqlite.Open(filepath.Join(b.TempDir(), "state.db"), checkpoint.Config{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -69,7 +71,7 @@ func BenchmarkRunHTTP(b *testing.B) {
 				}
 				b.StartTimer()
 				cpu0 := processCPU()
-				sum, err := Run(ctx, Config{Job: "bench", Store: st, Concurrency: benchConc(), Exclusive: true}, HTTPHandler(client, dir))
+				sum, err := Run(ctx, Config{Job: "bench", Store: st, Concurrency: benchConc()}, HTTPHandler(client, dir))
 				if err != nil || sum.Done != int64(n) {
 					b.Fatalf("run: %+v %v", sum, err)
 				}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/memory"
 	"github.com/rebound-go/rebound/reboundtest"
 )
 
@@ -105,7 +106,7 @@ func tripped(t *testing.T, clock *reboundtest.Clock, key string) *rebound.Breake
 // only its requests.
 func TestRunHalfOpenBreakerDoesNotSpin(t *testing.T) {
 	clock := reboundtest.NewClock(time.Time{})
-	st := &writeCounter{Store: checkpoint.NewMemory(checkpoint.Options{Now: clock.Now})}
+	st := &writeCounter{Store: memory.New(checkpoint.Config{Clock: clock})}
 	probeStarted, release := make(chan struct{}), make(chan struct{})
 	var requests atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -180,7 +181,7 @@ func TestRunBreakerDeferralSpendsNoAttempt(t *testing.T) {
 	for _, attempts := range []int{1, 2} {
 		t.Run(fmt.Sprint(attempts), func(t *testing.T) {
 			clock := reboundtest.NewClock(time.Time{})
-			st := checkpoint.NewMemory(checkpoint.Options{Now: clock.Now})
+			st := memory.New(checkpoint.Config{Clock: clock})
 			addJob(t, st, "a", "b", "c")
 			bs := tripped(t, clock, "")
 			var mu sync.Mutex
@@ -225,7 +226,7 @@ func TestRunBreakerDeferralSpendsNoAttempt(t *testing.T) {
 // clock never moves, so no wait can end by itself.
 func TestRunThrottledHostDoesNotHoldWorkers(t *testing.T) {
 	clock := reboundtest.NewClock(time.Time{})
-	st := &writeCounter{Store: checkpoint.NewMemory(checkpoint.Options{Now: clock.Now})}
+	st := &writeCounter{Store: memory.New(checkpoint.Config{Clock: clock})}
 	var healthyReqs atomic.Int64
 	var mu sync.Mutex
 	throttledReqs := map[string]int{} // by path
@@ -343,7 +344,7 @@ func (o *outage) Release(ctx context.Context, job, id string, lease int64) error
 // leaving the item leased with an attempt it never made.
 func TestRunGiveBackAfterStoreFailureSpendsNoAttempt(t *testing.T) {
 	ctx := context.Background()
-	st := &outage{Store: checkpoint.NewMemory(checkpoint.Options{})}
+	st := &outage{Store: memory.New(checkpoint.Config{})}
 	addJob(t, st, "0", "1", "2", "3")
 	var sent atomic.Int64
 	_, err := Run(ctx, Config{Job: "j", Store: st, Concurrency: 1}, func(context.Context, *Task) error {
@@ -371,7 +372,7 @@ func TestRunGiveBackAfterStoreFailureSpendsNoAttempt(t *testing.T) {
 // and keeps the last error it had, instead of blaming "earlier runs" alone.
 func TestRunOutOfAttemptsSaysWhy(t *testing.T) {
 	ctx := context.Background()
-	st := checkpoint.NewMemory(checkpoint.Options{})
+	st := memory.New(checkpoint.Config{})
 	addJob(t, st, "a")
 	it, err := st.Lease(ctx, "j", "w", 1, time.Minute)
 	if err != nil || len(it) != 1 {
@@ -385,7 +386,7 @@ func TestRunOutOfAttemptsSaysWhy(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sent atomic.Int64
-	sum, err := Run(ctx, Config{Job: "j", Store: st, MaxAttempts: 2, Exclusive: true}, func(context.Context, *Task) error {
+	sum, err := Run(ctx, Config{Job: "j", Store: st, MaxAttempts: 2}, func(context.Context, *Task) error {
 		sent.Add(1)
 		return nil
 	})

@@ -11,6 +11,8 @@ import (
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/memory"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 )
 
 // A manifest with a bad line and a duplicate ID reports both at once, in
@@ -24,7 +26,7 @@ func TestLoadManifestReportsDuplicatesWithBadLines(t *testing.T) {
 	if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := LoadManifest(context.Background(), checkpoint.NewMemory(checkpoint.Options{}), "m", path)
+	_, err := LoadManifest(context.Background(), memory.New(checkpoint.Config{}), "m", path)
 	var merr *ManifestError
 	if !errors.As(err, &merr) {
 		t.Fatalf("err = %v, want a *ManifestError", err)
@@ -52,7 +54,7 @@ func TestKeysScopedToJobInstance(t *testing.T) {
 		if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		st, err := checkpoint.OpenSQLite(filepath.Join(dir, "state.db"), checkpoint.Options{})
+		st, err := sqlite.Open(filepath.Join(dir, "state.db"), checkpoint.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +74,7 @@ func TestKeysScopedToJobInstance(t *testing.T) {
 		}
 		var mu sync.Mutex
 		keys := map[string]string{}
-		_, err = Run(ctx, Config{Job: "orders", Store: st, Retry: fastRetry(), MaxAttempts: 1, Exclusive: true},
+		_, err = Run(ctx, Config{Job: "orders", Store: st, Retry: fastRetry(), MaxAttempts: 1},
 			func(ctx context.Context, task *Task) error {
 				mu.Lock()
 				keys[task.ID] = task.Key
@@ -116,7 +118,7 @@ func TestKeysScopedToJobInstance(t *testing.T) {
 // A run cancelled before it starts is interrupted (the CLI's exit 130), not
 // a store failure, although reading the job's ID is the first thing it does.
 func TestRunCancelledBeforeStartIsInterrupted(t *testing.T) {
-	st, err := checkpoint.OpenSQLite(filepath.Join(t.TempDir(), "s.db"), checkpoint.Options{})
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "s.db"), checkpoint.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

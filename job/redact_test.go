@@ -10,13 +10,14 @@ import (
 	"testing"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/memory"
 )
 
 // Whatever a handler returns, the item's stored error, its events and its
 // log lines carry no URL query or userinfo and no terminal escapes: the
 // runner is the one way a handler's text reaches them.
 func TestRunGuardsHandlerText(t *testing.T) {
-	st := checkpoint.NewMemory(checkpoint.Options{})
+	st := memory.New(checkpoint.Config{})
 	ctx := context.Background()
 	addJob(t, st, "a")
 	h := func(ctx context.Context, task *Task) error {

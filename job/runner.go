@@ -65,12 +65,6 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Worker names this worker in the store; empty means host-pid-random.
 	Worker string
-	// Exclusive says this run owns the job alone (one process; SQLite or
-	// memory store): items leased by a previous, crashed run are taken back
-	// at start instead of after their lease expires. With a store that is a
-	// checkpoint.RunLocker, Run holds its run lock throughout and fails with
-	// checkpoint.ErrLocked if another run holds it.
-	Exclusive bool
 	// Grace is how long in-flight items may run on after ctx is cancelled;
 	// 0 means 10 s. Items still running then are abandoned and come back on
 	// the next run (their idempotency key makes the replay harmless).
@@ -362,17 +356,21 @@ func defaultWorker() string {
 func (r *runner) run(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	st := r.cfg.Store
-	if r.cfg.Exclusive {
-		// Reclaim takes back every lease of the job: make sure their holder
-		// is dead, not another run of the same job still at work.
-		if l, ok := st.(checkpoint.RunLocker); ok {
-			unlock, err := l.TryLockRun(r.cfg.Job)
-			if err != nil {
-				return r.sum, fmt.Errorf("job %s: %w", r.cfg.Job, err)
-			}
-			defer unlock()
+	if l, ok := st.(checkpoint.RunLocker); ok {
+		// One process owns this store (SQLite, memory): leases an earlier
+		// run left belong to a run that crashed, so take them back now
+		// instead of after their TTL. Reclaim takes back every lease of
+		// the job: first make sure their holder is dead, not another run of
+		// the same job still at work. A shared store is no RunLocker.
+		unlock, err := l.TryLockRun(r.cfg.Job)
+		if err != nil {
+			return r.sum, fmt.Errorf("job %s: %w", r.cfg.Job, err)
 		}
-		n, err := st.Reclaim(ctx, r.cfg.Job)
+		defer unlock()
+		n, err := l.Reclaim(ctx, r.cfg.Job)
+		if err != nil && ctx.Err() != nil {
+			return r.sum, ErrInterrupted // nothing was leased: nothing to save
+		}
 		if err != nil {
 			return r.sum, fmt.Errorf("job %s: taking back items of a crashed run: %w", r.cfg.Job, err)
 		}
@@ -495,7 +493,7 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 // lease keeps the queue filled until nothing is left, ctx ends or the store
 // fails. Items still queued then are given back by the workers (release);
 // those a crash leaves leased come back through the next run's Reclaim
-// (Exclusive) or when their lease expires.
+// (a checkpoint.RunLocker store) or when their lease expires.
 func (r *runner) lease(ctx context.Context, queue chan checkpoint.Item, kick <-chan struct{}, inflight *atomic.Int64) error {
 	st, n := r.cfg.Store, r.cfg.Concurrency
 	for ctx.Err() == nil && r.failed.Load() == nil {

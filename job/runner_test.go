@@ -18,6 +18,8 @@ import (
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/memory"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 	"github.com/rebound-go/rebound/reboundtest"
 )
 
@@ -97,7 +99,7 @@ func TestRunHTTPManifest(t *testing.T) {
 	lines = append(lines, fmt.Sprintf(`{"id":"gone","url":"%s/gone"}`, srv.URL))
 	path := writeManifest(t, lines)
 
-	st := checkpoint.NewMemory(checkpoint.Options{})
+	st := memory.New(checkpoint.Config{})
 	ctx := context.Background()
 	if _, err := LoadManifest(ctx, st, "j", path); err != nil {
 		t.Fatal(err)
@@ -108,7 +110,7 @@ func TestRunHTTPManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := Run(ctx, Config{Job: "j", Store: st, Retry: fastRetry(), Exclusive: true, Breakers: bs}, HTTPHandler(srv.Client(), filepath.Dir(path)))
+	sum, err := Run(ctx, Config{Job: "j", Store: st, Retry: fastRetry(), Breakers: bs}, HTTPHandler(srv.Client(), filepath.Dir(path)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,14 +135,14 @@ func TestRunHTTPManifest(t *testing.T) {
 
 	// A second run has nothing to do and sends nothing.
 	before := len(eff.seen)
-	sum, err = Run(ctx, Config{Job: "j", Store: st, Retry: fastRetry(), Exclusive: true}, HTTPHandler(srv.Client(), ""))
+	sum, err = Run(ctx, Config{Job: "j", Store: st, Retry: fastRetry()}, HTTPHandler(srv.Client(), ""))
 	if err != nil || sum.Done != 0 || len(eff.seen) != before {
 		t.Fatalf("second run: %+v %v", sum, err)
 	}
 }
 
 func TestRunOutOfAttemptsAndKey(t *testing.T) {
-	st := checkpoint.NewMemory(checkpoint.Options{})
+	st := memory.New(checkpoint.Config{})
 	ctx := context.Background()
 	addJob(t, st, "a", "b")
 	var mu sync.Mutex
@@ -178,14 +180,14 @@ func TestRunOutOfAttemptsAndKey(t *testing.T) {
 		t.Fatalf("key changed between attempts: %v", keys["a"])
 	}
 	other := jb
-	other.ID = checkpoint.NewJobID()
+	other.ID = "0123456789abcdef0123456789abcdef" // another job's ID
 	if IdempotencyKey(jb, "a") == IdempotencyKey(jb, "b") || IdempotencyKey(jb, "a") == IdempotencyKey(other, "a") {
 		t.Fatal("keys collide")
 	}
 }
 
 func TestRunInterruptSavesProgress(t *testing.T) {
-	st := checkpoint.NewMemory(checkpoint.Options{})
+	st := memory.New(checkpoint.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
 		t.Fatal(err)
@@ -241,7 +243,7 @@ func TestRunInterruptSavesProgress(t *testing.T) {
 	mu.Lock()
 	first := done
 	mu.Unlock()
-	sum2, err := Run(context.Background(), Config{Job: "j", Store: st, Concurrency: 4, Exclusive: true}, h)
+	sum2, err := Run(context.Background(), Config{Job: "j", Store: st, Concurrency: 4}, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +258,7 @@ func TestRunInterruptSavesProgress(t *testing.T) {
 }
 
 func TestRunBreakerOpenDefersItems(t *testing.T) {
-	st := checkpoint.NewMemory(checkpoint.Options{})
+	st := memory.New(checkpoint.Config{})
 	ctx := context.Background()
 	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
 		t.Fatal(err)
@@ -327,7 +329,7 @@ func TestHTTPHandlerBodyFileHasContentLength(t *testing.T) {
 func TestRunExclusiveRefusesALiveRun(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.db")
-	live, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	live, err := sqlite.Open(path, checkpoint.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,13 +344,13 @@ func TestRunExclusiveRefusesALiveRun(t *testing.T) {
 		t.Fatalf("lease: %v %v", held, err)
 	}
 
-	second, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	second, err := sqlite.Open(path, checkpoint.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer second.Close()
 	var sent atomic.Int64 // handlers run on several workers
-	_, err = Run(ctx, Config{Job: "j", Store: second, Exclusive: true}, func(context.Context, *Task) error {
+	_, err = Run(ctx, Config{Job: "j", Store: second}, func(context.Context, *Task) error {
 		sent.Add(1)
 		return nil
 	})
@@ -361,7 +363,7 @@ func TestRunExclusiveRefusesALiveRun(t *testing.T) {
 
 	// Once the live run ends, the next one runs and finishes the job.
 	unlock()
-	sum, err := Run(ctx, Config{Job: "j", Store: second, Exclusive: true}, func(context.Context, *Task) error {
+	sum, err := Run(ctx, Config{Job: "j", Store: second}, func(context.Context, *Task) error {
 		sent.Add(1)
 		return nil
 	})
@@ -408,7 +410,7 @@ func TestRunWaitsForDeferredRetry(t *testing.T) {
 	ctx := context.Background()
 	clock := reboundtest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	const openFor = time.Minute
-	st := &countingStore{Store: checkpoint.NewMemory(checkpoint.Options{Now: clock.Now}),
+	st := &countingStore{Store: memory.New(checkpoint.Config{Clock: clock}),
 		idle: func() { clock.Advance(openFor) }}
 	addJob(t, st, "a", "b")
 	// The first call fails and opens the breaker: the first item's in-run
@@ -457,7 +459,7 @@ func TestRunWaitsForDeferredRetry(t *testing.T) {
 func TestRunStopsSendingWhenTheStoreFails(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.db")
-	st, err := checkpoint.OpenSQLite(path, checkpoint.Options{BusyTimeout: time.Millisecond})
+	st, err := sqlite.Open(path, checkpoint.Config{BusyTimeout: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,7 +509,7 @@ func TestRunStopsSendingWhenTheStoreFails(t *testing.T) {
 		t.Errorf("summary counts %d done, but no result was saved", sum.Done)
 	}
 	// No item is marked done that was not.
-	st2, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	st2, err := sqlite.Open(path, checkpoint.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +535,7 @@ func (p partitioned) Extend(ctx context.Context, job, id string, lease int64, tt
 func TestRunSkipsQueuedItemsWhoseLeaseLapsed(t *testing.T) {
 	ctx := context.Background()
 	clock := reboundtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	mem := checkpoint.NewMemory(checkpoint.Options{Now: clock.Now})
+	mem := memory.New(checkpoint.Config{Clock: clock})
 	addJob(t, mem, "0", "1")
 	var mu sync.Mutex
 	sentByA := map[string]int{}
@@ -586,7 +588,7 @@ func TestRunSkipsQueuedItemsWhoseLeaseLapsed(t *testing.T) {
 func TestRunGivesBackQueuedItemsAfterGrace(t *testing.T) {
 	clock := reboundtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	// SQLite, not memory: its writes honour the context, as a real store's do.
-	st, err := checkpoint.OpenSQLite(filepath.Join(t.TempDir(), "state.db"), checkpoint.Options{Now: clock.Now})
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "state.db"), checkpoint.Config{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -638,7 +640,7 @@ wait:
 func TestRunStopsItemWhoseLeaseLapsed(t *testing.T) {
 	ctx := context.Background()
 	clock := reboundtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	mem := checkpoint.NewMemory(checkpoint.Options{Now: clock.Now})
+	mem := memory.New(checkpoint.Config{Clock: clock})
 	addJob(t, mem, "0", "1")
 	var calls atomic.Int64
 	cause := make(chan error, 1)

@@ -11,13 +11,14 @@ import (
 	"testing"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 	"github.com/rebound-go/rebound/internal/redact"
 )
 
 func TestCheckpointStoreRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "transfers.db")
-	open := func() *checkpoint.SQLite {
-		st, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	open := func() *sqlite.Store {
+		st, err := sqlite.Open(path, checkpoint.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +63,7 @@ func TestCheckpointStoreRoundTrip(t *testing.T) {
 // StartOver gets past it (it once advised --start-over, which then failed on
 // the same error).
 func TestCheckpointStoreCorruptRecord(t *testing.T) {
-	db, err := checkpoint.OpenSQLite(filepath.Join(t.TempDir(), "transfers.db"), checkpoint.Options{})
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "transfers.db"), checkpoint.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 	"github.com/rebound-go/rebound/job"
 )
 
@@ -50,7 +51,7 @@ func BenchmarkWorkersHTTP(b *testing.B) {
 
 	// run loads the job, then times only the run. (b.Loop cannot be used:
 	// it wants the timer running between iterations.)
-	run := func(b *testing.B, stores []checkpoint.Store, exclusive bool) {
+	run := func(b *testing.B, stores []checkpoint.Store) {
 		if _, err := job.LoadManifest(ctx, stores[0], "bench", manifest); err != nil {
 			b.Fatal(err)
 		}
@@ -60,7 +61,7 @@ func BenchmarkWorkersHTTP(b *testing.B) {
 		var done int64
 		for i, st := range stores {
 			wg.Go(func() {
-				sum, err := job.Run(ctx, job.Config{Job: "bench", Store: st, Concurrency: 16, Exclusive: exclusive,
+				sum, err := job.Run(ctx, job.Config{Job: "bench", Store: st, Concurrency: 16,
 					Worker: fmt.Sprintf("w%d", i)}, job.HTTPHandler(client, dir))
 				if err != nil {
 					b.Error(err)
@@ -86,13 +87,13 @@ func BenchmarkWorkersHTTP(b *testing.B) {
 				dsn := testDSN(b)
 				var stores []checkpoint.Store
 				for range workers {
-					st, err := Open(ctx, dsn, checkpoint.Options{})
+					st, err := Open(ctx, dsn, checkpoint.Config{})
 					if err != nil {
 						b.Fatal(err)
 					}
 					stores = append(stores, st)
 				}
-				run(b, stores, false)
+				run(b, stores)
 			}
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "items/s")
 		})
@@ -102,11 +103,11 @@ func BenchmarkWorkersHTTP(b *testing.B) {
 		b.StopTimer()
 		for range b.N {
 			files++
-			st, err := checkpoint.OpenSQLite(filepath.Join(dir, fmt.Sprintf("s%d.db", files)), checkpoint.Options{})
+			st, err := sqlite.Open(filepath.Join(dir, fmt.Sprintf("s%d.db", files)), checkpoint.Config{})
 			if err != nil {
 				b.Fatal(err)
 			}
-			run(b, []checkpoint.Store{st}, true)
+			run(b, []checkpoint.Store{st})
 		}
 		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "items/s")
 	})
@@ -132,14 +133,14 @@ func BenchmarkStore(b *testing.B) {
 						k = 4
 					}
 					for range k {
-						s, err := Open(ctx, dsn, checkpoint.Options{})
+						s, err := Open(ctx, dsn, checkpoint.Config{})
 						if err != nil {
 							b.Fatal(err)
 						}
 						stores = append(stores, s)
 					}
 				default:
-					s, err := checkpoint.OpenSQLite(filepath.Join(b.TempDir(), "b.db"), checkpoint.Options{})
+					s, err := sqlite.Open(filepath.Join(b.TempDir(), "b.db"), checkpoint.Config{})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -220,7 +221,7 @@ const unfinishedBenchItems = 100_000
 // time a job takes to get there.
 func BenchmarkUnfinished(b *testing.B) {
 	ctx := context.Background()
-	s, err := Open(ctx, testDSN(b), checkpoint.Options{})
+	s, err := Open(ctx, testDSN(b), checkpoint.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}

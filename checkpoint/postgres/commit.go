@@ -8,6 +8,7 @@ import (
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/checkpoint/internal/groupcommit"
+	"github.com/rebound-go/rebound/checkpoint/internal/spi"
 )
 
 // commitRetry retries a group commit whose connection failed: long enough
@@ -21,7 +22,7 @@ var commitRetry = rebound.Retry{
 	Classify:    classify,
 }
 
-// opWeight is what an operation counts toward Options.MaxBatch: its results,
+// opWeight is what an operation counts toward Config.MaxBatch: its results,
 // plus one for the hand-over.
 func opWeight(op pgOp) int { return len(op.results) + 1 }
 
@@ -124,7 +125,7 @@ func (s *Store) commit(ctx context.Context, batch []pgOp) error {
 					return rebound.Permanent(err)
 				}
 			}
-			chunk(r.Job, r.ID).add(r.ID, r.Lease, r.State, r.Attempts, cleanText(checkpoint.CutErr(r.Err)), cleanText(r.ErrKind), nextAt, true, r.Progress != nil, prog)
+			chunk(r.Job, r.ID).add(r.ID, r.Lease, r.State, r.Attempts, cleanText(spi.CutErr(r.Err)), cleanText(r.ErrKind), nextAt, true, r.Progress != nil, prog)
 		}
 		if p := op.prog; p != nil {
 			chunk(p.Job, p.ID).add(p.ID, p.Lease, 0, 0, "", "", 0, false, true, p.Data)

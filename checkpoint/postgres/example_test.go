@@ -15,7 +15,7 @@ import (
 // a worker that dies return to the others when its leases expire.
 func ExampleOpen() {
 	ctx := context.Background()
-	st, err := postgres.Open(ctx, "postgres://rebound@db.internal:5432/jobs?search_path=rebound", checkpoint.Options{})
+	st, err := postgres.Open(ctx, "postgres://rebound@db.internal:5432/jobs?search_path=rebound", checkpoint.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -23,7 +23,8 @@ func ExampleOpen() {
 	if _, err := job.LoadManifest(ctx, st, "orders", "orders.jsonl"); err != nil {
 		log.Fatal(err)
 	}
-	// Exclusive stays false: other workers are alive, so no Reclaim.
+	// A PostgreSQL store is no checkpoint.RunLocker: other workers are alive,
+	// so Run never takes their leases back.
 	sum, err := job.Run(ctx, job.Config{Job: "orders", Store: st}, job.HTTPHandler(http.DefaultClient, "."))
 	if err != nil {
 		log.Fatal(err)

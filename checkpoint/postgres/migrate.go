@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/internal/spi"
 )
 
 // migrations are the schema's versions in order: migrations[i] brings the
@@ -110,7 +111,7 @@ func fillJobIDs(ctx context.Context, tx pgx.Tx) error {
 		return err
 	}
 	for _, id := range ids {
-		if _, err := tx.Exec(ctx, "UPDATE jobs SET uid = $1 WHERE id = $2", checkpoint.NewJobID(), id); err != nil {
+		if _, err := tx.Exec(ctx, "UPDATE jobs SET uid = $1 WHERE id = $2", spi.NewJobID(), id); err != nil {
 			return err
 		}
 	}

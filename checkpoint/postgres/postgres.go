@@ -18,7 +18,7 @@
 //     applies each item once.
 //   - Time comes from the database server (statement_timestamp), so the
 //     clocks of the workers' machines do not have to agree for leases to
-//     expire correctly. Options.Now, if set, replaces it (tests).
+//     expire correctly. Config.Clock, if set, replaces it (tests).
 //   - Complete and SaveProgress are group-committed by a committer goroutine:
 //     all results handed over while the previous transaction ran go into one
 //     UPDATE … FROM unnest(…) statement. A commit that fails because the
@@ -36,8 +36,8 @@
 //     together; Workers (checkpoint.WorkerLister) reports each worker's
 //     leases, done count and activity.
 //
-// Reclaim exists to satisfy the interface, but a runner sharing the store
-// must not call it (other workers are alive): rely on lease expiry.
+// It is not a checkpoint.RunLocker and has no Reclaim: other workers are
+// alive, so a run never takes their leases back; lease expiry does.
 //
 // # Schema
 //
@@ -72,17 +72,25 @@ import (
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/checkpoint/internal/groupcommit"
+	"github.com/rebound-go/rebound/checkpoint/internal/spi"
 )
 
 // DefaultSchema is the schema the store uses when the DSN sets no
 // search_path.
 const DefaultSchema = "rebound"
 
+var (
+	_ checkpoint.Store        = (*Store)(nil)
+	_ checkpoint.Reporter     = (*Store)(nil)
+	_ checkpoint.JobLocker    = (*Store)(nil)
+	_ checkpoint.WorkerLister = (*Store)(nil)
+)
+
 // Store is the PostgreSQL checkpoint.Store. Open it with Open.
 type Store struct {
 	pool   *pgxpool.Pool
 	schema string
-	opts   checkpoint.Options
+	opts   checkpoint.Config
 
 	gc *groupcommit.Committer[pgOp] // Complete and SaveProgress; sticky error
 }
@@ -108,13 +116,16 @@ func IsDSN(s string) bool {
 // Open connects to the database dsn names (a postgres:// URL or a
 // key=value string, as pgx accepts), creates or migrates the schema, and
 // starts the committer. The schema is the DSN's search_path (a single
-// schema name), or DefaultSchema. Options.QueueSize and MaxBatch apply as
-// for SQLite; Options.Now, if set, replaces the server's clock.
+// schema name), or DefaultSchema. Config.QueueSize and MaxBatch apply as
+// for SQLite; Config.Clock, if set, replaces the server's clock.
 //
 // A schema written by a newer version of rebound is refused with an error
 // wrapping checkpoint.ErrBadFile; a database that cannot be reached gives a
 // transient error.
-func Open(ctx context.Context, dsn string, opts checkpoint.Options) (*Store, error) {
+func Open(ctx context.Context, dsn string, opts checkpoint.Config) (*Store, error) {
+	if err := spi.ValidateConfig(opts); err != nil {
+		return nil, err
+	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message may quote the DSN, password included: keep it out.
@@ -221,10 +232,10 @@ func (s *Store) isClosed() bool { return s.gc.Closed() }
 // nowArg is the first argument of every statement that needs the time:
 // NULL means the server's clock (nowSQL).
 func (s *Store) nowArg() *int64 {
-	if s.opts.Now == nil {
+	if s.opts.Clock == nil {
 		return nil
 	}
-	n := s.opts.Now().UnixNano()
+	n := s.opts.Clock.Now().UnixNano()
 	return &n
 }
 
@@ -251,17 +262,10 @@ func checkName(what, s string) error {
 	return nil
 }
 
-func fromNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
 // OpenJob implements checkpoint.Store. Workers that open the same new job at
 // once all succeed; one of them creates it.
 func (s *Store) OpenJob(ctx context.Context, name string, meta checkpoint.JobMeta) (checkpoint.Job, error) {
-	if err := checkpoint.ValidateJobName(name); err != nil {
+	if err := spi.ValidateJobName(name); err != nil {
 		return checkpoint.Job{}, err
 	}
 	if err := checkName("job name", name); err != nil {
@@ -270,12 +274,12 @@ func (s *Store) OpenJob(ctx context.Context, name string, meta checkpoint.JobMet
 	if s.isClosed() {
 		return checkpoint.Job{}, checkpoint.ErrClosed
 	}
-	j := checkpoint.Job{Name: name, Meta: meta, ID: checkpoint.NewJobID()}
+	j := checkpoint.Job{Name: name, Meta: meta, ID: spi.NewJobID()}
 	var created int64
 	err := s.pool.QueryRow(ctx, `INSERT INTO jobs (name, uid, fingerprint, total, created) VALUES ($2, $5, $3, $4, `+nowSQL+`)
 		ON CONFLICT (name) DO NOTHING RETURNING created`, s.nowArg(), name, meta.Fingerprint, meta.Total, j.ID).Scan(&created)
 	if err == nil {
-		j.Created = fromNano(created)
+		j.Created = spi.FromNano(created)
 		return j, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
@@ -293,9 +297,9 @@ func (s *Store) OpenJob(ctx context.Context, name string, meta checkpoint.JobMet
 		return checkpoint.Job{}, wrap(err)
 	}
 	if have != meta {
-		return checkpoint.Job{}, checkpoint.ManifestChangedError(name, have, meta)
+		return checkpoint.Job{}, spi.ManifestChangedError(name, have, meta)
 	}
-	j.Created, j.Resumed = fromNano(created), true
+	j.Created, j.Resumed = spi.FromNano(created), true
 	return j, nil
 }
 
@@ -309,11 +313,11 @@ func (s *Store) Job(ctx context.Context, name string) (checkpoint.Job, error) {
 	err := s.pool.QueryRow(ctx, "SELECT uid, fingerprint, total, items, created FROM jobs WHERE name = $1", name).
 		Scan(&j.ID, &j.Meta.Fingerprint, &j.Meta.Total, &j.Items, &created)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return checkpoint.Job{}, checkpoint.NoJobError(name)
+		return checkpoint.Job{}, spi.NoJobError(name)
 	} else if err != nil {
 		return checkpoint.Job{}, wrap(err)
 	}
-	j.Created = fromNano(created)
+	j.Created = spi.FromNano(created)
 	return j, nil
 }
 
@@ -334,7 +338,7 @@ func (s *Store) AddItems(ctx context.Context, job string, items []checkpoint.Ite
 	payloads := make([][]byte, len(items))
 	seen := make(map[string]struct{}, len(items))
 	for i, it := range items {
-		if err := checkpoint.ValidateItem(it); err != nil {
+		if err := spi.ValidateItem(it); err != nil {
 			return err
 		}
 		if err := checkName("item ID", it.ID); err != nil {
@@ -358,7 +362,7 @@ func (s *Store) AddItems(ctx context.Context, job string, items []checkpoint.Ite
 	var jid, total, have int64
 	err = tx.QueryRow(ctx, "SELECT id, total, items FROM jobs WHERE name = $1 FOR UPDATE", job).Scan(&jid, &total, &have)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return checkpoint.NoJobError(job)
+		return spi.NoJobError(job)
 	} else if err != nil {
 		return wrap(err)
 	}
@@ -423,7 +427,7 @@ func scanItem(row pgx.Row, job string, extra ...any) (seq int64, it checkpoint.I
 		return 0, checkpoint.Item{}, err
 	}
 	it.Job, it.State = job, checkpoint.State(state)
-	it.Due, it.Created, it.Updated = fromNano(due), fromNano(created), fromNano(updated)
+	it.Due, it.Created, it.Updated = spi.FromNano(due), spi.FromNano(created), spi.FromNano(updated)
 	if len(prog) > 0 {
 		if err := json.Unmarshal(prog, &it.Progress); err != nil {
 			return 0, checkpoint.Item{}, fmt.Errorf("item %q: bad progress record: %w", it.ID, err)
@@ -454,7 +458,7 @@ var leaseSQL = func() string {
 
 // Lease implements checkpoint.Store.
 func (s *Store) Lease(ctx context.Context, job, worker string, n int, ttl time.Duration) ([]checkpoint.Item, error) {
-	if err := checkpoint.ValidateLease(n, ttl); err != nil {
+	if err := spi.ValidateLease(n, ttl); err != nil {
 		return nil, err
 	}
 	if s.isClosed() {
@@ -488,7 +492,7 @@ func (s *Store) Lease(ctx context.Context, job, worker string, n int, ttl time.D
 		var one int
 		err := s.pool.QueryRow(ctx, "SELECT 1 FROM jobs WHERE name = $1", job).Scan(&one)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, checkpoint.NoJobError(job)
+			return nil, spi.NoJobError(job)
 		}
 		return nil, wrap(err)
 	}
@@ -528,7 +532,7 @@ func (s *Store) Defer(ctx context.Context, job, id string, lease int64, next tim
 		return s.updateLeased(ctx, job, id, lease, set, due)
 	}
 	return s.updateLeased(ctx, job, id, lease, set+`, err = $6, err_kind = $7`, due,
-		cleanText(checkpoint.CutErr(err)), cleanText(errKind))
+		cleanText(spi.CutErr(err)), cleanText(errKind))
 }
 
 // updateLeased applies set to the item while lease holds it, or returns an
@@ -545,27 +549,9 @@ func (s *Store) updateLeased(ctx context.Context, job, id string, lease int64, s
 		return wrap(err)
 	}
 	if tag.RowsAffected() == 0 {
-		return checkpoint.LeaseLostError(job, id, lease)
+		return spi.LeaseLostError(job, id, lease)
 	}
 	return nil
-}
-
-// Reclaim implements checkpoint.Store. Do not call it while other workers
-// share the job: it takes back their live leases too.
-func (s *Store) Reclaim(ctx context.Context, job string) (int, error) {
-	if s.isClosed() {
-		return 0, checkpoint.ErrClosed
-	}
-	jid, err := s.jobID(ctx, job)
-	if err != nil {
-		return 0, err
-	}
-	tag, err := s.pool.Exec(ctx, `UPDATE items SET state = 1, due = 0, updated = `+nowSQL+` WHERE job = $2 AND state = 2`,
-		s.nowArg(), jid)
-	if err != nil {
-		return 0, wrap(err)
-	}
-	return int(tag.RowsAffected()), nil
 }
 
 // jobID looks the job up; never cached, since another process may restart
@@ -574,7 +560,7 @@ func (s *Store) jobID(ctx context.Context, job string) (int64, error) {
 	var id int64
 	err := s.pool.QueryRow(ctx, "SELECT id FROM jobs WHERE name = $1", job).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, checkpoint.NoJobError(job)
+		return 0, spi.NoJobError(job)
 	}
 	return id, wrap(err)
 }
@@ -583,7 +569,7 @@ func (s *Store) jobID(ctx context.Context, job string) (int64, error) {
 // reuse them.
 func (s *Store) Complete(ctx context.Context, results []checkpoint.Result) error {
 	for _, r := range results {
-		if err := checkpoint.ValidateResult(r); err != nil {
+		if err := spi.ValidateResult(r); err != nil {
 			return err
 		}
 	}
@@ -595,7 +581,7 @@ func (s *Store) Complete(ctx context.Context, results []checkpoint.Result) error
 
 // SaveProgress implements checkpoint.Store.
 func (s *Store) SaveProgress(ctx context.Context, job, id string, lease int64, p checkpoint.Progress) error {
-	if err := checkpoint.ValidateProgress(p); err != nil {
+	if err := spi.ValidateProgress(p); err != nil {
 		return err
 	}
 	op, err := groupcommit.NewProgressOp(job, id, lease, p)
@@ -619,7 +605,7 @@ func (s *Store) Item(ctx context.Context, job, id string) (checkpoint.Item, erro
 	}
 	_, it, err := scanItem(s.pool.QueryRow(ctx, "SELECT "+itemCols+" FROM items i WHERE i.job = $1 AND i.id = $2", jid, id), job)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return checkpoint.Item{}, fmt.Errorf("%w: job %q item %q", checkpoint.ErrNoItem, job, id)
+		return checkpoint.Item{}, spi.NoItemError(job, id)
 	}
 	return it, wrap(err)
 }
@@ -635,11 +621,11 @@ func (s *Store) Stats(ctx context.Context, job string) (checkpoint.Stats, error)
 	err := s.pool.QueryRow(ctx, "SELECT id, uid, fingerprint, total, items, created FROM jobs WHERE name = $1", job).
 		Scan(&jid, &st.Job.ID, &st.Job.Meta.Fingerprint, &st.Job.Meta.Total, &st.Job.Items, &created)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return checkpoint.Stats{}, checkpoint.NoJobError(job)
+		return checkpoint.Stats{}, spi.NoJobError(job)
 	} else if err != nil {
 		return checkpoint.Stats{}, wrap(err)
 	}
-	st.Job.Created = fromNano(created)
+	st.Job.Created = spi.FromNano(created)
 	rows, err := s.pool.Query(ctx, `SELECT state, count(*), sum(attempts), min(updated), max(updated)
 		FROM items WHERE job = $1 GROUP BY state`, jid)
 	if err != nil {
@@ -659,7 +645,7 @@ func (s *Store) Stats(ctx context.Context, job string) (checkpoint.Stats, error)
 		case checkpoint.Leased:
 			st.Leased = n
 		case checkpoint.Done:
-			st.Done, st.FirstDone, st.LastDone = n, fromNano(first), fromNano(last)
+			st.Done, st.FirstDone, st.LastDone = n, spi.FromNano(first), spi.FromNano(last)
 		case checkpoint.Failed:
 			st.Failed = n
 		case checkpoint.Dead:
@@ -685,12 +671,12 @@ func (s *Store) Unfinished(ctx context.Context, job string) (bool, error) {
 	var found bool
 	err := s.pool.QueryRow(ctx, unfinishedSQL, job).Scan(&found)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, checkpoint.NoJobError(job)
+		return false, spi.NoJobError(job)
 	}
 	return found, wrap(err)
 }
 
-// TopErrors implements checkpoint.Store.
+// TopErrors implements checkpoint.Reporter.
 func (s *Store) TopErrors(ctx context.Context, job string, n int) ([]checkpoint.ErrorCount, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("%w: n %d < 1", checkpoint.ErrInvalid, n)
@@ -719,7 +705,7 @@ func (s *Store) TopErrors(ctx context.Context, job string, n int) ([]checkpoint.
 	return out, wrap(rows.Err())
 }
 
-// Dead implements checkpoint.Store.
+// Dead implements checkpoint.Reporter.
 func (s *Store) Dead(ctx context.Context, job string, limit int) ([]checkpoint.Item, error) {
 	if limit < 1 {
 		return nil, fmt.Errorf("%w: limit %d < 1", checkpoint.ErrInvalid, limit)
@@ -747,7 +733,7 @@ func (s *Store) Dead(ctx context.Context, job string, limit int) ([]checkpoint.I
 	return out, wrap(rows.Err())
 }
 
-// RetryDead implements checkpoint.Store. It flushes first, so results handed
+// RetryDead implements checkpoint.Reporter. It flushes first, so results handed
 // over before it are included.
 func (s *Store) RetryDead(ctx context.Context, job string) (int64, error) {
 	if err := s.Flush(ctx); err != nil {
@@ -832,7 +818,7 @@ func (s *Store) Workers(ctx context.Context, job string) ([]checkpoint.WorkerSta
 		if err := rows.Scan(&w.Worker, &w.Leased, &w.Done, &first, &last, &active); err != nil {
 			return nil, wrap(err)
 		}
-		w.FirstDone, w.LastDone, w.LastActive = fromNano(first), fromNano(last), fromNano(active)
+		w.FirstDone, w.LastDone, w.LastActive = spi.FromNano(first), spi.FromNano(last), spi.FromNano(active)
 		out = append(out, w)
 	}
 	return out, wrap(rows.Err())

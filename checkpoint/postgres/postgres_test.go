@@ -55,7 +55,7 @@ func testDSN(t testing.TB) string {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Config{
-		Open: func(t *testing.T, path string, opts checkpoint.Options) checkpoint.Store {
+		Open: func(t *testing.T, path string, opts checkpoint.Config) checkpoint.Store {
 			// One schema per path: reopening the same path sees the same data.
 			dsn := dsnFor(t, path)
 			s, err := Open(context.Background(), dsn, opts)
@@ -92,7 +92,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	stores := make(chan *Store, n)
 	for range n {
 		wg.Go(func() {
-			s, err := Open(context.Background(), dsn, checkpoint.Options{})
+			s, err := Open(context.Background(), dsn, checkpoint.Config{})
 			if err != nil {
 				errs <- err
 				return
@@ -123,7 +123,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 
 func TestNewerSchemaRefused(t *testing.T) {
 	dsn := testDSN(t)
-	s, err := Open(context.Background(), dsn, checkpoint.Options{})
+	s, err := Open(context.Background(), dsn, checkpoint.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	_, err = Open(context.Background(), dsn, checkpoint.Options{})
+	_, err = Open(context.Background(), dsn, checkpoint.Config{})
 	if !errors.Is(err, checkpoint.ErrBadFile) || !strings.Contains(err.Error(), "newer rebound") || !strings.Contains(err.Error(), "rb_test_") {
 		t.Fatalf("Open of a newer schema: err = %v, want ErrBadFile naming the schema and the newer version", err)
 	}
@@ -139,12 +139,12 @@ func TestNewerSchemaRefused(t *testing.T) {
 
 func TestBadSearchPath(t *testing.T) {
 	for _, sp := range []string{"a,b", `"x"`, strings.Repeat("s", 64)} {
-		_, err := Open(context.Background(), "postgres://u@127.0.0.1:1/db?search_path="+url.QueryEscape(sp), checkpoint.Options{})
+		_, err := Open(context.Background(), "postgres://u@127.0.0.1:1/db?search_path="+url.QueryEscape(sp), checkpoint.Config{})
 		if !errors.Is(err, checkpoint.ErrInvalid) {
 			t.Errorf("search_path %q: err = %v, want ErrInvalid", sp, err)
 		}
 	}
-	_, err := Open(context.Background(), "postgres://user:secret@[::1", checkpoint.Options{})
+	_, err := Open(context.Background(), "postgres://user:secret@[::1", checkpoint.Config{})
 	if !errors.Is(err, checkpoint.ErrInvalid) || strings.Contains(err.Error(), "secret") {
 		t.Errorf("bad DSN: err = %v, want ErrInvalid without the password", err)
 	}
@@ -154,7 +154,7 @@ func TestUnreachableIsTransient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// Port 1 on loopback: connection refused at once.
-	_, err := Open(ctx, "postgres://u@127.0.0.1:1/db?sslmode=disable&connect_timeout=2", checkpoint.Options{})
+	_, err := Open(ctx, "postgres://u@127.0.0.1:1/db?sslmode=disable&connect_timeout=2", checkpoint.Config{})
 	if err == nil || rebound.Classify(err).Kind != rebound.KindTransient {
 		t.Fatalf("Open of an unreachable server: err = %v (class %v), want a transient error", err, rebound.Classify(err))
 	}
@@ -162,12 +162,12 @@ func TestUnreachableIsTransient(t *testing.T) {
 
 func TestLockJobExcludes(t *testing.T) {
 	dsn := testDSN(t)
-	a, err := Open(context.Background(), dsn, checkpoint.Options{})
+	a, err := Open(context.Background(), dsn, checkpoint.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := Open(context.Background(), dsn, checkpoint.Options{})
+	b, err := Open(context.Background(), dsn, checkpoint.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestLockJobExcludes(t *testing.T) {
 func TestWorkers(t *testing.T) {
 	dsn := testDSN(t)
 	clock := reboundtest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-	s, err := Open(context.Background(), dsn, checkpoint.Options{Now: clock.Now})
+	s, err := Open(context.Background(), dsn, checkpoint.Config{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestWorkers(t *testing.T) {
 // clock.
 func TestServerClock(t *testing.T) {
 	dsn := testDSN(t)
-	s, err := Open(context.Background(), dsn, checkpoint.Options{})
+	s, err := Open(context.Background(), dsn, checkpoint.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestServerClock(t *testing.T) {
 // group commit; IDs and job names with them are refused up front.
 func TestTextPostgresCannotHold(t *testing.T) {
 	dsn := testDSN(t)
-	s, err := Open(context.Background(), dsn, checkpoint.Options{})
+	s, err := Open(context.Background(), dsn, checkpoint.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +339,7 @@ func TestTextPostgresCannotHold(t *testing.T) {
 func TestUnfinishedPlan(t *testing.T) {
 	dsn := testDSN(t)
 	ctx := context.Background()
-	s, err := Open(ctx, dsn, checkpoint.Options{})
+	s, err := Open(ctx, dsn, checkpoint.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +415,7 @@ func TestMigratedJobIDAgreed(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			s, err := Open(context.Background(), dsn, checkpoint.Options{})
+			s, err := Open(context.Background(), dsn, checkpoint.Config{})
 			if err != nil {
 				t.Error(err)
 				return

@@ -4,8 +4,8 @@
 //
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, storetest.Config{
-//			Open: func(t *testing.T, path string, opts checkpoint.Options) checkpoint.Store {
-//				s, err := checkpoint.OpenSQLite(path, opts)
+//			Open: func(t *testing.T, path string, opts checkpoint.Config) checkpoint.Store {
+//				s, err := sqlite.Open(path, opts)
 //				if err != nil {
 //					t.Fatal(err)
 //				}
@@ -36,9 +36,9 @@ import (
 type Config struct {
 	// Open returns a store backed by path, a fresh path in a temporary
 	// directory that the suite chose (a store that is not a file maps it
-	// to its own namespace). It must pass opts on (the suite's clock).
+	// to its own namespace). It must pass cfg on (the suite's clock).
 	// Open may be called again with the same path after Close.
-	Open func(t *testing.T, path string, opts checkpoint.Options) checkpoint.Store
+	Open func(t *testing.T, path string, cfg checkpoint.Config) checkpoint.Store
 	// Persistent reports that a store opened again on the same path sees
 	// what was written before Close. The reopen tests skip otherwise.
 	Persistent bool
@@ -70,7 +70,7 @@ func newEnv(t *testing.T, cfg Config) *env {
 
 func (e *env) open() {
 	e.t.Helper()
-	e.s = e.cfg.Open(e.t, e.path, checkpoint.Options{Now: e.clock.Now})
+	e.s = e.cfg.Open(e.t, e.path, checkpoint.Config{Clock: e.clock})
 }
 
 // reopen closes the store and opens the same path again.
@@ -81,6 +81,26 @@ func (e *env) reopen() {
 	}
 	e.s = nil
 	e.open()
+}
+
+// reporter returns the store as a checkpoint.Reporter, or skips the test.
+func (e *env) reporter() checkpoint.Reporter {
+	e.t.Helper()
+	r, ok := e.s.(checkpoint.Reporter)
+	if !ok {
+		e.t.Skip("store is not a checkpoint.Reporter")
+	}
+	return r
+}
+
+// runLocker returns the store as a checkpoint.RunLocker, or skips the test.
+func (e *env) runLocker() checkpoint.RunLocker {
+	e.t.Helper()
+	r, ok := e.s.(checkpoint.RunLocker)
+	if !ok {
+		e.t.Skip("store is not a checkpoint.RunLocker")
+	}
+	return r
 }
 
 func (e *env) job(name string, total int64) checkpoint.Job {
@@ -489,7 +509,7 @@ func testReclaim(e *env) {
 	e.job("j", 0)
 	e.add("j", ids("a", 5))
 	old := e.lease("j", "dead-run", 3, time.Hour)
-	n, err := e.s.Reclaim(e.ctx, "j")
+	n, err := e.runLocker().Reclaim(e.ctx, "j")
 	if err != nil || n != 3 {
 		e.t.Fatalf("Reclaim = %d, %v; want 3", n, err)
 	}
@@ -657,14 +677,14 @@ func testRetryDead(e *env) {
 	got := e.lease("j", "w", 4, time.Minute)
 	e.complete(dead(got[2], "client", "HTTP 404"), done(got[0]), dead(got[1], "client", "HTTP 403"),
 		checkpoint.Result{Job: "j", ID: got[3].ID, Lease: got[3].Lease, State: checkpoint.Dead, Attempts: 5, ErrKind: "transient", Err: "timeout"})
-	d, err := e.s.Dead(e.ctx, "j", 2)
+	d, err := e.reporter().Dead(e.ctx, "j", 2)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	if idsOf(d) != "a001,a002" || d[0].Err != "HTTP 403" || d[0].ErrKind != "client" {
 		e.t.Fatalf("Dead(2) = %+v, want a001 (HTTP 403), a002: bounded, in added order, with reasons", d)
 	}
-	n, err := e.s.RetryDead(e.ctx, "j")
+	n, err := e.reporter().RetryDead(e.ctx, "j")
 	if err != nil || n != 3 {
 		e.t.Fatalf("RetryDead = %d, %v; want 3", n, err)
 	}
@@ -678,7 +698,7 @@ func testRetryDead(e *env) {
 			e.t.Fatalf("item %s has %d attempts after RetryDead and one lease, want 1", it.ID, it.Attempts)
 		}
 	}
-	if d, _ := e.s.Dead(e.ctx, "j", 10); len(d) != 0 {
+	if d, _ := e.reporter().Dead(e.ctx, "j", 10); len(d) != 0 {
 		e.t.Fatalf("Dead after RetryDead = %s", idsOf(d))
 	}
 }
@@ -689,6 +709,15 @@ func testStatsTopErrors(e *env) {
 	st := e.stats("j")
 	if st.Job.Name != "j" || st.Job.Meta != j.Meta || st.Job.Items != 8 || st.Pending != 8 || !st.FirstDone.IsZero() {
 		e.t.Fatalf("fresh stats %+v", st)
+	}
+	// Stats reports the stored job as Job does, in every store.
+	stored, err := e.s.Job(e.ctx, "j")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if sj := st.Job; sj.Name != stored.Name || sj.ID != stored.ID || sj.Meta != stored.Meta || sj.Items != stored.Items ||
+		!sj.Created.Equal(stored.Created) || sj.Resumed != stored.Resumed || !sj.Resumed {
+		e.t.Fatalf("Stats().Job = %+v, Job() = %+v; want the same stored job, Resumed set", sj, stored)
 	}
 	got := e.lease("j", "w", 8, time.Minute)
 	t0 := e.clock.Now()
@@ -709,7 +738,7 @@ func testStatsTopErrors(e *env) {
 	if !st.FirstDone.Equal(t0) || !st.LastDone.Equal(t0.Add(10*time.Second)) {
 		e.t.Fatalf("done between %v and %v, want %v and %v", st.FirstDone, st.LastDone, t0, t0.Add(10*time.Second))
 	}
-	top, err := e.s.TopErrors(e.ctx, "j", 2)
+	top, err := e.reporter().TopErrors(e.ctx, "j", 2)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -775,7 +804,7 @@ func testUnfinished(e *env) {
 		e.t.Fatal("Unfinished = true after a result was applied twice")
 	}
 	// RetryDead makes the job unfinished again.
-	if n, err := e.s.RetryDead(e.ctx, "j"); err != nil || n != 1 {
+	if n, err := e.reporter().RetryDead(e.ctx, "j"); err != nil || n != 1 {
 		e.t.Fatalf("RetryDead = %d, %v; want 1", n, err)
 	}
 	if !e.unfinished("j") {
@@ -863,7 +892,7 @@ func testJobID(e *env) {
 		e.t.Fatalf("after Restart: ID %q, want a new one (was %q)", restarted.ID, first.ID)
 	}
 	// Another store (another state file) with the same job name.
-	other := e.cfg.Open(e.t, e.t.TempDir()+"/other.db", checkpoint.Options{Now: e.clock.Now})
+	other := e.cfg.Open(e.t, e.t.TempDir()+"/other.db", checkpoint.Config{Clock: e.clock})
 	defer other.Close()
 	oj, err := other.OpenJob(e.ctx, "j", checkpoint.JobMeta{Fingerprint: "fp-j"})
 	if err != nil {
@@ -933,8 +962,8 @@ func testInvalidInput(e *env) {
 		{"unknown item", func() error { _, err := e.s.Item(ctx, "j", "nope"); return err }(), checkpoint.ErrNoItem},
 		{"unknown job stats", func() error { _, err := e.s.Stats(ctx, "nope"); return err }(), checkpoint.ErrNoJob},
 		{"unknown job unfinished", func() error { _, err := e.s.Unfinished(ctx, "nope"); return err }(), checkpoint.ErrNoJob},
-		{"top errors n=0", func() error { _, err := e.s.TopErrors(ctx, "j", 0); return err }(), checkpoint.ErrInvalid},
-		{"dead limit=0", func() error { _, err := e.s.Dead(ctx, "j", 0); return err }(), checkpoint.ErrInvalid},
+		{"top errors n=0", func() error { _, err := e.reporter().TopErrors(ctx, "j", 0); return err }(), checkpoint.ErrInvalid},
+		{"dead limit=0", func() error { _, err := e.reporter().Dead(ctx, "j", 0); return err }(), checkpoint.ErrInvalid},
 	}
 	for _, c := range checks {
 		if !errors.Is(c.err, c.want) {
@@ -995,9 +1024,14 @@ func testReopen(e *env) {
 	if it := e.item("j", got[1].ID); it.Err != "reset" || !it.Due.Equal(e.clock.Now().Add(time.Hour)) {
 		e.t.Fatalf("reopened failed item %+v", it)
 	}
-	// The previous run is gone: take its lease back and resume.
-	if n, err := e.s.Reclaim(e.ctx, "j"); n != 1 || err != nil {
-		e.t.Fatalf("Reclaim = %d, %v", n, err)
+	// The previous run is gone: take its lease back (a store one process
+	// owns) or let it expire (a shared store), and resume.
+	if rl, ok := e.s.(checkpoint.RunLocker); ok {
+		if n, err := rl.Reclaim(e.ctx, "j"); n != 1 || err != nil {
+			e.t.Fatalf("Reclaim = %d, %v", n, err)
+		}
+	} else {
+		e.clock.Advance(time.Minute)
 	}
 	next := e.lease("j", "w2", 10, time.Minute)
 	if idsOf(next) != "a003,a004,a005" || next[0].Progress.Offset != 42 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 	"github.com/rebound-go/rebound/job"
 )
 
@@ -100,7 +101,7 @@ func runBatchDemo(ctx context.Context, p *demoPrinter, items int) error {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 	defer client.CloseIdleConnections()
 	runOnce := func(ctx context.Context, stopAfter int64) (job.Summary, error) {
-		st, err := checkpoint.OpenSQLite(statePath, checkpoint.Options{})
+		st, err := sqlite.Open(statePath, checkpoint.Config{})
 		if err != nil {
 			return job.Summary{}, err
 		}
@@ -116,7 +117,7 @@ func runBatchDemo(ctx context.Context, p *demoPrinter, items int) error {
 			return job.Summary{}, err
 		}
 		return job.Run(runCtx, job.Config{
-			Job: "orders", Store: st, Concurrency: 8, Exclusive: true, Breakers: bs,
+			Job: "orders", Store: st, Concurrency: 8, Breakers: bs,
 			Retry: rebound.Retry{Backoff: rebound.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}},
 			OnEvent: func(e job.Event) {
 				if e.Type == job.EventDone && done.Add(1) == stopAfter {

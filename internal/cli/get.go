@@ -18,6 +18,7 @@ import (
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/transfer"
 )
@@ -49,7 +50,7 @@ func (f *transferFlags) register(cmd *cobra.Command) {
 // setup checks the flags and opens the state store: the checkpoint SQLite
 // file transfers.db in the state directory, which it also returns (uploads
 // keep their lock files there). The caller closes the store.
-func (f *transferFlags) setup() (*checkpoint.SQLite, *rebound.Pipeline, http.Header, string, error) {
+func (f *transferFlags) setup() (*sqlite.Store, *rebound.Pipeline, http.Header, string, error) {
 	if f.attempts < 1 {
 		return nil, nil, nil, "", usageErr(errors.New("--attempts must be at least 1"))
 	}
@@ -82,7 +83,7 @@ func (f *transferFlags) setup() (*checkpoint.SQLite, *rebound.Pipeline, http.Hea
 		}
 		return nil, nil, nil, "", usageErr(fmt.Errorf("state directory: %w", err))
 	}
-	store, err := checkpoint.OpenSQLite(filepath.Join(dir, "transfers.db"), checkpoint.Options{})
+	store, err := sqlite.Open(filepath.Join(dir, "transfers.db"), checkpoint.Config{})
 	if err != nil {
 		return nil, nil, nil, "", usageErr(err)
 	}

@@ -34,7 +34,7 @@ func TestRunAndStatusPostgres(t *testing.T) {
 	u.RawQuery = q.Encode()
 	dsn := u.String()
 	t.Cleanup(func() {
-		st, err := postgres.Open(context.Background(), dsn, checkpoint.Options{})
+		st, err := postgres.Open(context.Background(), dsn, checkpoint.Config{})
 		if err != nil {
 			t.Error(err)
 			return

@@ -22,6 +22,7 @@ import (
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/checkpoint/postgres"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/job"
 	"github.com/rebound-go/rebound/reboundhttp"
@@ -139,15 +140,22 @@ func removeNewState(st checkpoint.Store, path string, created []string) {
 	}
 }
 
+// stateStore is what the CLI needs of a checkpoint store: the lease queue
+// and its reports (dead items, top errors). SQLite and PostgreSQL are both.
+type stateStore interface {
+	checkpoint.Store
+	checkpoint.Reporter
+}
+
 // openStore opens the store a --state value names: a PostgreSQL URL, shared
 // by many workers, or a SQLite file.
-func openStore(ctx context.Context, path string) (checkpoint.Store, error) {
+func openStore(ctx context.Context, path string) (stateStore, error) {
 	if postgres.IsDSN(path) {
 		// Workers may start before the database is up: wait for it a
 		// little (1+2+4+8 s of backoff) while it refuses connections.
 		var st *postgres.Store
 		err := (&rebound.Retry{Name: "connect to the PostgreSQL state"}).Do(ctx, func(ctx context.Context) (err error) {
-			st, err = postgres.Open(ctx, path, checkpoint.Options{})
+			st, err = postgres.Open(ctx, path, checkpoint.Config{})
 			// Only what the store marked as passing is worth waiting for.
 			var c rebound.Classed
 			if err != nil && !(errors.As(err, &c) && c.Class().Kind.Retryable()) {
@@ -170,7 +178,7 @@ func openStore(ctx context.Context, path string) (checkpoint.Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	st, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	st, err := sqlite.Open(path, checkpoint.Config{})
 	if errors.Is(err, checkpoint.ErrReadOnly) {
 		err = fmt.Errorf("%w\nhint: 'rebound status' can still show its progress", err)
 	}
@@ -322,9 +330,9 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	cfg := job.Config{
 		Job: name, Store: st, Concurrency: f.concurrency, MaxAttempts: f.attempts, LeaseTTL: f.leaseTTL,
 		// A file has one worker: items a crashed run held come back at
-		// once. A shared store has others alive: theirs come back when
-		// their leases expire.
-		Exclusive: !shared,
+		// once (job.Run does so for every checkpoint.RunLocker). A shared
+		// store has others alive: theirs come back when their leases
+		// expire.
 		Retry:     rebound.Retry{Backoff: backoffFor(f.wait, f.maxWait)},
 		Breakers:  breakers, BreakerKey: hostOf, Grace: f.grace,
 		OnEvent: func(e job.Event) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/checkpoint/postgres"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 	"github.com/rebound-go/rebound/internal/redact"
 )
 
@@ -77,13 +78,13 @@ the items it finished and its rate.`,
 // openStatusStore opens the state for reading. A SQLite state that cannot
 // be written (read-only file system, no permission) is healthy and worth
 // showing: it is opened read-only, with a note that says why.
-func openStatusStore(cmd *cobra.Command, path string) (checkpoint.Store, error) {
+func openStatusStore(cmd *cobra.Command, path string) (stateStore, error) {
 	if postgres.IsDSN(path) {
 		return openStore(cmd.Context(), path)
 	}
-	st, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	st, err := sqlite.Open(path, checkpoint.Config{})
 	if errors.Is(err, checkpoint.ErrReadOnly) {
-		ro, rerr := checkpoint.OpenSQLite(path, checkpoint.Options{ReadOnly: true})
+		ro, rerr := sqlite.Open(path, checkpoint.Config{ReadOnly: true})
 		if rerr == nil {
 			fmt.Fprintf(cmd.ErrOrStderr(), "rebound: %s cannot be written, showing it read-only: %v\n", path, err)
 			return ro, nil
@@ -96,7 +97,7 @@ func openStatusStore(cmd *cobra.Command, path string) (checkpoint.Store, error) 
 	return st, nil
 }
 
-func showStatus(cmd *cobra.Command, st checkpoint.Store, name string, asJSON bool, deadLimit int) error {
+func showStatus(cmd *cobra.Command, st stateStore, name string, asJSON bool, deadLimit int) error {
 	ctx := cmd.Context()
 	s, err := st.Stats(ctx, name)
 	if err != nil {

@@ -1,5 +1,5 @@
 // Package groupcommit is the group-commit queue the checkpoint stores share
-// (checkpoint.SQLite, checkpoint/postgres.Store): writers hand operations to
+// (checkpoint/sqlite.Store, checkpoint/postgres.Store): writers hand operations to
 // one committer goroutine, which writes everything queued so far in one
 // transaction.
 //

@@ -1,6 +1,6 @@
 //go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
 
-package checkpoint
+package sqlite
 
 // canWrite has no cheap, side-effect-free answer here; SQLite's own errors
 // (mapped by sqliteOpenErr) say what went wrong instead.

@@ -1,4 +1,13 @@
-package checkpoint
+// Package memory is a checkpoint store that keeps everything in memory, for
+// tests, benchmarks and jobs that need not survive the process. It passes
+// the same conformance suite (checkpoint/storetest) as the durable stores.
+//
+// It is a separate implementation of the leasing rules rather than SQLite
+// in ":memory:": a program that keeps its jobs in memory then links no
+// database engine (about 6 MB), its Lease is O(n log N) without SQL, and
+// the conformance suite, which all three stores pass, is what keeps the
+// rules one.
+package memory
 
 import (
 	"bytes"
@@ -8,16 +17,21 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/internal/spi"
 )
 
-// Memory is a Store that keeps everything in memory, for tests and
+// Store is a checkpoint.Store that keeps everything in memory, for tests and
 // benchmarks. It has the same semantics as the durable stores, except that
 // nothing survives the process: every write is "durable" (visible) as soon as
 // its method returns, and Flush only reports whether the store is closed.
 // Lease is O(n log N) through per-state heaps, so benchmarks against it are
-// fair. Create it with NewMemory; it is safe for concurrent use.
-type Memory struct {
-	opts Options
+// fair. Create it with New; it is safe for concurrent use.
+//
+// It is also a checkpoint.RunLocker and a checkpoint.Reporter.
+type Store struct {
+	cfg checkpoint.Config
 
 	mu     sync.Mutex
 	closed bool
@@ -27,23 +41,23 @@ type Memory struct {
 }
 
 type memJob struct {
-	job   Job
+	job   checkpoint.Job
 	items map[string]*memItem
 	// Queues of leasable items. Entries are not removed when an item
 	// changes state; an entry whose version is stale is skipped (lazy
 	// deletion keeps every state change O(log N)).
 	pending, failed, leased memQueue
-	// open counts the items that are not Done or Dead, so Unfinished
+	// open counts the items that are not checkpoint.Done or checkpoint.Dead, so Unfinished
 	// answers without walking the job.
 	open int64
 }
 
-// final reports whether an item in state st is finished (Done or Dead):
+// final reports whether an item in state st is finished (checkpoint.Done or checkpoint.Dead):
 // nothing brings it back but RetryDead.
-func final(st State) bool { return st == Done || st == Dead }
+func final(st checkpoint.State) bool { return st == checkpoint.Done || st == checkpoint.Dead }
 
 type memItem struct {
-	it  Item
+	it  checkpoint.Item
 	seq int64
 	ver int64
 }
@@ -73,26 +87,22 @@ func (q *memQueue) Pop() any {
 	return e
 }
 
-// NewMemory returns an empty in-memory store. Only opts.Now is used.
-func NewMemory(opts Options) *Memory {
-	return &Memory{opts: opts, jobs: make(map[string]*memJob)}
+// New returns an empty in-memory store. Only cfg.Clock is used.
+func New(cfg checkpoint.Config) *Store {
+	return &Store{cfg: cfg, jobs: make(map[string]*memJob)}
 }
 
-var _ Store = (*Memory)(nil)
+var (
+	_ checkpoint.Store     = (*Store)(nil)
+	_ checkpoint.Reporter  = (*Store)(nil)
+	_ checkpoint.RunLocker = (*Store)(nil)
+)
 
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
+// TryLockRun implements checkpoint.RunLocker. It always succeeds: a memory
+// store lives in one process and dies with it, so the only runs that could
+// hold its leases are this process's own, and the run lock is re-entrant
+// per store value in every store.
+func (m *Store) TryLockRun(job string) (func(), error) { return func() {}, nil }
 
 func cloneBytes(b []byte) []byte {
 	if b == nil {
@@ -101,20 +111,20 @@ func cloneBytes(b []byte) []byte {
 	return bytes.Clone(b)
 }
 
-func cloneItem(it Item) Item {
+func cloneItem(it checkpoint.Item) checkpoint.Item {
 	it.Payload = cloneBytes(it.Payload)
 	it.Progress.Extra = cloneBytes(it.Progress.Extra)
 	return it
 }
 
 // job returns the named job; the caller holds m.mu.
-func (m *Memory) job(name string) (*memJob, error) {
+func (m *Store) job(name string) (*memJob, error) {
 	if m.closed {
-		return nil, ErrClosed
+		return nil, checkpoint.ErrClosed
 	}
 	j := m.jobs[name]
 	if j == nil {
-		return nil, noJob(name)
+		return nil, spi.NoJobError(name)
 	}
 	return j, nil
 }
@@ -122,70 +132,70 @@ func (m *Memory) job(name string) (*memJob, error) {
 // enqueue puts the item on the queue of its (new) state; the caller holds
 // m.mu and has just bumped m.ver.
 func (j *memJob) enqueue(mi *memItem) {
-	e := memEntry{due: unixNano(mi.it.Due), seq: mi.seq, ver: mi.ver, m: mi}
+	e := memEntry{due: spi.UnixNano(mi.it.Due), seq: mi.seq, ver: mi.ver, m: mi}
 	switch mi.it.State {
-	case Pending:
+	case checkpoint.Pending:
 		e.due = 0
 		heap.Push(&j.pending, e)
-	case Failed:
+	case checkpoint.Failed:
 		heap.Push(&j.failed, e)
-	case Leased:
+	case checkpoint.Leased:
 		heap.Push(&j.leased, e)
 	}
 }
 
-// OpenJob implements Store.
-func (m *Memory) OpenJob(ctx context.Context, name string, meta JobMeta) (Job, error) {
-	if err := checkJobName(name); err != nil {
-		return Job{}, err
+// OpenJob implements checkpoint.Store.
+func (m *Store) OpenJob(ctx context.Context, name string, meta checkpoint.JobMeta) (checkpoint.Job, error) {
+	if err := spi.ValidateJobName(name); err != nil {
+		return checkpoint.Job{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return Job{}, ErrClosed
+		return checkpoint.Job{}, checkpoint.ErrClosed
 	}
 	if j := m.jobs[name]; j != nil {
 		if j.job.Meta != meta {
-			return Job{}, manifestChanged(name, j.job.Meta, meta)
+			return checkpoint.Job{}, spi.ManifestChangedError(name, j.job.Meta, meta)
 		}
 		out := j.job
 		out.Resumed = true
 		return out, nil
 	}
 	j := &memJob{
-		job:   Job{Name: name, ID: NewJobID(), Meta: meta, Created: m.opts.now().UTC()},
+		job:   checkpoint.Job{Name: name, ID: spi.NewJobID(), Meta: meta, Created: spi.Now(m.cfg)},
 		items: make(map[string]*memItem),
 	}
 	m.jobs[name] = j
 	return j.job, nil
 }
 
-// Job implements Store.
-func (m *Memory) Job(ctx context.Context, name string) (Job, error) {
+// Job implements checkpoint.Store.
+func (m *Store) Job(ctx context.Context, name string) (checkpoint.Job, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, err := m.job(name)
 	if err != nil {
-		return Job{}, err
+		return checkpoint.Job{}, err
 	}
 	out := j.job
 	out.Resumed = true
 	return out, nil
 }
 
-// Restart implements Store.
-func (m *Memory) Restart(ctx context.Context, name string) error {
+// Restart implements checkpoint.Store.
+func (m *Store) Restart(ctx context.Context, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ErrClosed
+		return checkpoint.ErrClosed
 	}
 	delete(m.jobs, name)
 	return nil
 }
 
-// AddItems implements Store.
-func (m *Memory) AddItems(ctx context.Context, job string, items []Item) error {
+// AddItems implements checkpoint.Store.
+func (m *Store) AddItems(ctx context.Context, job string, items []checkpoint.Item) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, err := m.job(job)
@@ -193,24 +203,24 @@ func (m *Memory) AddItems(ctx context.Context, job string, items []Item) error {
 		return err
 	}
 	if t := j.job.Meta.Total; t > 0 && j.job.Items+int64(len(items)) > t {
-		return fmt.Errorf("%w: job %q: adding %d items to %d would exceed its total of %d", ErrInvalid, job, len(items), j.job.Items, t)
+		return fmt.Errorf("%w: job %q: adding %d items to %d would exceed its total of %d", checkpoint.ErrInvalid, job, len(items), j.job.Items, t)
 	}
 	seen := make(map[string]struct{}, len(items))
 	for _, it := range items {
-		if err := checkItem(it); err != nil {
+		if err := spi.ValidateItem(it); err != nil {
 			return err
 		}
 		_, dupBatch := seen[it.ID]
 		if _, dupJob := j.items[it.ID]; dupJob || dupBatch {
-			return fmt.Errorf("%w: job %q: item %q", ErrDuplicateID, job, it.ID)
+			return fmt.Errorf("%w: job %q: item %q", checkpoint.ErrDuplicateID, job, it.ID)
 		}
 		seen[it.ID] = struct{}{}
 	}
-	now := m.opts.now().UTC()
+	now := spi.Now(m.cfg)
 	for _, it := range items {
 		m.seq++
-		mi := &memItem{seq: m.seq, it: Item{
-			Job: job, ID: it.ID, Payload: cloneBytes(it.Payload), State: Pending,
+		mi := &memItem{seq: m.seq, it: checkpoint.Item{
+			Job: job, ID: it.ID, Payload: cloneBytes(it.Payload), State: checkpoint.Pending,
 			Created: now, Updated: now,
 		}}
 		j.items[it.ID] = mi
@@ -221,9 +231,9 @@ func (m *Memory) AddItems(ctx context.Context, job string, items []Item) error {
 	return nil
 }
 
-// Lease implements Store.
-func (m *Memory) Lease(ctx context.Context, job, worker string, n int, ttl time.Duration) ([]Item, error) {
-	if err := checkLease(n, ttl); err != nil {
+// Lease implements checkpoint.Store.
+func (m *Store) Lease(ctx context.Context, job, worker string, n int, ttl time.Duration) ([]checkpoint.Item, error) {
+	if err := spi.ValidateLease(n, ttl); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
@@ -232,26 +242,26 @@ func (m *Memory) Lease(ctx context.Context, job, worker string, n int, ttl time.
 	if err != nil {
 		return nil, err
 	}
-	now := m.opts.now().UTC()
+	now := spi.Now(m.cfg)
 	nowN := now.UnixNano()
 	m.token++ // one token per call, as in the SQLite store
-	var out []Item
+	var out []checkpoint.Item
 	var classStart int
 	// take pops valid entries from q while they are due.
-	take := func(q *memQueue, state State) {
+	take := func(q *memQueue, state checkpoint.State) {
 		for len(out) < n && q.Len() > 0 {
 			e := (*q)[0]
 			if e.ver != e.m.ver || e.m.it.State != state {
 				heap.Pop(q) // stale entry
 				continue
 			}
-			if state != Pending && e.due > nowN {
+			if state != checkpoint.Pending && e.due > nowN {
 				return // the earliest is not due yet
 			}
 			heap.Pop(q)
 			mi := e.m
 			mi.ver++
-			mi.it.State = Leased
+			mi.it.State = checkpoint.Leased
 			mi.it.Worker = worker
 			mi.it.Lease = m.token
 			mi.it.Due = now.Add(ttl)
@@ -264,8 +274,8 @@ func (m *Memory) Lease(ctx context.Context, job, worker string, n int, ttl time.
 	// Each class in added order, as SQLite returns it.
 	for _, q := range []struct {
 		q     *memQueue
-		state State
-	}{{&j.leased, Leased}, {&j.failed, Failed}, {&j.pending, Pending}} {
+		state checkpoint.State
+	}{{&j.leased, checkpoint.Leased}, {&j.failed, checkpoint.Failed}, {&j.pending, checkpoint.Pending}} {
 		classStart = len(out)
 		take(q.q, q.state)
 		class := out[classStart:]
@@ -275,23 +285,23 @@ func (m *Memory) Lease(ctx context.Context, job, worker string, n int, ttl time.
 }
 
 // leased returns the item that lease holds, or an error wrapping
-// ErrLeaseLost; the caller holds m.mu.
-func (m *Memory) leased(job, id string, lease int64) (*memJob, *memItem, error) {
+// checkpoint.ErrLeaseLost; the caller holds m.mu.
+func (m *Store) leased(job, id string, lease int64) (*memJob, *memItem, error) {
 	j, err := m.job(job)
 	if err != nil {
 		return nil, nil, err
 	}
 	mi := j.items[id]
-	if mi == nil || lease == 0 || mi.it.Lease != lease || mi.it.State != Leased {
-		return nil, nil, leaseLost(job, id, lease)
+	if mi == nil || lease == 0 || mi.it.Lease != lease || mi.it.State != checkpoint.Leased {
+		return nil, nil, spi.LeaseLostError(job, id, lease)
 	}
 	return j, mi, nil
 }
 
-// Extend implements Store.
-func (m *Memory) Extend(ctx context.Context, job, id string, lease int64, ttl time.Duration) error {
+// Extend implements checkpoint.Store.
+func (m *Store) Extend(ctx context.Context, job, id string, lease int64, ttl time.Duration) error {
 	if ttl <= 0 {
-		return fmt.Errorf("%w: lease TTL %v <= 0", ErrInvalid, ttl)
+		return fmt.Errorf("%w: lease TTL %v <= 0", checkpoint.ErrInvalid, ttl)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -299,7 +309,7 @@ func (m *Memory) Extend(ctx context.Context, job, id string, lease int64, ttl ti
 	if err != nil {
 		return err
 	}
-	now := m.opts.now().UTC()
+	now := spi.Now(m.cfg)
 	mi.ver++
 	mi.it.Due = now.Add(ttl)
 	mi.it.Updated = now
@@ -307,8 +317,8 @@ func (m *Memory) Extend(ctx context.Context, job, id string, lease int64, ttl ti
 	return nil
 }
 
-// Release implements Store.
-func (m *Memory) Release(ctx context.Context, job, id string, lease int64) error {
+// Release implements checkpoint.Store.
+func (m *Store) Release(ctx context.Context, job, id string, lease int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, mi, err := m.leased(job, id, lease)
@@ -316,55 +326,55 @@ func (m *Memory) Release(ctx context.Context, job, id string, lease int64) error
 		return err
 	}
 	mi.ver++
-	mi.it.State = Pending
+	mi.it.State = checkpoint.Pending
 	mi.it.Due = time.Time{}
 	mi.it.Attempts = max(mi.it.Attempts-1, 0)
-	mi.it.Updated = m.opts.now().UTC()
+	mi.it.Updated = spi.Now(m.cfg)
 	j.enqueue(mi)
 	return nil
 }
 
-// Defer implements Store.
-func (m *Memory) Defer(ctx context.Context, job, id string, lease int64, next time.Time, err, errKind string) error {
+// Defer implements checkpoint.Store.
+func (m *Store) Defer(ctx context.Context, job, id string, lease int64, next time.Time, err, errKind string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, mi, e := m.leased(job, id, lease)
 	if e != nil {
 		return e
 	}
-	now := m.opts.now().UTC()
+	now := spi.Now(m.cfg)
 	mi.ver++
-	mi.it.State = Failed
+	mi.it.State = checkpoint.Failed
 	mi.it.Due = now
 	if !next.IsZero() {
 		mi.it.Due = next.UTC()
 	}
 	mi.it.Attempts = max(mi.it.Attempts-1, 0)
 	if err != "" || errKind != "" {
-		mi.it.Err, mi.it.ErrKind = cutErr(err), errKind
+		mi.it.Err, mi.it.ErrKind = spi.CutErr(err), errKind
 	}
 	mi.it.Updated = now
 	j.enqueue(mi)
 	return nil
 }
 
-// Reclaim implements Store.
-func (m *Memory) Reclaim(ctx context.Context, job string) (int, error) {
+// Reclaim implements checkpoint.RunLocker.
+func (m *Store) Reclaim(ctx context.Context, job string) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, err := m.job(job)
 	if err != nil {
 		return 0, err
 	}
-	now := m.opts.now().UTC()
+	now := spi.Now(m.cfg)
 	n := 0
 	for _, e := range j.leased {
 		mi := e.m
-		if e.ver != mi.ver || mi.it.State != Leased {
+		if e.ver != mi.ver || mi.it.State != checkpoint.Leased {
 			continue
 		}
 		mi.ver++
-		mi.it.State = Pending
+		mi.it.State = checkpoint.Pending
 		mi.it.Due = time.Time{}
 		mi.it.Updated = now
 		j.enqueue(mi)
@@ -374,19 +384,19 @@ func (m *Memory) Reclaim(ctx context.Context, job string) (int, error) {
 	return n, nil
 }
 
-// Complete implements Store. The results are applied before it returns.
-func (m *Memory) Complete(ctx context.Context, results []Result) error {
+// Complete implements checkpoint.Store. The results are applied before it returns.
+func (m *Store) Complete(ctx context.Context, results []checkpoint.Result) error {
 	for _, r := range results {
-		if err := checkResult(r); err != nil {
+		if err := spi.ValidateResult(r); err != nil {
 			return err
 		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ErrClosed
+		return checkpoint.ErrClosed
 	}
-	now := m.opts.now().UTC()
+	now := spi.Now(m.cfg)
 	for _, r := range results {
 		j := m.jobs[r.Job]
 		if j == nil {
@@ -409,10 +419,10 @@ func (m *Memory) Complete(ctx context.Context, results []Result) error {
 			mi.it.Attempts = r.Attempts
 		}
 		if r.Err != "" || r.ErrKind != "" {
-			mi.it.Err, mi.it.ErrKind = cutErr(r.Err), r.ErrKind
+			mi.it.Err, mi.it.ErrKind = spi.CutErr(r.Err), r.ErrKind
 		}
 		mi.it.Due = time.Time{}
-		if r.State == Failed {
+		if r.State == checkpoint.Failed {
 			mi.it.Due = now
 			if !r.NextAt.IsZero() {
 				mi.it.Due = r.NextAt.UTC()
@@ -429,15 +439,15 @@ func (m *Memory) Complete(ctx context.Context, results []Result) error {
 	return nil
 }
 
-// SaveProgress implements Store. The record is applied before it returns.
-func (m *Memory) SaveProgress(ctx context.Context, job, id string, lease int64, p Progress) error {
-	if err := checkProgress(&p); err != nil {
+// SaveProgress implements checkpoint.Store. The record is applied before it returns.
+func (m *Store) SaveProgress(ctx context.Context, job, id string, lease int64, p checkpoint.Progress) error {
+	if err := spi.ValidateProgress(p); err != nil {
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ErrClosed
+		return checkpoint.ErrClosed
 	}
 	j := m.jobs[job]
 	if j == nil {
@@ -449,56 +459,57 @@ func (m *Memory) SaveProgress(ctx context.Context, job, id string, lease int64, 
 	}
 	p.Extra = cloneBytes(p.Extra)
 	mi.it.Progress = p
-	mi.it.Updated = m.opts.now().UTC()
+	mi.it.Updated = spi.Now(m.cfg)
 	return nil
 }
 
-// Flush implements Store; everything is applied already.
-func (m *Memory) Flush(ctx context.Context) error {
+// Flush implements checkpoint.Store; everything is applied already.
+func (m *Store) Flush(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ErrClosed
+		return checkpoint.ErrClosed
 	}
 	return nil
 }
 
-// Item implements Store.
-func (m *Memory) Item(ctx context.Context, job, id string) (Item, error) {
+// Item implements checkpoint.Store.
+func (m *Store) Item(ctx context.Context, job, id string) (checkpoint.Item, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, err := m.job(job)
 	if err != nil {
-		return Item{}, err
+		return checkpoint.Item{}, err
 	}
 	mi := j.items[id]
 	if mi == nil {
-		return Item{}, fmt.Errorf("%w: job %q item %q", ErrNoItem, job, id)
+		return checkpoint.Item{}, spi.NoItemError(job, id)
 	}
 	return cloneItem(mi.it), nil
 }
 
-// Stats implements Store. It walks all items of the job.
-func (m *Memory) Stats(ctx context.Context, job string) (Stats, error) {
+// Stats implements checkpoint.Store. It walks all items of the job.
+func (m *Store) Stats(ctx context.Context, job string) (checkpoint.Stats, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, err := m.job(job)
 	if err != nil {
-		return Stats{}, err
+		return checkpoint.Stats{}, err
 	}
-	s := Stats{Job: j.job}
+	s := checkpoint.Stats{Job: j.job}
+	s.Job.Resumed = true // as Job and the other stores report a stored job
 	for _, mi := range j.items {
 		s.Attempts += int64(mi.it.Attempts)
 		switch mi.it.State {
-		case Pending:
+		case checkpoint.Pending:
 			s.Pending++
-		case Leased:
+		case checkpoint.Leased:
 			s.Leased++
-		case Failed:
+		case checkpoint.Failed:
 			s.Failed++
-		case Dead:
+		case checkpoint.Dead:
 			s.Dead++
-		case Done:
+		case checkpoint.Done:
 			s.Done++
 			if u := mi.it.Updated; s.FirstDone.IsZero() || u.Before(s.FirstDone) {
 				s.FirstDone = u
@@ -511,8 +522,8 @@ func (m *Memory) Stats(ctx context.Context, job string) (Stats, error) {
 	return s, nil
 }
 
-// Unfinished implements Store in O(1): the job keeps the count.
-func (m *Memory) Unfinished(ctx context.Context, job string) (bool, error) {
+// Unfinished implements checkpoint.Store in O(1): the job keeps the count.
+func (m *Store) Unfinished(ctx context.Context, job string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, err := m.job(job)
@@ -522,10 +533,10 @@ func (m *Memory) Unfinished(ctx context.Context, job string) (bool, error) {
 	return j.open > 0, nil
 }
 
-// TopErrors implements Store.
-func (m *Memory) TopErrors(ctx context.Context, job string, n int) ([]ErrorCount, error) {
+// TopErrors implements checkpoint.Reporter.
+func (m *Store) TopErrors(ctx context.Context, job string, n int) ([]checkpoint.ErrorCount, error) {
 	if n < 1 {
-		return nil, fmt.Errorf("%w: n %d < 1", ErrInvalid, n)
+		return nil, fmt.Errorf("%w: n %d < 1", checkpoint.ErrInvalid, n)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -536,13 +547,13 @@ func (m *Memory) TopErrors(ctx context.Context, job string, n int) ([]ErrorCount
 	type key struct{ kind, err string }
 	counts := make(map[key]int64)
 	for _, mi := range j.items {
-		if mi.it.State == Failed || mi.it.State == Dead {
+		if mi.it.State == checkpoint.Failed || mi.it.State == checkpoint.Dead {
 			counts[key{mi.it.ErrKind, mi.it.Err}]++
 		}
 	}
-	out := make([]ErrorCount, 0, len(counts))
+	out := make([]checkpoint.ErrorCount, 0, len(counts))
 	for k, c := range counts {
-		out = append(out, ErrorCount{Kind: k.kind, Err: k.err, Count: c})
+		out = append(out, checkpoint.ErrorCount{Kind: k.kind, Err: k.err, Count: c})
 	}
 	sortErrorCounts(out)
 	if len(out) > n {
@@ -553,7 +564,7 @@ func (m *Memory) TopErrors(ctx context.Context, job string, n int) ([]ErrorCount
 
 // sortErrorCounts orders by count, most first, then by kind and text so
 // every store returns ties in the same order.
-func sortErrorCounts(out []ErrorCount) {
+func sortErrorCounts(out []checkpoint.ErrorCount) {
 	sort.Slice(out, func(a, b int) bool {
 		if out[a].Count != out[b].Count {
 			return out[a].Count > out[b].Count
@@ -565,10 +576,10 @@ func sortErrorCounts(out []ErrorCount) {
 	})
 }
 
-// Dead implements Store.
-func (m *Memory) Dead(ctx context.Context, job string, limit int) ([]Item, error) {
+// Dead implements checkpoint.Reporter.
+func (m *Store) Dead(ctx context.Context, job string, limit int) ([]checkpoint.Item, error) {
 	if limit < 1 {
-		return nil, fmt.Errorf("%w: limit %d < 1", ErrInvalid, limit)
+		return nil, fmt.Errorf("%w: limit %d < 1", checkpoint.ErrInvalid, limit)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -578,7 +589,7 @@ func (m *Memory) Dead(ctx context.Context, job string, limit int) ([]Item, error
 	}
 	var dead []*memItem
 	for _, mi := range j.items {
-		if mi.it.State == Dead {
+		if mi.it.State == checkpoint.Dead {
 			dead = append(dead, mi)
 		}
 	}
@@ -586,29 +597,29 @@ func (m *Memory) Dead(ctx context.Context, job string, limit int) ([]Item, error
 	if len(dead) > limit {
 		dead = dead[:limit]
 	}
-	out := make([]Item, len(dead))
+	out := make([]checkpoint.Item, len(dead))
 	for i, mi := range dead {
 		out[i] = cloneItem(mi.it)
 	}
 	return out, nil
 }
 
-// RetryDead implements Store.
-func (m *Memory) RetryDead(ctx context.Context, job string) (int64, error) {
+// RetryDead implements checkpoint.Reporter.
+func (m *Store) RetryDead(ctx context.Context, job string) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, err := m.job(job)
 	if err != nil {
 		return 0, err
 	}
-	now := m.opts.now().UTC()
+	now := spi.Now(m.cfg)
 	var n int64
 	for _, mi := range j.items {
-		if mi.it.State != Dead {
+		if mi.it.State != checkpoint.Dead {
 			continue
 		}
 		mi.ver++
-		mi.it.State = Pending
+		mi.it.State = checkpoint.Pending
 		j.open++
 		mi.it.Attempts = 0
 		mi.it.Due = time.Time{}
@@ -619,12 +630,12 @@ func (m *Memory) RetryDead(ctx context.Context, job string) (int64, error) {
 	return n, nil
 }
 
-// Close implements Store.
-func (m *Memory) Close() error {
+// Close implements checkpoint.Store.
+func (m *Store) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ErrClosed
+		return checkpoint.ErrClosed
 	}
 	m.closed = true
 	m.jobs = nil

@@ -1,6 +1,8 @@
-package checkpoint
+package sqlite
 
 import (
+	"github.com/rebound-go/rebound/checkpoint"
+
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,7 +20,7 @@ const sqliteMagic = "SQLite format 3\x00"
 // badFile builds the error for a file we refuse to use. It always names the
 // file and says what the user can do, and promises that nothing was changed.
 func badFile(path, reason, what string) error {
-	return fmt.Errorf("%w: %s: %s; the file was left unchanged. %s", ErrBadFile, path, reason, what)
+	return fmt.Errorf("%w: %s: %s; the file was left unchanged. %s", checkpoint.ErrBadFile, path, reason, what)
 }
 
 const hintStartOver = "To start over, move the file away or delete it (its recorded progress is lost)"
@@ -32,11 +34,11 @@ func readOnlyErr(path, reason string) error { return readOnlyCause(path, reason,
 func readOnlyCause(path, reason string, cause error) error {
 	const advice = "; its recorded progress is intact and the file was left unchanged. " +
 		"To resume it, make the file and its folder writable (remount the file system read-write, or fix the owner or permissions); " +
-		"to look at it, open it read-only (Options.ReadOnly)"
+		"to look at it, open it read-only (Config.ReadOnly)"
 	if cause != nil {
-		return fmt.Errorf("%w: %s: %s (%w)"+advice, ErrReadOnly, path, reason, cause)
+		return fmt.Errorf("%w: %s: %s (%w)"+advice, checkpoint.ErrReadOnly, path, reason, cause)
 	}
-	return fmt.Errorf("%w: %s: %s"+advice, ErrReadOnly, path, reason)
+	return fmt.Errorf("%w: %s: %s"+advice, checkpoint.ErrReadOnly, path, reason)
 }
 
 // checkWritable makes sure an existing store file, and the folder where
@@ -86,7 +88,7 @@ func sqliteOpenErr(path, what string, err error) error {
 		return badFile(path, what+" ("+err.Error()+")", hintStartOver)
 	case sqliteBusy, sqliteLocked:
 		return fmt.Errorf("%w: %s: another process holds a lock on the file (%v); its recorded progress is intact. "+
-			"Try again once that process has finished", ErrLocked, path, err)
+			"Try again once that process has finished", checkpoint.ErrLocked, path, err)
 	case sqliteReadOnly, sqliteCantOpen, sqlitePerm, sqliteAuth:
 		return readOnlyCause(path, "SQLite cannot open it, or its -wal and -shm files, for writing", err)
 	}

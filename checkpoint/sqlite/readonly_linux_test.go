@@ -1,6 +1,6 @@
 //go:build linux
 
-package checkpoint_test
+package sqlite_test
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 )
 
 // readOnlyView returns a view of dir that this process really cannot write,
@@ -61,7 +62,7 @@ func TestSQLiteReadOnlyState(t *testing.T) {
 	view, reason := readOnlyView(t, dir)
 	path := filepath.Join(view, "s.db")
 
-	_, err = checkpoint.OpenSQLite(path, checkpoint.Options{})
+	_, err = sqlite.Open(path, checkpoint.Config{})
 	if !errors.Is(err, checkpoint.ErrReadOnly) || errors.Is(err, checkpoint.ErrBadFile) {
 		t.Fatalf("opening for writing: err = %v, want ErrReadOnly, not ErrBadFile", err)
 	}
@@ -75,7 +76,7 @@ func TestSQLiteReadOnlyState(t *testing.T) {
 		t.Errorf("error %q does not name the file, say %q, or that the progress is intact", msg, reason)
 	}
 
-	s, err := checkpoint.OpenSQLite(path, checkpoint.Options{ReadOnly: true})
+	s, err := sqlite.Open(path, checkpoint.Config{ReadOnly: true})
 	if err != nil {
 		t.Fatalf("opening read-only: %v", err)
 	}
@@ -105,7 +106,7 @@ func TestSQLiteReadOnlyState(t *testing.T) {
 // not that the file is damaged.
 func TestSQLiteReadOnlyStateWithWAL(t *testing.T) {
 	src := t.TempDir()
-	s := openSQLite(t, filepath.Join(src, "s.db"), checkpoint.Options{})
+	s := openSQLite(t, filepath.Join(src, "s.db"), checkpoint.Config{})
 	defer s.Close()
 	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "f"}); err != nil {
 		t.Fatal(err)
@@ -138,7 +139,7 @@ func TestSQLiteReadOnlyStateWithWAL(t *testing.T) {
 	}
 
 	view, _ := readOnlyView(t, withShm)
-	ro, err := checkpoint.OpenSQLite(filepath.Join(view, "s.db"), checkpoint.Options{ReadOnly: true})
+	ro, err := sqlite.Open(filepath.Join(view, "s.db"), checkpoint.Config{ReadOnly: true})
 	if err != nil {
 		t.Fatalf("read-only open with -wal and -shm: %v", err)
 	}
@@ -148,7 +149,7 @@ func TestSQLiteReadOnlyStateWithWAL(t *testing.T) {
 	}
 
 	view, _ = readOnlyView(t, noShm)
-	_, err = checkpoint.OpenSQLite(filepath.Join(view, "s.db"), checkpoint.Options{ReadOnly: true})
+	_, err = sqlite.Open(filepath.Join(view, "s.db"), checkpoint.Config{ReadOnly: true})
 	if os.Geteuid() != 0 {
 		return // the folder's permission bits alone: SQLite reads it as it may
 	}
@@ -170,7 +171,7 @@ func TestSQLiteImmutableState(t *testing.T) {
 		t.Skipf("chattr +i: %v %s", err, out)
 	}
 	defer exec.Command("chattr", "-i", path).Run()
-	_, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	_, err := sqlite.Open(path, checkpoint.Config{})
 	if !errors.Is(err, checkpoint.ErrReadOnly) || strings.Contains(err.Error(), "delete") || !strings.Contains(err.Error(), "operation not permitted") {
 		t.Fatalf("immutable file: err = %v, want ErrReadOnly saying the operation is not permitted, no delete advice", err)
 	}
@@ -195,7 +196,7 @@ func TestSQLiteLockedState(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.ExecContext(ctx, "ROLLBACK")
-	_, err = checkpoint.OpenSQLite(path, checkpoint.Options{BusyTimeout: time.Millisecond})
+	_, err = sqlite.Open(path, checkpoint.Config{BusyTimeout: time.Millisecond})
 	if !errors.Is(err, checkpoint.ErrLocked) || errors.Is(err, checkpoint.ErrBadFile) || strings.Contains(err.Error(), "delete") {
 		t.Fatalf("locked state: err = %v, want ErrLocked without delete advice", err)
 	}

@@ -1,6 +1,6 @@
 //go:build unix
 
-package checkpoint_test
+package sqlite_test
 
 import "syscall"
 

@@ -1,26 +1,13 @@
-package checkpoint
+package sqlite
 
 import (
+	"github.com/rebound-go/rebound/checkpoint"
+
 	"fmt"
 	"sync"
 
 	"github.com/rebound-go/rebound/internal/filelock"
 )
-
-// RunLocker is implemented by stores that one process owns at a time
-// (SQLite). A run that takes back the leases of a crashed predecessor
-// (job.Config.Exclusive, Store.Reclaim) must first hold the run lock, or it
-// could take the leases of a predecessor that is still alive and send its
-// items a second time. job.Run takes it; so does `rebound run`, before it
-// restarts or loads a job.
-type RunLocker interface {
-	// TryLockRun takes the run lock for job without waiting and returns the
-	// function that releases it. If another holder has it, the error wraps
-	// ErrLocked and says who holds it. A store may lock more than the job
-	// (SQLite locks its whole file); the same store value may take it again
-	// while it holds it, and each take needs its own release.
-	TryLockRun(job string) (unlock func(), err error)
-}
 
 // runLock is the SQLite store's run lock: an exclusive flock on a file
 // beside the database (never on the database file itself: closing another
@@ -48,7 +35,7 @@ func (l *runLock) tryLock(what string) (func(), error) {
 				who += " (" + holder + ")"
 			}
 			return nil, fmt.Errorf("%w: %s is being run by %s; wait for that run to end, or stop it, then run again",
-				ErrLocked, what, who)
+				checkpoint.ErrLocked, what, who)
 		}
 		l.l = fl
 	}

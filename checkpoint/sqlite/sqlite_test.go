@@ -1,4 +1,4 @@
-package checkpoint_test
+package sqlite_test
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/sqlite"
 )
 
 var ctx = context.Background()
@@ -23,7 +24,7 @@ var ctx = context.Background()
 // makeStore writes a real store with n items (some done) at path and closes it.
 func makeStore(t *testing.T, path string, n int) {
 	t.Helper()
-	s := openSQLite(t, path, checkpoint.Options{})
+	s := openSQLite(t, path, checkpoint.Config{})
 	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "f"}); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestSQLiteCreatesFile0600(t *testing.T) {
 	old := setUmask(0) // the store must not depend on the umask
 	defer setUmask(old)
 	path := filepath.Join(t.TempDir(), "state.db")
-	s := openSQLite(t, path, checkpoint.Options{})
+	s := openSQLite(t, path, checkpoint.Config{})
 	defer s.Close()
 	if _, err := s.OpenJob(ctx, "j", checkpoint.JobMeta{}); err != nil { // a write creates the WAL
 		t.Fatal(err)
@@ -94,8 +95,8 @@ func TestSQLiteCreatesFile0600(t *testing.T) {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
 	var v int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != checkpoint.SchemaVersion {
-		t.Errorf("user_version = %d, %v; want %d", v, err, checkpoint.SchemaVersion)
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != sqlite.SchemaVersion {
+		t.Errorf("user_version = %d, %v; want %d", v, err, sqlite.SchemaVersion)
 	}
 }
 
@@ -158,7 +159,7 @@ func TestSQLiteRefusesBadFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+			s, err := sqlite.Open(path, checkpoint.Config{})
 			if err == nil {
 				s.Close()
 				t.Fatal("OpenSQLite accepted the file")
@@ -190,7 +191,7 @@ func TestSQLiteOpenEmptyFileAndOddPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	makeStore(t, path, 3)
-	s := openSQLite(t, path, checkpoint.Options{})
+	s := openSQLite(t, path, checkpoint.Config{})
 	defer s.Close()
 	st, err := s.Stats(ctx, "j")
 	if err != nil || st.Items() != 3 {
@@ -202,7 +203,7 @@ func TestSQLiteOpenEmptyFileAndOddPath(t *testing.T) {
 }
 
 func TestSQLiteRefusesDirectory(t *testing.T) {
-	_, err := checkpoint.OpenSQLite(t.TempDir(), checkpoint.Options{})
+	_, err := sqlite.Open(t.TempDir(), checkpoint.Config{})
 	if !errors.Is(err, checkpoint.ErrBadFile) {
 		t.Fatalf("err = %v, want ErrBadFile", err)
 	}
@@ -246,7 +247,7 @@ func TestSQLiteSurvivesSIGKILL(t *testing.T) {
 	if flushed < 150 {
 		t.Fatalf("child stopped early (flushed %d)", flushed)
 	}
-	s := openSQLite(t, path, checkpoint.Options{})
+	s := openSQLite(t, path, checkpoint.Config{})
 	defer s.Close()
 	st, err := s.Stats(ctx, "j")
 	if err != nil {
@@ -263,7 +264,7 @@ func TestSQLiteSurvivesSIGKILL(t *testing.T) {
 }
 
 func crashChild(path string) {
-	s, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	s, err := sqlite.Open(path, checkpoint.Config{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -308,8 +309,8 @@ func TestSQLiteQueryPlans(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	queries := []string{checkpoint.DeadSQL, checkpoint.UnfinishedSQL}
-	for _, q := range checkpoint.LeaseSQL {
+	queries := []string{sqlite.DeadSQL, sqlite.UnfinishedSQL}
+	for _, q := range sqlite.LeaseSQL {
 		queries = append(queries, q)
 	}
 	for _, q := range queries {
@@ -339,8 +340,8 @@ func TestSQLiteQueryPlans(t *testing.T) {
 // file, and released by the last unlock or by Close.
 func TestSQLiteRunLock(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	open := func() *checkpoint.SQLite {
-		s, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	open := func() *sqlite.Store {
+		s, err := sqlite.Open(path, checkpoint.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -440,7 +441,7 @@ func TestSQLiteSecondOpenLosesNoResult(t *testing.T) {
 	expect("ready")
 	// Another process reads the file while the writer works, as `rebound
 	// status` does, and closes it.
-	r := openSQLite(t, path, checkpoint.Options{})
+	r := openSQLite(t, path, checkpoint.Config{})
 	if _, err := r.Stats(ctx, "j"); err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +452,7 @@ func TestSQLiteSecondOpenLosesNoResult(t *testing.T) {
 	expect("flushed")
 	cmd.Process.Kill() // SIGKILL
 	cmd.Wait()
-	s := openSQLite(t, path, checkpoint.Options{})
+	s := openSQLite(t, path, checkpoint.Config{})
 	defer s.Close()
 	it, err := s.Item(ctx, "j", "b")
 	if err != nil {
@@ -467,7 +468,7 @@ func secondOpenChild(path string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	s, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	s, err := sqlite.Open(path, checkpoint.Config{})
 	if err != nil {
 		fail(err)
 	}
@@ -482,7 +483,7 @@ func secondOpenChild(path string) {
 		fail(fmt.Errorf("lease: %v %v", got, err))
 	}
 	// The same process opens the file again, reads and closes it.
-	s2, err := checkpoint.OpenSQLite(path, checkpoint.Options{})
+	s2, err := sqlite.Open(path, checkpoint.Config{})
 	if err != nil {
 		fail(err)
 	}
@@ -533,7 +534,7 @@ func TestSQLiteMigratesVersion1(t *testing.T) {
 	if err := os.Chmod(path, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := openSQLite(t, path, checkpoint.Options{})
+	s := openSQLite(t, path, checkpoint.Config{})
 	j, err := s.OpenJob(ctx, "old", checkpoint.JobMeta{Fingerprint: "f", Total: 2})
 	if err != nil || !j.Resumed || j.Items != 2 || len(j.ID) != 32 {
 		t.Fatalf("OpenJob of a version 1 job = %+v, %v; want it resumed with a 32-digit ID", j, err)
@@ -549,7 +550,7 @@ func TestSQLiteMigratesVersion1(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = openSQLite(t, path, checkpoint.Options{})
+	s = openSQLite(t, path, checkpoint.Config{})
 	defer s.Close()
 	again, err := s.Job(ctx, "old")
 	if err != nil || again.ID != j.ID {
@@ -561,8 +562,8 @@ func TestSQLiteMigratesVersion1(t *testing.T) {
 	}
 	defer db.Close()
 	var v int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != checkpoint.SchemaVersion {
-		t.Fatalf("user_version = %d, %v; want %d", v, err, checkpoint.SchemaVersion)
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != sqlite.SchemaVersion {
+		t.Fatalf("user_version = %d, %v; want %d", v, err, sqlite.SchemaVersion)
 	}
 }
 
@@ -571,7 +572,7 @@ func TestSQLiteMigratesVersion1(t *testing.T) {
 func TestSQLiteReadOnlyCreatesNothing(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.db")
-	if _, err := checkpoint.OpenSQLite(missing, checkpoint.Options{ReadOnly: true}); err == nil {
+	if _, err := sqlite.Open(missing, checkpoint.Config{ReadOnly: true}); err == nil {
 		t.Fatal("read-only open of a missing file succeeded")
 	}
 	if _, err := os.Stat(missing); err == nil {
@@ -581,7 +582,7 @@ func TestSQLiteReadOnlyCreatesNothing(t *testing.T) {
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := checkpoint.OpenSQLite(empty, checkpoint.Options{ReadOnly: true}); !errors.Is(err, checkpoint.ErrNoJob) {
+	if _, err := sqlite.Open(empty, checkpoint.Config{ReadOnly: true}); !errors.Is(err, checkpoint.ErrNoJob) {
 		t.Fatalf("read-only open of an empty file: err = %v, want ErrNoJob", err)
 	}
 	if fi, err := os.Stat(empty); err != nil || fi.Size() != 0 {

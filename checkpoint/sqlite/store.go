@@ -1,4 +1,4 @@
-package checkpoint
+package sqlite
 
 import (
 	"context"
@@ -15,7 +15,9 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go)
 
+	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/checkpoint/internal/groupcommit"
+	"github.com/rebound-go/rebound/checkpoint/internal/spi"
 )
 
 // SchemaVersion is the version of the SQLite file layout this build writes
@@ -55,7 +57,7 @@ CREATE TABLE items (
 	UNIQUE (job, id)
 );
 -- Lease reads the head of one (job, state) range in due order, then rowid
--- (insertion) order: no scan, no sort, whatever the job's size. Done items
+-- (insertion) order: no scan, no sort, whatever the job's size. checkpoint.Done items
 -- (most of them, in the end) leave the index, so completing an item only
 -- deletes an entry and the index shrinks as the job progresses. SQLite uses
 -- a partial index only for queries that contain its WHERE term verbatim, so
@@ -66,7 +68,7 @@ INSERT INTO meta (key, value) VALUES ('lease_seq', 0);
 `
 
 // SQLite is the embedded Store: one database file, used by one process at a
-// time. Open it with OpenSQLite; it is safe for concurrent use.
+// time. Open it with Open; it is safe for concurrent use.
 //
 // The file is in WAL mode with synchronous=NORMAL: a committed transaction
 // survives the process being killed (SIGKILL), which is what a resumable run
@@ -77,11 +79,11 @@ INSERT INTO meta (key, value) VALUES ('lease_seq', 0);
 // queue fills while a transaction commits, so batches grow with the load
 // and no timer delays a lone write.
 //
-// Memory is bounded by the queue (Options.QueueSize) and the items leased,
+// Memory is bounded by the queue (Config.QueueSize) and the items leased,
 // never by the job's size: no method loads all items.
-type SQLite struct {
+type Store struct {
 	path string
-	opts Options
+	cfg  checkpoint.Config
 	db   *sql.DB
 
 	// Hot statements, prepared once: modernc parses a query given as a
@@ -103,42 +105,46 @@ type SQLite struct {
 }
 
 var (
-	_ Store     = (*SQLite)(nil)
-	_ RunLocker = (*SQLite)(nil)
+	_ checkpoint.Store     = (*Store)(nil)
+	_ checkpoint.Reporter  = (*Store)(nil)
+	_ checkpoint.RunLocker = (*Store)(nil)
 )
 
 // sqlOp is one hand-over to the committer: results or a progress record.
 type sqlOp struct {
-	results []Result
+	results []checkpoint.Result
 	prog    *groupcommit.ProgressOp
 }
 
-// OpenSQLite opens the store in the file at path, creating it (mode 0600)
-// if it does not exist. It refuses, with an error wrapping ErrBadFile that
+// Open opens the store in the file at path, creating it (mode 0600)
+// if it does not exist. It refuses, with an error wrapping checkpoint.ErrBadFile that
 // names the file and says what to do, a file that is not a SQLite database,
 // is truncated or damaged (PRAGMA quick_check), belongs to another program,
 // was written by a newer schema version, or is readable by other users; it
 // never writes to such a file. A healthy file that cannot be written (a
 // read-only file system, no write permission on it or its folder) or that
-// another process has locked is not ErrBadFile: the error wraps ErrReadOnly
-// or ErrLocked and says the progress is intact. Options.ReadOnly opens an
+// another process has locked is not checkpoint.ErrBadFile: the error wraps checkpoint.ErrReadOnly
+// or checkpoint.ErrLocked and says the progress is intact. Config.ReadOnly opens an
 // existing file for reading only (a file of an older schema version is then
 // read as it is, without job IDs).
-func OpenSQLite(path string, opts Options) (*SQLite, error) {
+func Open(path string, cfg checkpoint.Config) (*Store, error) {
 	if path == "" {
-		return nil, fmt.Errorf("%w: empty store path", ErrInvalid)
+		return nil, fmt.Errorf("%w: empty store path", checkpoint.ErrInvalid)
 	}
-	if err := prepareFile(path, opts.ReadOnly); err != nil {
+	if err := spi.ValidateConfig(cfg); err != nil {
 		return nil, err
 	}
-	s, err := openSQLite(path, opts, "")
-	if opts.ReadOnly && sqliteCode(err) == sqliteCantOpen {
+	if err := prepareFile(path, cfg.ReadOnly); err != nil {
+		return nil, err
+	}
+	s, err := openFile(path, cfg, "")
+	if cfg.ReadOnly && sqliteCode(err) == sqliteCantOpen {
 		// A WAL file read without write access to its folder: SQLite
 		// cannot create the -shm it reads through. With no -wal holding
 		// newer writes, the file alone is the whole state, and SQLite may
 		// read it as immutable.
 		if wst, werr := os.Stat(path + "-wal"); errors.Is(werr, fs.ErrNotExist) || (werr == nil && wst.Size() == 0) {
-			s, err = openSQLite(path, opts, "&immutable=1")
+			s, err = openFile(path, cfg, "&immutable=1")
 		} else if werr == nil {
 			err = readOnlyErr(path, "its newest writes are in "+path+"-wal, which SQLite can read only with write access to the folder")
 		}
@@ -149,25 +155,28 @@ func OpenSQLite(path string, opts Options) (*SQLite, error) {
 	s.gc = groupcommit.New(groupcommit.Config[sqlOp]{
 		Commit:    s.groupCommit,
 		Weight:    opWeight,
-		MaxBatch:  opts.MaxBatch,
-		QueueSize: opts.QueueSize,
-		ErrClosed: ErrClosed,
+		MaxBatch:  cfg.MaxBatch,
+		QueueSize: cfg.QueueSize,
+		ErrClosed: checkpoint.ErrClosed,
 	})
 	return s, nil
 }
 
 // openSQLite opens and checks the (prepared) file; extra is appended to
 // the URI's parameters.
-func openSQLite(path string, opts Options, extra string) (*SQLite, error) {
-	busy := opts.BusyTimeout
-	if busy <= 0 {
+func openFile(path string, cfg checkpoint.Config, extra string) (*Store, error) {
+	busy := cfg.BusyTimeout
+	switch {
+	case busy == 0:
 		busy = 5 * time.Second
+	case busy < 0:
+		busy = 0 // none: SQLite's busy_timeout(0) fails a locked write at once
 	}
 	// journal_mode is set only after the checks below: switching to WAL
 	// writes to the file, and a file we refuse must stay as it was.
 	dsn := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_txlock=immediate",
 		escapeURIPath(path), busy.Milliseconds())
-	if opts.ReadOnly {
+	if cfg.ReadOnly {
 		dsn += "&mode=ro"
 	}
 	db, err := sql.Open("sqlite", dsn+extra)
@@ -177,7 +186,7 @@ func openSQLite(path string, opts Options, extra string) (*SQLite, error) {
 	// One connection: SQLite has one writer anyway, and one connection
 	// keeps per-connection pragmas and the transaction order simple.
 	db.SetMaxOpenConns(1)
-	s := &SQLite{path: path, opts: opts, db: db, jobIDs: make(map[string]int64), run: runLock{path: path + "-lock"}, uidCol: "uid"}
+	s := &Store{path: path, cfg: cfg, db: db, jobIDs: make(map[string]int64), run: runLock{path: path + "-lock"}, uidCol: "uid"}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
@@ -191,7 +200,7 @@ func escapeURIPath(p string) string {
 	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
 }
 
-func (s *SQLite) init() error {
+func (s *Store) init() error {
 	ctx := context.Background()
 	var appID, version, tables int64
 	err := s.db.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID)
@@ -205,8 +214,8 @@ func (s *SQLite) init() error {
 		return sqliteOpenErr(s.path, "cannot read it as a SQLite database", err)
 	}
 	switch {
-	case appID == 0 && version == 0 && tables == 0 && s.opts.ReadOnly:
-		return fmt.Errorf("%w: %s is an empty store file: no job has been started in it", ErrNoJob, s.path)
+	case appID == 0 && version == 0 && tables == 0 && s.cfg.ReadOnly:
+		return fmt.Errorf("%w: %s is an empty store file: no job has been started in it", checkpoint.ErrNoJob, s.path)
 	case appID == 0 && version == 0 && tables == 0:
 		return s.create(ctx)
 	case appID != applicationID:
@@ -218,7 +227,7 @@ func (s *SQLite) init() error {
 	case version < 1:
 		return badFile(s.path, fmt.Sprintf("damaged rebound store (schema version %d)", version), hintStartOver)
 	}
-	if !s.opts.SkipQuickCheck {
+	if !s.cfg.SkipQuickCheck {
 		var res string
 		if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&res); err != nil {
 			return sqliteOpenErr(s.path, "damaged SQLite database", err)
@@ -228,7 +237,7 @@ func (s *SQLite) init() error {
 		}
 	}
 	if version < SchemaVersion {
-		if s.opts.ReadOnly {
+		if s.cfg.ReadOnly {
 			s.uidCol = "''" // version 1 has no job IDs; reading needs none
 		} else if err := s.migrate(ctx); err != nil {
 			return err
@@ -240,7 +249,7 @@ func (s *SQLite) init() error {
 // migrate brings a file of an older schema version up to SchemaVersion in
 // one transaction. The version is read again inside it: another process
 // may have migrated the file since init read it.
-func (s *SQLite) migrate(ctx context.Context) error {
+func (s *Store) migrate(ctx context.Context) error {
 	if err := s.setWAL(ctx); err != nil {
 		return err
 	}
@@ -274,7 +283,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 		}
 		rows.Close()
 		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, "UPDATE jobs SET uid = ? WHERE id = ?", NewJobID(), id); err != nil {
+			if _, err := tx.ExecContext(ctx, "UPDATE jobs SET uid = ? WHERE id = ?", spi.NewJobID(), id); err != nil {
 				return fmt.Errorf("checkpoint: %s: upgrading the schema to version 2: %w", s.path, err)
 			}
 		}
@@ -285,7 +294,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	return s.wrap(tx.Commit())
 }
 
-func (s *SQLite) create(ctx context.Context) error {
+func (s *Store) create(ctx context.Context) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("checkpoint: create schema in %s: %w", s.path, err)
@@ -302,7 +311,7 @@ func (s *SQLite) create(ctx context.Context) error {
 }
 
 // setWAL switches the (checked) file to WAL mode.
-func (s *SQLite) setWAL(ctx context.Context) error {
+func (s *Store) setWAL(ctx context.Context) error {
 	var mode string
 	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
 		return fmt.Errorf("checkpoint: %s: set WAL mode: %w", s.path, err)
@@ -314,8 +323,8 @@ func (s *SQLite) setWAL(ctx context.Context) error {
 }
 
 // prepare switches the (checked) file to WAL and prepares the hot statements.
-func (s *SQLite) prepare(ctx context.Context) error {
-	if !s.opts.ReadOnly { // a read-only file keeps its journal mode
+func (s *Store) prepare(ctx context.Context) error {
+	if !s.cfg.ReadOnly { // a read-only file keeps its journal mode
 		if err := s.setWAL(ctx); err != nil {
 			return err
 		}
@@ -359,8 +368,8 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// jobID returns the row id of the named job, or ErrNoJob.
-func (s *SQLite) jobID(ctx context.Context, q querier, name string) (int64, error) {
+// jobID returns the row id of the named job, or checkpoint.ErrNoJob.
+func (s *Store) jobID(ctx context.Context, q querier, name string) (int64, error) {
 	s.jobMu.Lock()
 	id, ok := s.jobIDs[name]
 	s.jobMu.Unlock()
@@ -369,7 +378,7 @@ func (s *SQLite) jobID(ctx context.Context, q querier, name string) (int64, erro
 	}
 	err := q.QueryRowContext(ctx, "SELECT id FROM jobs WHERE name = ?", name).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, noJob(name)
+		return 0, spi.NoJobError(name)
 	}
 	if err != nil {
 		return 0, s.wrap(err)
@@ -380,35 +389,35 @@ func (s *SQLite) jobID(ctx context.Context, q querier, name string) (int64, erro
 	return id, nil
 }
 
-func (s *SQLite) wrap(err error) error {
+func (s *Store) wrap(err error) error {
 	if err == nil {
 		return nil
 	}
 	if sqliteCode(err) == sqliteReadOnly {
-		return fmt.Errorf("%w: %s: %w", ErrReadOnly, s.path, err)
+		return fmt.Errorf("%w: %s: %w", checkpoint.ErrReadOnly, s.path, err)
 	}
 	return fmt.Errorf("checkpoint: %s: %w", s.path, err)
 }
 
-func (s *SQLite) isClosed() bool { return s.gc.Closed() }
+func (s *Store) isClosed() bool { return s.gc.Closed() }
 
-func (s *SQLite) now() time.Time { return s.opts.now().UTC() }
+func (s *Store) now() time.Time { return spi.Now(s.cfg) }
 
 // OpenJob implements Store.
-func (s *SQLite) OpenJob(ctx context.Context, name string, meta JobMeta) (Job, error) {
-	if err := checkJobName(name); err != nil {
-		return Job{}, err
+func (s *Store) OpenJob(ctx context.Context, name string, meta checkpoint.JobMeta) (checkpoint.Job, error) {
+	if err := spi.ValidateJobName(name); err != nil {
+		return checkpoint.Job{}, err
 	}
 	if s.isClosed() {
-		return Job{}, ErrClosed
+		return checkpoint.Job{}, checkpoint.ErrClosed
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return Job{}, s.wrap(err)
+		return checkpoint.Job{}, s.wrap(err)
 	}
 	defer tx.Rollback()
 	var (
-		j       = Job{Name: name}
+		j       = checkpoint.Job{Name: name}
 		id      int64
 		created int64
 	)
@@ -417,21 +426,21 @@ func (s *SQLite) OpenJob(ctx context.Context, name string, meta JobMeta) (Job, e
 	switch {
 	case err == nil:
 		if j.Meta != meta {
-			return Job{}, manifestChanged(name, j.Meta, meta)
+			return checkpoint.Job{}, spi.ManifestChangedError(name, j.Meta, meta)
 		}
-		j.Created, j.Resumed = fromNano(created), true
+		j.Created, j.Resumed = spi.FromNano(created), true
 	case errors.Is(err, sql.ErrNoRows):
-		j.Meta, j.Created, j.ID = meta, s.now(), NewJobID()
+		j.Meta, j.Created, j.ID = meta, s.now(), spi.NewJobID()
 		err = tx.QueryRowContext(ctx, "INSERT INTO jobs (name, uid, fingerprint, total, created) VALUES (?, ?, ?, ?, ?) RETURNING id",
 			name, j.ID, meta.Fingerprint, meta.Total, j.Created.UnixNano()).Scan(&id)
 		if err != nil {
-			return Job{}, s.wrap(err)
+			return checkpoint.Job{}, s.wrap(err)
 		}
 		if err := tx.Commit(); err != nil {
-			return Job{}, s.wrap(err)
+			return checkpoint.Job{}, s.wrap(err)
 		}
 	default:
-		return Job{}, s.wrap(err)
+		return checkpoint.Job{}, s.wrap(err)
 	}
 	s.jobMu.Lock()
 	s.jobIDs[name] = id
@@ -440,25 +449,25 @@ func (s *SQLite) OpenJob(ctx context.Context, name string, meta JobMeta) (Job, e
 }
 
 // Job implements Store.
-func (s *SQLite) Job(ctx context.Context, name string) (Job, error) {
+func (s *Store) Job(ctx context.Context, name string) (checkpoint.Job, error) {
 	if s.isClosed() {
-		return Job{}, ErrClosed
+		return checkpoint.Job{}, checkpoint.ErrClosed
 	}
-	j := Job{Name: name, Resumed: true}
+	j := checkpoint.Job{Name: name, Resumed: true}
 	var created int64
 	err := s.db.QueryRowContext(ctx, "SELECT "+s.uidCol+", fingerprint, total, items, created FROM jobs WHERE name = ?", name).
 		Scan(&j.ID, &j.Meta.Fingerprint, &j.Meta.Total, &j.Items, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Job{}, noJob(name)
+		return checkpoint.Job{}, spi.NoJobError(name)
 	} else if err != nil {
-		return Job{}, s.wrap(err)
+		return checkpoint.Job{}, s.wrap(err)
 	}
-	j.Created = fromNano(created)
+	j.Created = spi.FromNano(created)
 	return j, nil
 }
 
 // Restart implements Store.
-func (s *SQLite) Restart(ctx context.Context, name string) error {
+func (s *Store) Restart(ctx context.Context, name string) error {
 	if err := s.Flush(ctx); err != nil {
 		return err
 	}
@@ -488,14 +497,14 @@ func (s *SQLite) Restart(ctx context.Context, name string) error {
 }
 
 // AddItems implements Store.
-func (s *SQLite) AddItems(ctx context.Context, job string, items []Item) error {
+func (s *Store) AddItems(ctx context.Context, job string, items []checkpoint.Item) error {
 	for _, it := range items {
-		if err := checkItem(it); err != nil {
+		if err := spi.ValidateItem(it); err != nil {
 			return err
 		}
 	}
 	if s.isClosed() {
-		return ErrClosed
+		return checkpoint.ErrClosed
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -511,7 +520,7 @@ func (s *SQLite) AddItems(ctx context.Context, job string, items []Item) error {
 		return s.wrap(err)
 	}
 	if total > 0 && have+int64(len(items)) > total {
-		return fmt.Errorf("%w: job %q: adding %d items to %d would exceed its total of %d", ErrInvalid, job, len(items), have, total)
+		return fmt.Errorf("%w: job %q: adding %d items to %d would exceed its total of %d", checkpoint.ErrInvalid, job, len(items), have, total)
 	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO items (job, id, payload, state, created, updated)
 		VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (job, id) DO NOTHING`)
@@ -521,14 +530,14 @@ func (s *SQLite) AddItems(ctx context.Context, job string, items []Item) error {
 	defer stmt.Close()
 	now := s.now().UnixNano()
 	for _, it := range items {
-		res, err := stmt.ExecContext(ctx, id, it.ID, it.Payload, Pending, now)
+		res, err := stmt.ExecContext(ctx, id, it.ID, it.Payload, checkpoint.Pending, now)
 		if err != nil {
 			return s.wrap(err)
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return s.wrap(err)
 		} else if n == 0 {
-			return fmt.Errorf("%w: job %q: item %q", ErrDuplicateID, job, it.ID)
+			return fmt.Errorf("%w: job %q: item %q", checkpoint.ErrDuplicateID, job, it.ID)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, "UPDATE jobs SET items = items + ? WHERE id = ?", len(items), id); err != nil {
@@ -541,7 +550,7 @@ const itemCols = "rowid, id, payload, state, attempts, err, err_kind, progress, 
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanItem(sc scanner, job string) (rowid int64, it Item, err error) {
+func scanItem(sc scanner, job string) (rowid int64, it checkpoint.Item, err error) {
 	var (
 		state                 int64
 		prog                  []byte
@@ -550,25 +559,25 @@ func scanItem(sc scanner, job string) (rowid int64, it Item, err error) {
 	err = sc.Scan(&rowid, &it.ID, &it.Payload, &state, &it.Attempts, &it.Err, &it.ErrKind, &prog,
 		&it.Worker, &it.Lease, &due, &created, &updated)
 	if err != nil {
-		return 0, Item{}, err
+		return 0, checkpoint.Item{}, err
 	}
-	it.Job, it.State = job, State(state)
-	it.Due, it.Created, it.Updated = fromNano(due), fromNano(created), fromNano(updated)
+	it.Job, it.State = job, checkpoint.State(state)
+	it.Due, it.Created, it.Updated = spi.FromNano(due), spi.FromNano(created), spi.FromNano(updated)
 	if len(prog) > 0 {
 		if err := json.Unmarshal(prog, &it.Progress); err != nil {
-			return 0, Item{}, fmt.Errorf("item %q: bad progress record: %w", it.ID, err)
+			return 0, checkpoint.Item{}, fmt.Errorf("item %q: bad progress record: %w", it.ID, err)
 		}
 	}
 	return rowid, it, nil
 }
 
 // Lease implements Store.
-func (s *SQLite) Lease(ctx context.Context, job, worker string, n int, ttl time.Duration) ([]Item, error) {
-	if err := checkLease(n, ttl); err != nil {
+func (s *Store) Lease(ctx context.Context, job, worker string, n int, ttl time.Duration) ([]checkpoint.Item, error) {
+	if err := spi.ValidateLease(n, ttl); err != nil {
 		return nil, err
 	}
 	if s.isClosed() {
-		return nil, ErrClosed
+		return nil, checkpoint.ErrClosed
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -588,13 +597,13 @@ func (s *SQLite) Lease(ctx context.Context, job, worker string, n int, ttl time.
 		return nil, s.wrap(err)
 	}
 	due := now.Add(ttl).UnixNano()
-	var out []Item
+	var out []checkpoint.Item
 	// Each statement takes the head of one index range.
 	for i := range leaseOrder {
 		if len(out) == n {
 			break
 		}
-		rows, err := tx.StmtContext(ctx, s.leaseStmts[i]).QueryContext(ctx, Leased, worker, tok, due, nowN, id, n-len(out))
+		rows, err := tx.StmtContext(ctx, s.leaseStmts[i]).QueryContext(ctx, checkpoint.Leased, worker, tok, due, nowN, id, n-len(out))
 		if err != nil {
 			return nil, s.wrap(err)
 		}
@@ -629,31 +638,31 @@ func (s *SQLite) Lease(ctx context.Context, job, worker string, n int, ttl time.
 
 // leaseOrder is the order Lease takes items in: expired leases (a dead
 // worker's items), then due retries, then new work.
-var leaseOrder = [3]State{Leased, Failed, Pending}
+var leaseOrder = [3]checkpoint.State{checkpoint.Leased, checkpoint.Failed, checkpoint.Pending}
 
 // leaseSQL takes up to ?7 leasable items of one state, through the partial
 // index items_due (see schema). The limit is "?7 + 0", not "?7": SQLite
 // reads a bare bound LIMIT while planning, so each new value would make it
 // parse and plan the statement again (measured: a quarter of Lease's time).
-func leaseSQL(st State) string {
+func leaseSQL(st checkpoint.State) string {
 	return fmt.Sprintf(`UPDATE items SET state = ?1, worker = ?2, lease = ?3, due = ?4, attempts = attempts + 1, updated = ?5
 		WHERE rowid IN (SELECT rowid FROM items WHERE job = ?6 AND state = %d AND state <> 3 AND due <= ?5 ORDER BY due, rowid LIMIT ?7 + 0)
 		RETURNING %s`, st, itemCols)
 }
 
-// unfinishedSQL finds one Pending, Leased or Failed item of job ?1, or no
+// unfinishedSQL finds one checkpoint.Pending, checkpoint.Leased or checkpoint.Failed item of job ?1, or no
 // row: at most one seek per state in items_due, whatever the job's size,
-// where counting the job (Stats) reads every row. It is not written as
+// where counting the job (checkpoint.Stats) reads every row. It is not written as
 // SELECT EXISTS (…) only because that plan adds a "SCAN CONSTANT ROW",
 // which TestSQLiteQueryPlans could no longer tell from a scan of items.
 const unfinishedSQL = "SELECT 1 FROM items WHERE job = ?1 AND state IN (1, 2, 4) AND state <> 3 LIMIT 1"
 
-// deadSQL lists Dead items in added order through items_due.
+// deadSQL lists checkpoint.Dead items in added order through items_due.
 var deadSQL = "SELECT " + itemCols + " FROM items WHERE job = ? AND state = 5 AND state <> 3 ORDER BY due, rowid LIMIT ?"
 
 type byRowid struct {
 	rowids []int64
-	items  []Item
+	items  []checkpoint.Item
 }
 
 func (b byRowid) Len() int           { return len(b.rowids) }
@@ -664,20 +673,20 @@ func (b byRowid) Swap(i, j int) {
 }
 
 // Extend implements Store.
-func (s *SQLite) Extend(ctx context.Context, job, id string, lease int64, ttl time.Duration) error {
+func (s *Store) Extend(ctx context.Context, job, id string, lease int64, ttl time.Duration) error {
 	if ttl <= 0 {
-		return fmt.Errorf("%w: lease TTL %v <= 0", ErrInvalid, ttl)
+		return fmt.Errorf("%w: lease TTL %v <= 0", checkpoint.ErrInvalid, ttl)
 	}
 	if s.isClosed() {
-		return ErrClosed
+		return checkpoint.ErrClosed
 	}
 	now := s.now()
 	return s.updateLeased(ctx, job, id, lease, "due = ?, updated = ?", now.Add(ttl).UnixNano(), now.UnixNano())
 }
 
 // updateLeased applies set (with its args) to the item while lease holds
-// it, or returns an error wrapping ErrLeaseLost.
-func (s *SQLite) updateLeased(ctx context.Context, job, id string, lease int64, set string, args ...any) error {
+// it, or returns an error wrapping checkpoint.ErrLeaseLost.
+func (s *Store) updateLeased(ctx context.Context, job, id string, lease int64, set string, args ...any) error {
 	jid, err := s.jobID(ctx, s.db, job)
 	if err != nil {
 		return err
@@ -690,23 +699,23 @@ func (s *SQLite) updateLeased(ctx context.Context, job, id string, lease int64, 
 	if n, err := res.RowsAffected(); err != nil {
 		return s.wrap(err)
 	} else if n == 0 {
-		return leaseLost(job, id, lease)
+		return spi.LeaseLostError(job, id, lease)
 	}
 	return nil
 }
 
 // Release implements Store.
-func (s *SQLite) Release(ctx context.Context, job, id string, lease int64) error {
+func (s *Store) Release(ctx context.Context, job, id string, lease int64) error {
 	if s.isClosed() {
-		return ErrClosed
+		return checkpoint.ErrClosed
 	}
 	return s.updateLeased(ctx, job, id, lease, "state = 1, due = 0, attempts = max(attempts - 1, 0), updated = ?", s.now().UnixNano())
 }
 
 // Defer implements Store.
-func (s *SQLite) Defer(ctx context.Context, job, id string, lease int64, next time.Time, err, errKind string) error {
+func (s *Store) Defer(ctx context.Context, job, id string, lease int64, next time.Time, err, errKind string) error {
 	if s.isClosed() {
-		return ErrClosed
+		return checkpoint.ErrClosed
 	}
 	now := s.now().UnixNano()
 	due := now
@@ -715,15 +724,15 @@ func (s *SQLite) Defer(ctx context.Context, job, id string, lease int64, next ti
 	}
 	set, args := "state = 4, due = ?, attempts = max(attempts - 1, 0), updated = ?", []any{due, now}
 	if err != "" || errKind != "" {
-		set, args = set+", err = ?, err_kind = ?", append(args, cutErr(err), errKind)
+		set, args = set+", err = ?, err_kind = ?", append(args, spi.CutErr(err), errKind)
 	}
 	return s.updateLeased(ctx, job, id, lease, set, args...)
 }
 
 // Reclaim implements Store.
-func (s *SQLite) Reclaim(ctx context.Context, job string) (int, error) {
+func (s *Store) Reclaim(ctx context.Context, job string) (int, error) {
 	if s.isClosed() {
-		return 0, ErrClosed
+		return 0, checkpoint.ErrClosed
 	}
 	jid, err := s.jobID(ctx, s.db, job)
 	if err != nil {
@@ -739,21 +748,21 @@ func (s *SQLite) Reclaim(ctx context.Context, job string) (int, error) {
 }
 
 // Complete implements Store. It copies results; the caller may reuse them.
-func (s *SQLite) Complete(ctx context.Context, results []Result) error {
+func (s *Store) Complete(ctx context.Context, results []checkpoint.Result) error {
 	for _, r := range results {
-		if err := checkResult(r); err != nil {
+		if err := spi.ValidateResult(r); err != nil {
 			return err
 		}
 	}
 	if len(results) == 0 {
 		return nil
 	}
-	return s.gc.Send(ctx, sqlOp{results: append([]Result(nil), results...)})
+	return s.gc.Send(ctx, sqlOp{results: append([]checkpoint.Result(nil), results...)})
 }
 
 // SaveProgress implements Store.
-func (s *SQLite) SaveProgress(ctx context.Context, job, id string, lease int64, p Progress) error {
-	if err := checkProgress(&p); err != nil {
+func (s *Store) SaveProgress(ctx context.Context, job, id string, lease int64, p checkpoint.Progress) error {
+	if err := spi.ValidateProgress(p); err != nil {
 		return err
 	}
 	op, err := groupcommit.NewProgressOp(job, id, lease, p)
@@ -764,23 +773,23 @@ func (s *SQLite) SaveProgress(ctx context.Context, job, id string, lease int64, 
 }
 
 // Flush implements Store.
-func (s *SQLite) Flush(ctx context.Context) error { return s.gc.Flush(ctx) }
+func (s *Store) Flush(ctx context.Context) error { return s.gc.Flush(ctx) }
 
-// opWeight is what an operation counts toward Options.MaxBatch: its results,
+// opWeight is what an operation counts toward Config.MaxBatch: its results,
 // plus one for the hand-over.
 func opWeight(op sqlOp) int { return len(op.results) + 1 }
 
 // groupCommit is the committer's Commit: it writes one batch in one
 // transaction (an empty batch, of flushes only, commits an empty one).
 // Its error makes the store unusable, so it says so.
-func (s *SQLite) groupCommit(batch []sqlOp) error {
+func (s *Store) groupCommit(batch []sqlOp) error {
 	if err := s.commit(batch); err != nil {
 		return fmt.Errorf("checkpoint: %s: group commit failed, its results are lost and the store is unusable (reopen it): %w", s.path, err)
 	}
 	return nil
 }
 
-func (s *SQLite) commit(batch []sqlOp) error {
+func (s *Store) commit(batch []sqlOp) error {
 	ctx := context.Background()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -797,13 +806,13 @@ func (s *SQLite) commit(batch []sqlOp) error {
 				continue // never leased: no lease token can hold it
 			}
 			jid, err := s.jobID(ctx, tx, r.Job)
-			if errors.Is(err, ErrNoJob) {
+			if errors.Is(err, checkpoint.ErrNoJob) {
 				continue // restarted: the result belongs to nothing now
 			} else if err != nil {
 				return err
 			}
 			var due int64
-			if r.State == Failed {
+			if r.State == checkpoint.Failed {
 				due = nowN
 				if !r.NextAt.IsZero() {
 					due = r.NextAt.UnixNano()
@@ -815,14 +824,14 @@ func (s *SQLite) commit(batch []sqlOp) error {
 					return err
 				}
 			}
-			if _, err := complete.ExecContext(ctx, r.State, r.Attempts, cutErr(r.Err), r.ErrKind, due, nowN,
+			if _, err := complete.ExecContext(ctx, r.State, r.Attempts, spi.CutErr(r.Err), r.ErrKind, due, nowN,
 				r.Progress != nil, prog, jid, r.ID, r.Lease); err != nil {
 				return err
 			}
 		}
 		if p := op.prog; p != nil {
 			jid, err := s.jobID(ctx, tx, p.Job)
-			if errors.Is(err, ErrNoJob) {
+			if errors.Is(err, checkpoint.ErrNoJob) {
 				continue
 			} else if err != nil {
 				return err
@@ -836,74 +845,74 @@ func (s *SQLite) commit(batch []sqlOp) error {
 }
 
 // Item implements Store.
-func (s *SQLite) Item(ctx context.Context, job, id string) (Item, error) {
+func (s *Store) Item(ctx context.Context, job, id string) (checkpoint.Item, error) {
 	if s.isClosed() {
-		return Item{}, ErrClosed
+		return checkpoint.Item{}, checkpoint.ErrClosed
 	}
 	jid, err := s.jobID(ctx, s.db, job)
 	if err != nil {
-		return Item{}, err
+		return checkpoint.Item{}, err
 	}
 	_, it, err := scanItem(s.db.QueryRowContext(ctx, "SELECT "+itemCols+" FROM items WHERE job = ? AND id = ?", jid, id), job)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Item{}, fmt.Errorf("%w: job %q item %q", ErrNoItem, job, id)
+		return checkpoint.Item{}, spi.NoItemError(job, id)
 	}
 	return it, s.wrap(err)
 }
 
 // Stats implements Store. It reads every item of the job (in SQLite, not
 // in memory).
-func (s *SQLite) Stats(ctx context.Context, job string) (Stats, error) {
+func (s *Store) Stats(ctx context.Context, job string) (checkpoint.Stats, error) {
 	if s.isClosed() {
-		return Stats{}, ErrClosed
+		return checkpoint.Stats{}, checkpoint.ErrClosed
 	}
 	var (
-		st      = Stats{Job: Job{Name: job, Resumed: true}}
+		st      = checkpoint.Stats{Job: checkpoint.Job{Name: job, Resumed: true}}
 		created int64
 	)
 	err := s.db.QueryRowContext(ctx, "SELECT "+s.uidCol+", fingerprint, total, items, created FROM jobs WHERE name = ?", job).
 		Scan(&st.Job.ID, &st.Job.Meta.Fingerprint, &st.Job.Meta.Total, &st.Job.Items, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Stats{}, noJob(job)
+		return checkpoint.Stats{}, spi.NoJobError(job)
 	} else if err != nil {
-		return Stats{}, s.wrap(err)
+		return checkpoint.Stats{}, s.wrap(err)
 	}
-	st.Job.Created = fromNano(created)
+	st.Job.Created = spi.FromNano(created)
 	jid, err := s.jobID(ctx, s.db, job)
 	if err != nil {
-		return Stats{}, err
+		return checkpoint.Stats{}, err
 	}
 	rows, err := s.db.QueryContext(ctx, "SELECT state, count(*), sum(attempts), min(updated), max(updated) FROM items WHERE job = ? GROUP BY state", jid)
 	if err != nil {
-		return Stats{}, s.wrap(err)
+		return checkpoint.Stats{}, s.wrap(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var state, n, attempts, first, last int64
 		if err := rows.Scan(&state, &n, &attempts, &first, &last); err != nil {
-			return Stats{}, s.wrap(err)
+			return checkpoint.Stats{}, s.wrap(err)
 		}
 		st.Attempts += attempts
-		switch State(state) {
-		case Pending:
+		switch checkpoint.State(state) {
+		case checkpoint.Pending:
 			st.Pending = n
-		case Leased:
+		case checkpoint.Leased:
 			st.Leased = n
-		case Done:
-			st.Done, st.FirstDone, st.LastDone = n, fromNano(first), fromNano(last)
-		case Failed:
+		case checkpoint.Done:
+			st.Done, st.FirstDone, st.LastDone = n, spi.FromNano(first), spi.FromNano(last)
+		case checkpoint.Failed:
 			st.Failed = n
-		case Dead:
+		case checkpoint.Dead:
 			st.Dead = n
 		}
 	}
 	return st, s.wrap(rows.Err())
 }
 
-// Unfinished implements Store through the partial index items_due.
-func (s *SQLite) Unfinished(ctx context.Context, job string) (bool, error) {
+// Unfinished implements checkpoint.Store through the partial index items_due.
+func (s *Store) Unfinished(ctx context.Context, job string) (bool, error) {
 	if s.isClosed() {
-		return false, ErrClosed
+		return false, checkpoint.ErrClosed
 	}
 	jid, err := s.jobID(ctx, s.db, job)
 	if err != nil {
@@ -921,12 +930,12 @@ func (s *SQLite) Unfinished(ctx context.Context, job string) (bool, error) {
 }
 
 // TopErrors implements Store.
-func (s *SQLite) TopErrors(ctx context.Context, job string, n int) ([]ErrorCount, error) {
+func (s *Store) TopErrors(ctx context.Context, job string, n int) ([]checkpoint.ErrorCount, error) {
 	if n < 1 {
-		return nil, fmt.Errorf("%w: n %d < 1", ErrInvalid, n)
+		return nil, fmt.Errorf("%w: n %d < 1", checkpoint.ErrInvalid, n)
 	}
 	if s.isClosed() {
-		return nil, ErrClosed
+		return nil, checkpoint.ErrClosed
 	}
 	jid, err := s.jobID(ctx, s.db, job)
 	if err != nil {
@@ -939,9 +948,9 @@ func (s *SQLite) TopErrors(ctx context.Context, job string, n int) ([]ErrorCount
 		return nil, s.wrap(err)
 	}
 	defer rows.Close()
-	var out []ErrorCount
+	var out []checkpoint.ErrorCount
 	for rows.Next() {
-		var e ErrorCount
+		var e checkpoint.ErrorCount
 		if err := rows.Scan(&e.Kind, &e.Err, &e.Count); err != nil {
 			return nil, s.wrap(err)
 		}
@@ -951,12 +960,12 @@ func (s *SQLite) TopErrors(ctx context.Context, job string, n int) ([]ErrorCount
 }
 
 // Dead implements Store.
-func (s *SQLite) Dead(ctx context.Context, job string, limit int) ([]Item, error) {
+func (s *Store) Dead(ctx context.Context, job string, limit int) ([]checkpoint.Item, error) {
 	if limit < 1 {
-		return nil, fmt.Errorf("%w: limit %d < 1", ErrInvalid, limit)
+		return nil, fmt.Errorf("%w: limit %d < 1", checkpoint.ErrInvalid, limit)
 	}
 	if s.isClosed() {
-		return nil, ErrClosed
+		return nil, checkpoint.ErrClosed
 	}
 	jid, err := s.jobID(ctx, s.db, job)
 	if err != nil {
@@ -967,7 +976,7 @@ func (s *SQLite) Dead(ctx context.Context, job string, limit int) ([]Item, error
 		return nil, s.wrap(err)
 	}
 	defer rows.Close()
-	var out []Item
+	var out []checkpoint.Item
 	for rows.Next() {
 		_, it, err := scanItem(rows, job)
 		if err != nil {
@@ -980,7 +989,7 @@ func (s *SQLite) Dead(ctx context.Context, job string, limit int) ([]Item, error
 
 // RetryDead implements Store. It flushes first, so results handed over
 // before it are included.
-func (s *SQLite) RetryDead(ctx context.Context, job string) (int64, error) {
+func (s *Store) RetryDead(ctx context.Context, job string) (int64, error) {
 	if err := s.Flush(ctx); err != nil {
 		return 0, err
 	}
@@ -997,25 +1006,25 @@ func (s *SQLite) RetryDead(ctx context.Context, job string) (int64, error) {
 	return n, s.wrap(err)
 }
 
-// TryLockRun implements RunLocker with an exclusive lock on the whole file
+// TryLockRun implements checkpoint.RunLocker with an exclusive lock on the whole file
 // (whatever the job), held in the file "<path>-lock" next to it: one run per
 // state file at a time. Readers (`rebound status`) and transfers, which do
 // not lease job items, need no lock.
-func (s *SQLite) TryLockRun(job string) (func(), error) {
+func (s *Store) TryLockRun(job string) (func(), error) {
 	if s.isClosed() {
-		return nil, ErrClosed
+		return nil, checkpoint.ErrClosed
 	}
-	if s.opts.ReadOnly {
-		return nil, fmt.Errorf("%w: %s was opened read-only", ErrReadOnly, s.path)
+	if s.cfg.ReadOnly {
+		return nil, fmt.Errorf("%w: %s was opened read-only", checkpoint.ErrReadOnly, s.path)
 	}
 	return s.run.tryLock(s.path)
 }
 
 // Close implements Store: it waits for the committer to write everything
 // handed over, then closes the file and releases the run lock.
-func (s *SQLite) Close() error {
+func (s *Store) Close() error {
 	err := s.gc.Close()
-	if errors.Is(err, ErrClosed) {
+	if errors.Is(err, checkpoint.ErrClosed) {
 		return err // closed before
 	}
 	defer s.run.close()
