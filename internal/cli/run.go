@@ -333,8 +333,8 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 		// once (job.Run does so for every checkpoint.RunLocker). A shared
 		// store has others alive: theirs come back when their leases
 		// expire.
-		Retry:     rebound.Retry{Backoff: backoffFor(f.wait, f.maxWait)},
-		Breakers:  breakers, BreakerKey: hostOf, Grace: f.grace,
+		Retry:    rebound.Retry{Backoff: backoffFor(f.wait, f.maxWait)},
+		Breakers: breakers, BreakerKey: hostOf, Grace: f.grace,
 		OnEvent: func(e job.Event) {
 			switch e.Type {
 			case job.EventRetry:
