@@ -10,10 +10,12 @@ import (
 	"github.com/rebound-go/rebound/checkpoint"
 )
 
-// CheckpointStore is a StateStore kept in a checkpoint.Store: the same
-// SQLite file (or PostgreSQL database) that batch jobs use. Each key is a
+// CheckpointStore is a StateStore kept in a checkpoint.Store, e.g. the
+// PostgreSQL database that batch jobs on many machines share. Each key is a
 // job of its own, "transfer:KEY", holding one item whose Progress record
-// carries the State; Save is durable when it returns.
+// carries the State (the store's progress slot: SaveProgress with lease 0);
+// Save is durable when it returns. The default, for the library and the
+// CLI alike, is a FileStateStore.
 type CheckpointStore struct {
 	st checkpoint.Store
 }

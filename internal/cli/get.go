@@ -17,8 +17,6 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/rebound-go/rebound"
-	"github.com/rebound-go/rebound/checkpoint"
-	"github.com/rebound-go/rebound/checkpoint/sqlite"
 	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/transfer"
 )
@@ -40,17 +38,20 @@ func (f *transferFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.BoolVar(&f.startOver, "start-over", false, "discard this transfer's saved progress and begin from byte 0")
 	fl.BoolVar(&f.jsonOut, "json", false, "print one JSON event per line on stdout (for scripts; waits as wait_ms) instead of a progress display")
-	fl.StringVar(&f.stateDir, "state-dir", "", "directory of the resume state file transfers.db (default: the user cache dir, rebound/transfers)")
+	fl.StringVar(&f.stateDir, "state-dir", "", "directory of the resume state files, one JSON file per transfer as the Go library keeps them (default: the user cache dir, rebound/transfers)")
 	fl.DurationVar(&f.stall, "stall-timeout", transfer.DefaultStallTimeout, "cut and resume a transfer that moves no byte for this long")
 	fl.IntVar(&f.attempts, "attempts", 5, "attempts in a row without progress before giving up")
 	fl.DurationVar(&f.progressEach, "progress-interval", transfer.DefaultProgressInterval, "least time between two progress events")
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, `extra request header "Name: value" (repeatable; values are never logged)`)
 }
 
-// setup checks the flags and opens the state store: the checkpoint SQLite
-// file transfers.db in the state directory, which it also returns (uploads
-// keep their lock files there). The caller closes the store.
-func (f *transferFlags) setup() (*sqlite.Store, *rebound.Pipeline, http.Header, string, error) {
+// setup checks the flags and opens the state store: a
+// transfer.FileStateStore in the state directory, the library's own format,
+// so the CLI and a Go program resume each other's transfers. It also returns
+// the directory (uploads keep their lock files there). An older CLI kept
+// this state in transfers.db there: that file is no longer read and is left
+// as it was; a transfer it was resuming starts over.
+func (f *transferFlags) setup() (*transfer.FileStateStore, *rebound.Pipeline, http.Header, string, error) {
 	if f.attempts < 1 {
 		return nil, nil, nil, "", usageErr(errors.New("--attempts must be at least 1"))
 	}
@@ -83,7 +84,7 @@ func (f *transferFlags) setup() (*sqlite.Store, *rebound.Pipeline, http.Header, 
 		}
 		return nil, nil, nil, "", usageErr(fmt.Errorf("state directory: %w", err))
 	}
-	store, err := sqlite.Open(filepath.Join(dir, "transfers.db"), checkpoint.Config{})
+	store, err := transfer.NewFileStateStore(dir)
 	if err != nil {
 		return nil, nil, nil, "", usageErr(err)
 	}
@@ -148,12 +149,11 @@ naming its pid.
 Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, pipe, header, _, err := tf.setup()
+			store, pipe, header, _, err := tf.setup()
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			opts := transfer.DownloadOptions{Store: transfer.NewCheckpointStore(db), Pipeline: pipe, Header: header,
+			opts := transfer.DownloadOptions{Store: store, Pipeline: pipe, Header: header,
 				StartOver: tf.startOver, SHA256: strings.ToLower(sum), StallTimeout: tf.stall,
 				ProgressInterval: tf.progressEach}
 			if output != "" {

@@ -40,12 +40,10 @@ Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.
 On success the upload URL is printed on stdout.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, pipe, header, lockDir, err := tf.setup()
+			store, pipe, header, lockDir, err := tf.setup()
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			store := transfer.NewCheckpointStore(db)
 			n, err := parseSize(chunk)
 			if err != nil || n <= 0 {
 				return usageErr(fmt.Errorf("--chunk-size %q: want a positive size such as 8MiB, 512KiB or 1048576", chunk))
