@@ -47,12 +47,12 @@ type memJob struct {
 	// changes state; an entry whose version is stale is skipped (lazy
 	// deletion keeps every state change O(log N)).
 	pending, failed, leased memQueue
-	// open counts the items that are not checkpoint.Done or checkpoint.Dead, so Unfinished
+	// open counts the items that are not Done or Dead, so Unfinished
 	// answers without walking the job.
 	open int64
 }
 
-// final reports whether an item in state st is finished (checkpoint.Done or checkpoint.Dead):
+// final reports whether an item in state st is finished (Done or Dead):
 // nothing brings it back but RetryDead.
 func final(st checkpoint.State) bool { return st == checkpoint.Done || st == checkpoint.Dead }
 

@@ -69,3 +69,17 @@ func (l *runLock) closeLocked() {
 		l.l = nil
 	}
 }
+
+// TryLockRun implements checkpoint.RunLocker with an exclusive lock on the whole file
+// (whatever the job), held in the file "<path>-lock" next to it: one run per
+// state file at a time. Readers (`rebound status`) and transfers, which do
+// not lease job items, need no lock.
+func (s *Store) TryLockRun(job string) (func(), error) {
+	if s.isClosed() {
+		return nil, checkpoint.ErrClosed
+	}
+	if s.cfg.ReadOnly {
+		return nil, fmt.Errorf("%w: %s was opened read-only", checkpoint.ErrReadOnly, s.path)
+	}
+	return s.run.tryLock(s.path)
+}
