@@ -10,11 +10,20 @@ import (
 	"github.com/rebound-go/rebound/checkpoint/internal/spi"
 )
 
+// migration is one step of the schema: SQL, then fill (if set) for the data
+// the new schema needs, both in the migration's transaction. The SQLite
+// store versions its file the same way (see package checkpoint, "Schema
+// versions").
+type migration struct {
+	sql  string
+	fill func(ctx context.Context, tx pgx.Tx) error
+}
+
 // migrations are the schema's versions in order: migrations[i] brings the
 // schema from version i to i+1. Never edit one that was released; append.
-var migrations = []string{
+var migrations = []migration{
 	// 1: jobs, items, the lease token sequence.
-	`CREATE TABLE jobs (
+	{sql: `CREATE TABLE jobs (
 		id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 		name        text   NOT NULL UNIQUE,
 		fingerprint text   NOT NULL,
@@ -43,10 +52,10 @@ var migrations = []string{
 	-- scan, no sort. Done items leave the index, so it shrinks as a job
 	-- progresses.
 	CREATE INDEX items_due ON items (job, state, due, seq) WHERE state <> 3;
-	CREATE SEQUENCE lease_seq;`,
+	CREATE SEQUENCE lease_seq;`},
 	// 2: jobs.uid, the job's identity (checkpoint.Job.ID). Existing jobs
 	// get theirs from fillJobIDs in the same transaction.
-	`ALTER TABLE jobs ADD COLUMN uid text NOT NULL DEFAULT '';`,
+	{sql: `ALTER TABLE jobs ADD COLUMN uid text NOT NULL DEFAULT '';`, fill: fillJobIDs},
 }
 
 // SchemaVersion is the schema version this build writes: the number of
@@ -83,11 +92,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	for v := have; v < SchemaVersion; v++ {
 		// search_path is the schema, so the migration's names land in it.
-		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+		m := migrations[v]
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
 			return fmt.Errorf("checkpoint/postgres: migrating schema %q to version %d: %w", s.schema, v+1, err)
 		}
-		if v+1 == 2 {
-			if err := fillJobIDs(ctx, tx); err != nil {
+		if m.fill != nil {
+			if err := m.fill(ctx, tx); err != nil {
 				return fmt.Errorf("checkpoint/postgres: migrating schema %q to version %d: %w", s.schema, v+1, err)
 			}
 		}

@@ -401,7 +401,7 @@ func TestMigratedJobIDAgreed(t *testing.T) {
 		t.Fatal(err)
 	}
 	schema := cfg.RuntimeParams["search_path"]
-	stmts := "CREATE SCHEMA " + schema + "; SET search_path = " + schema + ";" + migrations[0] +
+	stmts := "CREATE SCHEMA " + schema + "; SET search_path = " + schema + ";" + migrations[0].sql +
 		";CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now());" +
 		"INSERT INTO schema_migrations (version) VALUES (1);" +
 		"INSERT INTO jobs (name, fingerprint, total, items, created) VALUES ('old', 'f', 0, 0, 1);"

@@ -8,3 +8,6 @@ var (
 	DeadSQL       = deadSQL
 	UnfinishedSQL = unfinishedSQL
 )
+
+// Migrations is how many migrations the layout has.
+var Migrations = len(migrations)

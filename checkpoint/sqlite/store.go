@@ -171,7 +171,10 @@ func (s *Store) init() error {
 	case appID == 0 && version == 0 && tables == 0 && s.cfg.ReadOnly:
 		return fmt.Errorf("%w: %s is an empty store file: no job has been started in it", checkpoint.ErrNoJob, s.path)
 	case appID == 0 && version == 0 && tables == 0:
-		return s.create(ctx)
+		if err := s.upgrade(ctx, true); err != nil {
+			return err
+		}
+		return s.prepare(ctx)
 	case appID != applicationID:
 		return badFile(s.path, fmt.Sprintf("a SQLite database of another program (application_id %#x), not a rebound checkpoint store", appID),
 			"Use another path for rebound's store")
@@ -193,7 +196,7 @@ func (s *Store) init() error {
 	if version < SchemaVersion {
 		if s.cfg.ReadOnly {
 			s.uidCol = "''" // version 1 has no job IDs; reading needs none
-		} else if err := s.migrate(ctx); err != nil {
+		} else if err := s.upgrade(ctx, false); err != nil {
 			return err
 		}
 	}
