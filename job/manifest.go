@@ -51,8 +51,9 @@ type Request struct {
 // stored payload. Larger bodies belong in body_file.
 const MaxLine = checkpoint.MaxPayloadLen
 
-// MaxIDLen bounds an item ID.
-const MaxIDLen = 512
+// MaxIDLen bounds an item ID: the store's limit (checkpoint.MaxIDLen), so a
+// line the manifest accepts is never refused when its item is stored.
+const MaxIDLen = checkpoint.MaxIDLen
 
 // LineError is what is wrong with one manifest line.
 type LineError struct {
