@@ -19,7 +19,7 @@
 // never send the same key.
 //
 // An item has a stable string ID, a small opaque payload (the manifest line,
-// or only its offset: the runner decides), a [State], an attempt count, the
+// or only its offset: the runner decides), an [ItemState], an attempt count, the
 // last error and its kind, timestamps, and a small [Progress] record (offset,
 // ETag, upload URL, cursor) for work that can be resumed half-way.
 //
@@ -154,27 +154,29 @@ const (
 	MaxProgressExtraLen = 16 << 10
 )
 
-// State is where an item is in its life. The zero value is not a valid state.
-type State uint8
+// ItemState is where an item is in its life. The zero value is not a valid
+// state. (The name keeps it apart from rebound.State, a breaker's state, and
+// transfer.ResumeState.)
+type ItemState uint8
 
 // Item states. The numbers are stored in files; never renumber them.
 const (
 	// Pending: not yet tried, or given back by Reclaim, Release or RetryDead.
-	Pending State = 1
+	Pending ItemState = 1
 	// Leased: a worker holds it until its lease expires.
-	Leased State = 2
+	Leased ItemState = 2
 	// Done: finished successfully. Final.
-	Done State = 3
+	Done ItemState = 3
 	// Failed: the last attempt failed and the item will be retried once
 	// NextAt has passed.
-	Failed State = 4
+	Failed ItemState = 4
 	// Dead: failed for good (permanent error or out of attempts); only
 	// RetryDead brings it back.
-	Dead State = 5
+	Dead ItemState = 5
 )
 
 // String returns the lower-case name of the state.
-func (s State) String() string {
+func (s ItemState) String() string {
 	switch s {
 	case Pending:
 		return "pending"
@@ -187,7 +189,7 @@ func (s State) String() string {
 	case Dead:
 		return "dead"
 	}
-	return fmt.Sprintf("State(%d)", uint8(s))
+	return fmt.Sprintf("ItemState(%d)", uint8(s))
 }
 
 // JobMeta describes the input a job was built from. OpenJob refuses to
@@ -261,7 +263,7 @@ type Item struct {
 
 	// State is where the item is in its life cycle: Pending, Leased, Done,
 	// Failed or Dead.
-	State State
+	State ItemState
 	// Attempts counts the leases handed out for the item, less those given
 	// back unsent (Release, Defer), or the value the last Result set.
 	Attempts int
@@ -302,7 +304,7 @@ type Result struct {
 	// is dropped if the item has since been leased again (see package doc).
 	Lease int64
 	// State is Done, Failed (retry at NextAt) or Dead.
-	State State
+	State ItemState
 	// Attempts, if above 0, replaces the item's attempt count (e.g. the
 	// leased Item.Attempts plus retries the runner made within the lease).
 	Attempts int

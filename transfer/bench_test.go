@@ -96,7 +96,7 @@ func BenchmarkDownload(b *testing.B) {
 			resp.Body.Close()
 			f.Close()
 			abs, _ := filepath.Abs(out)
-			store.Save(context.Background(), "get "+srv.URL+" -> "+abs, State{URL: srv.URL, Offset: benchSize / 2, Size: benchSize, ETag: `"bench"`})
+			store.Save(context.Background(), "get "+srv.URL+" -> "+abs, ResumeState{URL: srv.URL, Offset: benchSize / 2, Size: benchSize, ETag: `"bench"`})
 			b.StartTimer()
 			res, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: store})
 			if err != nil || !res.Resumed {

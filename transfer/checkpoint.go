@@ -13,7 +13,7 @@ import (
 // CheckpointStore is a StateStore kept in a checkpoint.Store, e.g. the
 // PostgreSQL database that batch jobs on many machines share. Each key is a
 // job of its own, "transfer:KEY", holding one item whose Progress record
-// carries the State (the store's progress slot: SaveProgress with lease 0);
+// carries the ResumeState (the store's progress slot: SaveProgress with lease 0);
 // Save is durable when it returns. The default, for the library and the
 // CLI alike, is a FileStateStore.
 type CheckpointStore struct {
@@ -29,7 +29,7 @@ const (
 	transferMeta      = "rebound transfer state v1"
 )
 
-// stateExtra holds the State fields that checkpoint.Progress has no slot for.
+// stateExtra holds the ResumeState fields that checkpoint.Progress has no slot for.
 type stateExtra struct {
 	URL          string `json:"url,omitempty"`
 	Name         string `json:"name,omitempty"`
@@ -39,13 +39,13 @@ type stateExtra struct {
 }
 
 // Load implements StateStore.
-func (s *CheckpointStore) Load(ctx context.Context, key string) (State, bool, error) {
+func (s *CheckpointStore) Load(ctx context.Context, key string) (ResumeState, bool, error) {
 	it, err := s.st.Item(ctx, transferJobPrefix+key, transferItem)
 	if errors.Is(err, checkpoint.ErrNoJob) || errors.Is(err, checkpoint.ErrNoItem) {
-		return State{}, false, nil
+		return ResumeState{}, false, nil
 	}
 	if err != nil {
-		return State{}, false, err
+		return ResumeState{}, false, err
 	}
 	p := it.Progress
 	var x stateExtra
@@ -55,16 +55,16 @@ func (s *CheckpointStore) Load(ctx context.Context, key string) (State, bool, er
 			// does for a state file; the key (it holds the URL, query
 			// included) stays out of the message.
 			sum := sha256.Sum256([]byte(key))
-			return State{}, false, &CorruptStateError{Path: "checkpoint record " + transferJobPrefix + hex.EncodeToString(sum[:8]), Err: err}
+			return ResumeState{}, false, &CorruptStateError{Path: "checkpoint record " + transferJobPrefix + hex.EncodeToString(sum[:8]), Err: err}
 		}
 	}
-	return State{URL: x.URL, Name: x.Name, Offset: p.Offset, Size: p.Size, ETag: p.ETag,
+	return ResumeState{URL: x.URL, Name: x.Name, Offset: p.Offset, Size: p.Size, ETag: p.ETag,
 		LastModified: x.LastModified, UploadURL: p.UploadURL, Fingerprint: x.Fingerprint, SentSHA256: x.SentSHA256}, true, nil
 }
 
 // Save implements StateStore: it creates the key's record when needed and
-// returns once the State is durable.
-func (s *CheckpointStore) Save(ctx context.Context, key string, st State) error {
+// returns once the ResumeState is durable.
+func (s *CheckpointStore) Save(ctx context.Context, key string, st ResumeState) error {
 	job := transferJobPrefix + key
 	extra, err := json.Marshal(stateExtra{URL: st.URL, Name: st.Name, LastModified: st.LastModified, Fingerprint: st.Fingerprint, SentSHA256: st.SentSHA256})
 	if err != nil {

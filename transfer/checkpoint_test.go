@@ -30,7 +30,7 @@ func TestCheckpointStoreRoundTrip(t *testing.T) {
 	if _, ok, err := s.Load(ctx, "k"); ok || err != nil {
 		t.Fatalf("empty store: ok=%v err=%v", ok, err)
 	}
-	want := State{URL: "https://h/f", Name: "f.bin", Offset: 42, Size: 100, ETag: `"v1"`,
+	want := ResumeState{URL: "https://h/f", Name: "f.bin", Offset: 42, Size: 100, ETag: `"v1"`,
 		LastModified: "Wed, 21 Oct 2015 07:28:00 GMT", UploadURL: "https://h/files/1", Fingerprint: "fp", SentSHA256: "abc"}
 	if err := s.Save(ctx, "k", want); err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func TestCheckpointStoreCorruptRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := "get " + redact.Identity(pu) + " -> " + out // as Download names it
-	if err := store.Save(ctx, key, State{URL: "x", Size: -1}); err != nil {
+	if err := store.Save(ctx, key, ResumeState{URL: "x", Size: -1}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.SaveProgress(ctx, transferJobPrefix+key, transferItem, 0, checkpoint.Progress{Extra: []byte(`{"url": 1}`)}); err != nil {

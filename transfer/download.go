@@ -174,7 +174,7 @@ type downloader struct {
 
 	key       string
 	dir, name string // name is "" until chosen
-	st        State
+	st        ResumeState
 	f         *os.File
 	lock      *filelock.Lock // on the .part, held from when its name is known
 	offset    int64          // bytes of the .part that belong to st's representation
@@ -248,7 +248,7 @@ func (d *downloader) run(ctx context.Context) (*DownloadResult, error) {
 			return nil, err
 		}
 	}
-	d.st = State{URL: d.shown, Size: -1}
+	d.st = ResumeState{URL: d.shown, Size: -1}
 	if d.name != "" {
 		size, exists, err := fileSize(d.partPath())
 		if err != nil {
@@ -296,7 +296,7 @@ func (d *downloader) run(ctx context.Context) (*DownloadResult, error) {
 // restartLocal forgets the .part (it will be truncated when opened).
 func (d *downloader) restartLocal(reason string) {
 	d.offset = 0
-	d.st = State{URL: d.shown, Size: -1, Name: d.st.Name}
+	d.st = ResumeState{URL: d.shown, Size: -1, Name: d.st.Name}
 	d.result.Restarts++
 	d.emit(Event{Kind: EventRestart, Reason: reason})
 }

@@ -82,7 +82,7 @@ func serveContent(s *served, etag string, data func() []byte) http.HandlerFunc {
 }
 
 // seed writes a .part holding part and a state as an earlier run would have.
-func seed(t *testing.T, store StateStore, rawURL, out string, part []byte, st State) {
+func seed(t *testing.T, store StateStore, rawURL, out string, part []byte, st ResumeState) {
 	t.Helper()
 	if err := os.WriteFile(out+".part", part, 0o644); err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestDownloadResumeAnswers(t *testing.T) {
 	cases := []struct {
 		name         string
 		part         []byte // the .part from the earlier run
-		st           State
+		st           ResumeState
 		handler      func(s *served) http.HandlerFunc
 		want         []byte
 		restarts     int
@@ -158,12 +158,12 @@ func TestDownloadResumeAnswers(t *testing.T) {
 		resumedBytes int64 // bytes served to the first request
 	}{
 		{
-			name: "206 appends", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			name: "206 appends", part: data[:n], st: ResumeState{Size: int64(len(data)), ETag: `"v1"`},
 			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
 			want:    data, firstRange: "bytes=100000-", resumedBytes: int64(len(data) - n),
 		},
 		{
-			name: "Last-Modified validator", part: data[:n], st: State{Size: int64(len(data)), LastModified: time.Unix(1700000000, 0).UTC().Format(http.TimeFormat)},
+			name: "Last-Modified validator", part: data[:n], st: ResumeState{Size: int64(len(data)), LastModified: time.Unix(1700000000, 0).UTC().Format(http.TimeFormat)},
 			handler: func(s *served) http.HandlerFunc {
 				return func(w http.ResponseWriter, r *http.Request) {
 					i := s.record(r)
@@ -173,12 +173,12 @@ func TestDownloadResumeAnswers(t *testing.T) {
 			want: data, firstRange: "bytes=100000-", resumedBytes: int64(len(data) - n),
 		},
 		{
-			name: "file changed: If-Range gives 200", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			name: "file changed: If-Range gives 200", part: data[:n], st: ResumeState{Size: int64(len(data)), ETag: `"v1"`},
 			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v2"`, func() []byte { return newData }) },
 			want:    newData, restarts: 1, firstRange: "bytes=100000-", resumedBytes: int64(len(newData)),
 		},
 		{
-			name: "server ignores Range: 200", part: bytes.Repeat([]byte{'x'}, n), st: State{Size: int64(len(data)), ETag: `"v1"`},
+			name: "server ignores Range: 200", part: bytes.Repeat([]byte{'x'}, n), st: ResumeState{Size: int64(len(data)), ETag: `"v1"`},
 			handler: func(s *served) http.HandlerFunc {
 				return func(w http.ResponseWriter, r *http.Request) {
 					i := s.record(r)
@@ -190,12 +190,12 @@ func TestDownloadResumeAnswers(t *testing.T) {
 			want: data, restarts: 1, firstRange: "bytes=100000-", resumedBytes: int64(len(data)),
 		},
 		{
-			name: "416: already complete", part: data, st: State{Size: int64(len(data)), ETag: `"v1"`},
+			name: "416: already complete", part: data, st: ResumeState{Size: int64(len(data)), ETag: `"v1"`},
 			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
 			want:    data, firstRange: "bytes=300000-", resumedBytes: 0,
 		},
 		{
-			name: "416: file shrank", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			name: "416: file shrank", part: data[:n], st: ResumeState{Size: int64(len(data)), ETag: `"v1"`},
 			handler: func(s *served) http.HandlerFunc {
 				// ServeContent with If-Range matching and a range past the end.
 				return serveContent(s, `"v1"`, func() []byte { return newData[:50_000] })
@@ -203,28 +203,28 @@ func TestDownloadResumeAnswers(t *testing.T) {
 			want: newData[:50_000], restarts: 1, firstRange: "bytes=100000-",
 		},
 		{
-			name: "Content-Range starts elsewhere", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			name: "Content-Range starts elsewhere", part: data[:n], st: ResumeState{Size: int64(len(data)), ETag: `"v1"`},
 			handler: lyingRange(data, func(w http.ResponseWriter) {
 				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n+10, len(data)-1, len(data)))
 			}),
 			want: data, restarts: 1, firstRange: "bytes=100000-",
 		},
 		{
-			name: "Content-Range names another total", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			name: "Content-Range names another total", part: data[:n], st: ResumeState{Size: int64(len(data)), ETag: `"v1"`},
 			handler: lyingRange(data, func(w http.ResponseWriter) {
 				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(data)+99, len(data)+100))
 			}),
 			want: data, restarts: 1, firstRange: "bytes=100000-",
 		},
 		{
-			name: "Content-Range unreadable", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			name: "Content-Range unreadable", part: data[:n], st: ResumeState{Size: int64(len(data)), ETag: `"v1"`},
 			handler: lyingRange(data, func(w http.ResponseWriter) {
 				w.Header().Set("Content-Range", "bytes garbage")
 			}),
 			want: data, restarts: 1, firstRange: "bytes=100000-",
 		},
 		{
-			name: "206 with a changed ETag", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			name: "206 with a changed ETag", part: data[:n], st: ResumeState{Size: int64(len(data)), ETag: `"v1"`},
 			handler: lyingRange(data, func(w http.ResponseWriter) {
 				w.Header().Set("ETag", `"v9"`)
 				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(data)-1, len(data)))
@@ -232,7 +232,7 @@ func TestDownloadResumeAnswers(t *testing.T) {
 			want: data, restarts: 1, firstRange: "bytes=100000-",
 		},
 		{
-			name: "206 without the ETag sent in If-Range", part: data[:n], st: State{Size: int64(len(data)), ETag: `"v1"`},
+			name: "206 without the ETag sent in If-Range", part: data[:n], st: ResumeState{Size: int64(len(data)), ETag: `"v1"`},
 			handler: lyingRange(data, func(w http.ResponseWriter) {
 				w.Header().Del("ETag")
 				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(data)-1, len(data)))
@@ -241,7 +241,7 @@ func TestDownloadResumeAnswers(t *testing.T) {
 		},
 		{
 			name: "206 without the Last-Modified sent in If-Range", part: data[:n],
-			st: State{Size: int64(len(data)), LastModified: time.Unix(1700000000, 0).UTC().Format(http.TimeFormat)},
+			st: ResumeState{Size: int64(len(data)), LastModified: time.Unix(1700000000, 0).UTC().Format(http.TimeFormat)},
 			handler: lyingRange(data, func(w http.ResponseWriter) {
 				w.Header().Del("ETag")
 				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(data)-1, len(data)))
@@ -249,7 +249,7 @@ func TestDownloadResumeAnswers(t *testing.T) {
 			want: data, restarts: 1, firstRange: "bytes=100000-",
 		},
 		{
-			name: "no validator kept: start over without asking", part: data[:n], st: State{Size: int64(len(data))},
+			name: "no validator kept: start over without asking", part: data[:n], st: ResumeState{Size: int64(len(data))},
 			handler: func(s *served) http.HandlerFunc { return serveContent(s, `"v1"`, func() []byte { return data }) },
 			want:    data, restarts: 1, firstRange: "",
 		},
@@ -692,7 +692,7 @@ func TestFileStateStore(t *testing.T) {
 	if _, ok, err := store.Load(ctx, "k"); ok || err != nil {
 		t.Fatalf("empty store: ok=%v err=%v", ok, err)
 	}
-	want := State{URL: "http://x/", Offset: 5, Size: 10, ETag: `"e"`, UploadURL: "http://x/u", Fingerprint: "fp"}
+	want := ResumeState{URL: "http://x/", Offset: 5, Size: 10, ETag: `"e"`, UploadURL: "http://x/u", Fingerprint: "fp"}
 	if err := store.Save(ctx, "k", want); err != nil {
 		t.Fatal(err)
 	}
@@ -892,7 +892,7 @@ func TestDownloadRetryEventsCarryOffset(t *testing.T) {
 	defer srv.Close()
 	store := newStore(t)
 	out := filepath.Join(t.TempDir(), "f.bin")
-	seed(t, store, srv.URL, out, data[:50_000], State{Size: int64(len(data)), ETag: `"v1"`})
+	seed(t, store, srv.URL, out, data[:50_000], ResumeState{Size: int64(len(data)), ETag: `"v1"`})
 	var retries []int64
 	_, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: store, Pipeline: fastPipeline,
 		OnEvent: func(ev Event) {

@@ -234,9 +234,9 @@ func FuzzDownloadResume(f *testing.F) {
 		}
 		out := filepath.Join(t.TempDir(), "f.bin")
 		if n := int(prefix) % (len(v0) + 1); n > 0 {
-			st := State{Size: int64(len(v0)), ETag: etags[0]}
+			st := ResumeState{Size: int64(len(v0)), ETag: etags[0]}
 			if useLM {
-				st = State{Size: int64(len(v0)), LastModified: dates[0]}
+				st = ResumeState{Size: int64(len(v0)), LastModified: dates[0]}
 			}
 			seed(t, store, srv.URL, out, v0[:n], st)
 		}

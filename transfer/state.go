@@ -14,10 +14,11 @@ import (
 	"strings"
 )
 
-// State is what a transfer keeps to resume. Download uses URL, Name, Offset,
-// Size, ETag and LastModified; Upload uses URL, Offset, Size, UploadURL,
-// Fingerprint and SentSHA256.
-type State struct {
+// ResumeState is what a transfer keeps to resume (named apart from
+// rebound.State, a breaker's state, and checkpoint.ItemState). Download uses
+// URL, Name, Offset, Size, ETag and LastModified; Upload uses URL, Offset,
+// Size, UploadURL, Fingerprint and SentSHA256.
+type ResumeState struct {
 	// URL is the resource downloaded, or the tus endpoint uploaded to.
 	URL string `json:"url,omitempty"`
 	// Name is the local file name a download chose (from the server when the
@@ -44,17 +45,17 @@ type State struct {
 	SentSHA256 string `json:"sent_sha256,omitempty"`
 }
 
-// StateStore keeps transfer state between runs, one State per key (the
+// StateStore keeps transfer state between runs, one ResumeState per key (the
 // transfer builds the key from what it moves and where). Implementations
 // must be safe for concurrent use with different keys.
 type StateStore interface {
 	// Load returns key's State; ok is false, with a nil error, for a key
 	// the store does not hold.
-	Load(ctx context.Context, key string) (st State, ok bool, err error)
+	Load(ctx context.Context, key string) (st ResumeState, ok bool, err error)
 	// Save stores st under key, replacing what was there. It must be
-	// atomic: a crash leaves the old State or the new one, never a mix.
-	Save(ctx context.Context, key string, st State) error
-	// Delete forgets key's State, once the transfer is done or must start
+	// atomic: a crash leaves the old ResumeState or the new one, never a mix.
+	Save(ctx context.Context, key string, st ResumeState) error
+	// Delete forgets key's ResumeState, once the transfer is done or must start
 	// over.
 	Delete(ctx context.Context, key string) error
 }
@@ -115,32 +116,32 @@ func (s *FileStateStore) Path(key string) string {
 
 // Load reads key's state. A file that exists but does not parse is a
 // *CorruptStateError.
-func (s *FileStateStore) Load(ctx context.Context, key string) (State, bool, error) {
+func (s *FileStateStore) Load(ctx context.Context, key string) (ResumeState, bool, error) {
 	p := s.Path(key)
 	data, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return State{}, false, nil
+		return ResumeState{}, false, nil
 	}
 	if err != nil {
-		return State{}, false, fmt.Errorf("transfer: read state: %w", err)
+		return ResumeState{}, false, fmt.Errorf("transfer: read state: %w", err)
 	}
-	var st State
+	var st ResumeState
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
-		return State{}, false, &CorruptStateError{Path: p, Err: err}
+		return ResumeState{}, false, &CorruptStateError{Path: p, Err: err}
 	}
 	if dec.More() {
-		return State{}, false, &CorruptStateError{Path: p, Err: errors.New("trailing data")}
+		return ResumeState{}, false, &CorruptStateError{Path: p, Err: errors.New("trailing data")}
 	}
 	if st.Offset < 0 || st.Size < -1 || (st.Size >= 0 && st.Offset > st.Size) {
-		return State{}, false, &CorruptStateError{Path: p, Err: fmt.Errorf("offset %d, size %d", st.Offset, st.Size)}
+		return ResumeState{}, false, &CorruptStateError{Path: p, Err: fmt.Errorf("offset %d, size %d", st.Offset, st.Size)}
 	}
 	return st, true, nil
 }
 
 // Save writes key's state atomically.
-func (s *FileStateStore) Save(ctx context.Context, key string, st State) error {
+func (s *FileStateStore) Save(ctx context.Context, key string, st ResumeState) error {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err

@@ -93,7 +93,7 @@ const maxCreates = 3
 // replaced, or changed in a way these show, gets a new fingerprint, so its
 // upload starts over; a change they miss (past the first MiB, size and time
 // kept) is caught before resuming by the check of the bytes the server
-// confirmed (State.SentSHA256).
+// confirmed (ResumeState.SentSHA256).
 func Fingerprint(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -459,7 +459,7 @@ func (u *uploader) save(ctx context.Context) error {
 	if err := u.hashTo(u.offset); err != nil {
 		return rebound.Permanent(err)
 	}
-	err := u.store.Save(ctx, u.key, State{URL: redact.URL(u.endpoint), Offset: u.offset, Size: u.size,
+	err := u.store.Save(ctx, u.key, ResumeState{URL: redact.URL(u.endpoint), Offset: u.offset, Size: u.size,
 		UploadURL: u.uploadURL, Fingerprint: u.fp, SentSHA256: hex.EncodeToString(u.sent.Sum(nil))})
 	return rebound.Permanent(err)
 }
@@ -484,7 +484,7 @@ func (u *uploader) hashTo(n int64) error {
 // sentUnchanged reports whether the file's first st.Offset bytes hash to
 // st.SentSHA256 (a state without one, from an older version, cannot be
 // checked and counts as changed). It leaves u.sent at st.Offset.
-func (u *uploader) sentUnchanged(st State) (bool, error) {
+func (u *uploader) sentUnchanged(st ResumeState) (bool, error) {
 	u.sent.Reset()
 	u.hashed = 0
 	if err := u.hashTo(st.Offset); err != nil {

@@ -54,7 +54,7 @@ type memJob struct {
 
 // final reports whether an item in state st is finished (Done or Dead):
 // nothing brings it back but RetryDead.
-func final(st checkpoint.State) bool { return st == checkpoint.Done || st == checkpoint.Dead }
+func final(st checkpoint.ItemState) bool { return st == checkpoint.Done || st == checkpoint.Dead }
 
 type memItem struct {
 	it  checkpoint.Item
@@ -248,7 +248,7 @@ func (m *Store) Lease(ctx context.Context, job, worker string, n int, ttl time.D
 	var out []checkpoint.Item
 	var classStart int
 	// take pops valid entries from q while they are due.
-	take := func(q *memQueue, state checkpoint.State) {
+	take := func(q *memQueue, state checkpoint.ItemState) {
 		for len(out) < n && q.Len() > 0 {
 			e := (*q)[0]
 			if e.ver != e.m.ver || e.m.it.State != state {
@@ -274,7 +274,7 @@ func (m *Store) Lease(ctx context.Context, job, worker string, n int, ttl time.D
 	// Each class in added order, as SQLite returns it.
 	for _, q := range []struct {
 		q     *memQueue
-		state checkpoint.State
+		state checkpoint.ItemState
 	}{{&j.leased, checkpoint.Leased}, {&j.failed, checkpoint.Failed}, {&j.pending, checkpoint.Pending}} {
 		classStart = len(out)
 		take(q.q, q.state)

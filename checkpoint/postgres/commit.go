@@ -59,7 +59,7 @@ type updateCols struct {
 	have                     map[string]struct{}
 }
 
-func (u *updateCols) add(id string, lease int64, state checkpoint.State, attempts int, err, kind string,
+func (u *updateCols) add(id string, lease int64, state checkpoint.ItemState, attempts int, err, kind string,
 	nextAt int64, isResult, setPrg bool, prog []byte) {
 	u.ids, u.leases = append(u.ids, id), append(u.leases, lease)
 	u.states, u.attempts = append(u.states, int16(state)), append(u.attempts, int32(attempts))

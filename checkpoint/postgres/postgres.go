@@ -426,7 +426,7 @@ func scanItem(row pgx.Row, job string, extra ...any) (seq int64, it checkpoint.I
 	if err = row.Scan(dest...); err != nil {
 		return 0, checkpoint.Item{}, err
 	}
-	it.Job, it.State = job, checkpoint.State(state)
+	it.Job, it.State = job, checkpoint.ItemState(state)
 	it.Due, it.Created, it.Updated = spi.FromNano(due), spi.FromNano(created), spi.FromNano(updated)
 	if len(prog) > 0 {
 		if err := json.Unmarshal(prog, &it.Progress); err != nil {
@@ -639,7 +639,7 @@ func (s *Store) Stats(ctx context.Context, job string) (checkpoint.Stats, error)
 			return checkpoint.Stats{}, wrap(err)
 		}
 		st.Attempts += attempts
-		switch checkpoint.State(state) {
+		switch checkpoint.ItemState(state) {
 		case checkpoint.Pending:
 			st.Pending = n
 		case checkpoint.Leased:

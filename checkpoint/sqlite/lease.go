@@ -29,7 +29,7 @@ func scanItem(sc scanner, job string) (rowid int64, it checkpoint.Item, err erro
 	if err != nil {
 		return 0, checkpoint.Item{}, err
 	}
-	it.Job, it.State = job, checkpoint.State(state)
+	it.Job, it.State = job, checkpoint.ItemState(state)
 	it.Due, it.Created, it.Updated = spi.FromNano(due), spi.FromNano(created), spi.FromNano(updated)
 	if len(prog) > 0 {
 		if err := json.Unmarshal(prog, &it.Progress); err != nil {
@@ -106,13 +106,13 @@ func (s *Store) Lease(ctx context.Context, job, worker string, n int, ttl time.D
 
 // leaseOrder is the order Lease takes items in: expired leases (a dead
 // worker's items), then due retries, then new work.
-var leaseOrder = [3]checkpoint.State{checkpoint.Leased, checkpoint.Failed, checkpoint.Pending}
+var leaseOrder = [3]checkpoint.ItemState{checkpoint.Leased, checkpoint.Failed, checkpoint.Pending}
 
 // leaseSQL takes up to ?7 leasable items of one state, through the partial
 // index items_due (see schema). The limit is "?7 + 0", not "?7": SQLite
 // reads a bare bound LIMIT while planning, so each new value would make it
 // parse and plan the statement again (measured: a quarter of Lease's time).
-func leaseSQL(st checkpoint.State) string {
+func leaseSQL(st checkpoint.ItemState) string {
 	return fmt.Sprintf(`UPDATE items SET state = ?1, worker = ?2, lease = ?3, due = ?4, attempts = attempts + 1, updated = ?5
 		WHERE rowid IN (SELECT rowid FROM items WHERE job = ?6 AND state = %d AND state <> 3 AND due <= ?5 ORDER BY due, rowid LIMIT ?7 + 0)
 		RETURNING %s`, st, itemCols)

@@ -71,7 +71,7 @@ func (s *Store) Stats(ctx context.Context, job string) (checkpoint.Stats, error)
 			return checkpoint.Stats{}, s.wrap(err)
 		}
 		st.Attempts += attempts
-		switch checkpoint.State(state) {
+		switch checkpoint.ItemState(state) {
 		case checkpoint.Pending:
 			st.Pending = n
 		case checkpoint.Leased:
