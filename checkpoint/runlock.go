@@ -22,7 +22,7 @@ type RunLocker interface {
 	TryLockRun(job string) (unlock func(), err error)
 }
 
-// runLock is the SQLite store's run lock: an exclusive flock on a file
+// runLock is the SQLite store's run lock: an exclusive file lock on a file
 // beside the database (never on the database file itself: closing another
 // descriptor of that file would drop SQLite's own POSIX locks). It is
 // re-entrant per store value and released by the last unlock or by Close.
