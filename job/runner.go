@@ -99,25 +99,49 @@ const (
 	EventDead   EventType = "dead"   // the item failed for good
 )
 
-// Event is one thing that happened to an item.
+// Event is one thing that happened to an item. Its shared fields (Type,
+// Attempt, Wait, Err) have the names and types of transfer.Event's, so one
+// hook can report both. It has no JSON form of its own: the command line's
+// --json events are built from it, with waits in milliseconds (wait_ms).
 type Event struct {
 	// Type says what happened.
-	Type EventType `json:"event"`
+	Type EventType
 	// Job is the job's name (Config.Job).
-	Job string `json:"job"`
+	Job string
 	// ID is the item's ID within Job.
-	ID string `json:"id"`
+	ID string
 	// Attempt counts the item's attempts across runs, from 1: the attempt
 	// that starts (EventStart) or failed (EventRetry), or the total so far
 	// (EventDone, EventFailed, EventDead).
-	Attempt int `json:"attempt,omitempty"`
+	Attempt int
 	// Kind is the failure's class as a rebound.Kind name, e.g. "transient";
 	// empty for EventStart and EventDone.
-	Kind string `json:"kind,omitempty"`
-	// Err is the failure's text; empty for EventStart and EventDone.
-	Err string `json:"error,omitempty"`
+	Kind string
+	// Err is the failure, nil for EventStart and EventDone. Its text is
+	// redacted (no URL credentials or query, no control characters); for
+	// EventRetry it wraps the handler's error, so errors.Is and errors.As
+	// see the cause. For EventFailed and EventDead it is the reason the
+	// store keeps, as text.
+	Err error
 	// Wait is the pause before the next attempt (EventRetry only).
-	Wait time.Duration `json:"wait_ns,omitempty"`
+	Wait time.Duration
+}
+
+// redactedError shows an error's redacted text and unwraps to the error.
+type redactedError struct {
+	text string
+	err  error
+}
+
+func (e *redactedError) Error() string { return e.text }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// reasonErr is the error for a reason the store keeps as text; nil for "".
+func reasonErr(text string) error {
+	if text == "" {
+		return nil
+	}
+	return errors.New(text)
 }
 
 // Task is the item a Handler works on.
@@ -692,7 +716,7 @@ func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, 
 			return
 		}
 		atomic.AddInt64(&r.sum.Retries, 1)
-		r.emit(Event{Type: EventRetry, ID: it.ID, Attempt: prior + e.Attempt, Kind: e.Class.Kind.String(), Err: redact.Text(e.Err.Error()), Wait: e.Wait})
+		r.emit(Event{Type: EventRetry, ID: it.ID, Attempt: prior + e.Attempt, Kind: e.Class.Kind.String(), Err: &redactedError{redact.Text(e.Err.Error()), e.Err}, Wait: e.Wait})
 		if userOnRetry != nil {
 			userOnRetry(e)
 		}
@@ -806,11 +830,11 @@ func (r *runner) complete(ctx context.Context, it checkpoint.Item, res checkpoin
 		r.failed.CompareAndSwap(nil, &e)
 		return
 	}
-	ev := Event{ID: it.ID, Attempt: res.Attempts, Kind: res.ErrKind, Err: res.Err}
+	ev := Event{ID: it.ID, Attempt: res.Attempts, Kind: res.ErrKind, Err: reasonErr(res.Err)}
 	switch res.State {
 	case checkpoint.Done:
 		atomic.AddInt64(&r.sum.Done, 1)
-		ev.Type, ev.Kind, ev.Err = EventDone, "", ""
+		ev.Type, ev.Kind, ev.Err = EventDone, "", nil
 	case checkpoint.Dead:
 		atomic.AddInt64(&r.sum.Dead, 1)
 		ev.Type = EventDead

@@ -107,7 +107,7 @@ func pipelineFor(p *rebound.Pipeline, name string, emit func(Event)) rebound.Pip
 		if prev != nil {
 			prev(ev)
 		}
-		emit(Event{Kind: EventRetry, Attempt: ev.Attempt, Wait: ev.Wait, Err: ev.Err})
+		emit(Event{Type: EventRetry, Attempt: ev.Attempt, Wait: ev.Wait, Err: ev.Err})
 	}
 	return out
 }

@@ -237,9 +237,9 @@ type jsonEvent struct {
 
 func (p *progress) event(ev transfer.Event) {
 	if p.json != nil {
-		je := jsonEvent{Event: ev.Kind.String(), File: redact.Printable(ev.Name), Done: ev.Done, Total: ev.Total,
+		je := jsonEvent{Event: string(ev.Type), File: redact.Printable(ev.Name), Done: ev.Done, Total: ev.Total,
 			Reason: p.clean.text(ev.Reason), Attempt: ev.Attempt}
-		if ev.Kind == transfer.EventRetry {
+		if ev.Type == transfer.EventRetry {
 			je.WaitMS = waitMS(ev.Wait)
 		}
 		if ev.Err != nil {
@@ -248,7 +248,7 @@ func (p *progress) event(ev transfer.Event) {
 		p.json.Encode(je)
 		return
 	}
-	switch ev.Kind {
+	switch ev.Type {
 	case transfer.EventResume:
 		p.startAt = ev.Done
 		p.note(fmt.Sprintf("%s: resuming %s at %s", p.verb, filepath.Base(ev.Name), size(ev.Done)))
@@ -289,15 +289,15 @@ func (p *progress) progress(ev transfer.Event) {
 			p.bar.EwmaSetCurrent(ev.Done, now.Sub(p.lastSet))
 		}
 		p.lastSet = now
-		if ev.Kind == transfer.EventDone {
+		if ev.Type == transfer.EventDone {
 			p.bar.SetTotal(ev.Done, true)
 		}
 		return
 	}
-	if ev.Kind != transfer.EventDone && now.Sub(p.lastLn) < time.Second {
+	if ev.Type != transfer.EventDone && now.Sub(p.lastLn) < time.Second {
 		return
 	}
-	if ev.Kind == transfer.EventDone && ev.Done == p.shown {
+	if ev.Type == transfer.EventDone && ev.Done == p.shown {
 		// The last progress line already said it: a transfer that ends
 		// with a progress event would otherwise print its last line twice.
 		return

@@ -105,9 +105,9 @@ func TestParseSize(t *testing.T) {
 func TestPlainProgressLastLineOnce(t *testing.T) {
 	var out, errb bytes.Buffer
 	p := newProgress(&out, &errb, false, "get")
-	p.event(transfer.Event{Kind: transfer.EventStart, Total: -1})
-	p.event(transfer.Event{Kind: transfer.EventProgress, Done: 5, Total: 5})
-	p.event(transfer.Event{Kind: transfer.EventDone, Done: 5, Total: 5})
+	p.event(transfer.Event{Type: transfer.EventStart, Total: -1})
+	p.event(transfer.Event{Type: transfer.EventProgress, Done: 5, Total: 5})
+	p.event(transfer.Event{Type: transfer.EventDone, Done: 5, Total: 5})
 	p.close(true)
 	if n := strings.Count(errb.String(), "5 B of 5 B"); n != 1 {
 		t.Fatalf("the final count was shown %d times, want 1:\n%s", n, errb.String())
@@ -115,8 +115,8 @@ func TestPlainProgressLastLineOnce(t *testing.T) {
 	// A done event that says more than the last line is still shown.
 	errb.Reset()
 	p = newProgress(&out, &errb, false, "get")
-	p.event(transfer.Event{Kind: transfer.EventProgress, Done: 1, Total: 5})
-	p.event(transfer.Event{Kind: transfer.EventDone, Done: 5, Total: 5})
+	p.event(transfer.Event{Type: transfer.EventProgress, Done: 1, Total: 5})
+	p.event(transfer.Event{Type: transfer.EventDone, Done: 5, Total: 5})
 	if !strings.Contains(errb.String(), "5 B of 5 B (100%)") {
 		t.Fatalf("done line missing:\n%s", errb.String())
 	}
@@ -128,8 +128,8 @@ func TestPlainProgressRateAfterRestart(t *testing.T) {
 	var out, errb bytes.Buffer
 	p := newProgress(&out, &errb, false, "get")
 	p.start = time.Now().Add(-time.Hour) // an hour spent on a download the server then restarted
-	p.event(transfer.Event{Kind: transfer.EventRestart, Reason: "the file changed"})
-	p.event(transfer.Event{Kind: transfer.EventProgress, Done: 1 << 20, Total: 2 << 20})
+	p.event(transfer.Event{Type: transfer.EventRestart, Reason: "the file changed"})
+	p.event(transfer.Event{Type: transfer.EventProgress, Done: 1 << 20, Total: 2 << 20})
 	line := strings.TrimSpace(errb.String()[strings.LastIndex(strings.TrimSpace(errb.String()), "\n")+1:])
 	i := strings.LastIndex(line, "ETA ")
 	if i < 0 {
