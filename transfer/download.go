@@ -114,7 +114,7 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 	if opts.SHA256 != "" {
 		want, err = hex.DecodeString(opts.SHA256)
 		if err != nil || len(want) != sha256.Size {
-			return nil, fmt.Errorf("%w: --sha256 must be 64 hex digits", ErrInvalid)
+			return nil, fmt.Errorf("%w: DownloadOptions.SHA256 must be 64 hex digits", ErrInvalid)
 		}
 	}
 	// The URL's password, if any, stays out of the state, its file name and
@@ -448,9 +448,9 @@ func (d *downloader) attempt(ctx context.Context) error {
 		// A name the server chose must not replace a file the user has
 		// (curl -OJ refuses too); a path given in Path may.
 		if _, err := os.Lstat(filepath.Join(d.dir, d.name)); err == nil {
-			return rebound.Permanent(fmt.Errorf("%w: download %s: the server names the file %q and %s already exists; it was left untouched. "+
-				"Choose the output with -o (an existing file named there is replaced), or move the file away",
-				ErrInvalid, d.shown, d.name, filepath.Join(d.dir, d.name)))
+			return rebound.Permanent(fmt.Errorf("%w: %w: download %s: the server names the file %q and %s already exists; it was left untouched. "+
+				"Choose the output with DownloadOptions.Path (an existing file there is replaced), or move the file away",
+				ErrInvalid, ErrFileExists, d.shown, d.name, filepath.Join(d.dir, d.name)))
 		}
 		d.st.Name = d.name
 		if err := d.lockPart(); err != nil {

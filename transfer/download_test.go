@@ -599,8 +599,9 @@ func TestDownloadKeepsExistingFileServerNamed(t *testing.T) {
 	store := newStore(t)
 	for range 2 { // and again: nothing was saved that would let a rerun go on
 		_, err := Download(context.Background(), srv.URL+"/x", DownloadOptions{Dir: dir, Store: store})
-		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), mine) || !strings.Contains(err.Error(), "-o") {
-			t.Fatalf("err = %v, want ErrInvalid naming %s and -o", err, mine)
+		if !errors.Is(err, ErrInvalid) || !errors.Is(err, ErrFileExists) || !strings.Contains(err.Error(), mine) ||
+			!strings.Contains(err.Error(), "DownloadOptions.Path") || strings.Contains(err.Error(), "-o") {
+			t.Fatalf("err = %v, want ErrInvalid and ErrFileExists naming %s and DownloadOptions.Path (no CLI flag)", err, mine)
 		}
 		checkFile(t, mine, []byte("the user's own"))
 		if entries, _ := os.ReadDir(dir); len(entries) != 1 {

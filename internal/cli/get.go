@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,6 +113,8 @@ func transferExitCode(ctx context.Context, verb string, err error) error {
 		return nil
 	case ctx.Err() != nil:
 		return withCode(ExitInterrupted, fmt.Errorf("%s interrupted; progress is saved, run the same command again to resume", verb))
+	case errors.Is(err, transfer.ErrFileExists):
+		return usageErr(fmt.Errorf("%w\nhint: choose the output with -o FILE (a file named there is replaced once the download is complete), or move the file away", err))
 	case errors.Is(err, transfer.ErrInvalid), errors.Is(err, transfer.ErrLocked):
 		// Another get or upload of the same target runs: the error names
 		// its pid. Like `run` on a locked state file, a usage error.
@@ -147,6 +151,9 @@ naming its pid.
 Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if sum != "" && !isSHA256Hex(sum) {
+				return usageErr(errors.New("--sha256 must be 64 hex digits"))
+			}
 			db, pipe, header, _, err := tf.setup()
 			if err != nil {
 				return err
@@ -190,6 +197,12 @@ Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output file, or an existing directory to save into")
 	cmd.Flags().StringVar(&sum, "sha256", "", "expected SHA-256 of the file (hex); a mismatch removes the download and fails")
 	return cmd
+}
+
+// isSHA256Hex reports whether s is a SHA-256 in hex, either case.
+func isSHA256Hex(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == sha256.Size
 }
 
 // progress shows transfer events: a bar on a terminal, plain lines at most

@@ -28,6 +28,8 @@ func TestTransferExitCodes(t *testing.T) {
 	dir, state := t.TempDir(), t.TempDir()
 	src := filepath.Join(dir, "src")
 	os.WriteFile(src, []byte("data"), 0o644)
+	taken := t.TempDir() // an output directory where the server's name is taken
+	os.WriteFile(filepath.Join(taken, "taken"), []byte("mine"), 0o644)
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -36,7 +38,9 @@ func TestTransferExitCodes(t *testing.T) {
 		{[]string{"get", srv.URL + "/ok", "-o", filepath.Join(dir, "ok"), "--state-dir", state}, ExitOK, "saved"},
 		{[]string{"get", srv.URL + "/missing", "-o", filepath.Join(dir, "m"), "--state-dir", state}, ExitFailed, "404"},
 		{[]string{"get", "ftp://x/y", "--state-dir", state}, ExitUsage, "not an http(s) URL"},
-		{[]string{"get", srv.URL, "--sha256", "xyz", "--state-dir", state}, ExitUsage, "sha256"},
+		{[]string{"get", srv.URL, "--sha256", "xyz", "--state-dir", state}, ExitUsage, "--sha256 must be 64 hex digits"},
+		// The library names its own API; the command line adds its flag.
+		{[]string{"get", srv.URL + "/taken", "-o", taken, "--state-dir", state}, ExitUsage, "hint: choose the output with -o FILE"},
 		{[]string{"get", srv.URL, "-o", filepath.Join(dir, "no/such/dir/f"), "--state-dir", state}, ExitUsage, "does not exist"},
 		{[]string{"get", srv.URL, "-H", "bad header", "--state-dir", state}, ExitUsage, "header"},
 		{[]string{"get"}, ExitUsage, "arg"},
