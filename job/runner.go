@@ -211,7 +211,7 @@ func IdempotencyKey(job checkpoint.Job, id string) string {
 
 // Run works through the job's items until none is left to do, ctx is
 // cancelled (ErrInterrupted), or the store fails. Items must already be in
-// the store (see LoadManifest).
+// the store (see LoadManifest and LoadItems).
 func Run(ctx context.Context, cfg Config, h Handler) (Summary, error) {
 	r, err := newRunner(cfg, h)
 	if err != nil {
