@@ -161,7 +161,7 @@ func TestDownloadToxiproxyCuts(t *testing.T) {
 	res, err := transfer.Download(context.Background(), "http://"+addr+"/f.bin", transfer.DownloadOptions{
 		Path: out, Store: store, Pipeline: trFast, SHA256: trSum(data),
 		OnEvent: func(ev transfer.Event) {
-			if ev.Kind == transfer.EventRetry {
+			if ev.Type == transfer.EventRetry {
 				cuts++
 			}
 		}})
@@ -204,7 +204,7 @@ func TestDownloadToxiproxyFileChanges(t *testing.T) {
 	res, err := transfer.Download(context.Background(), "http://"+addr+"/f.bin", transfer.DownloadOptions{
 		Path: out, Store: store, Pipeline: trFast,
 		OnEvent: func(ev transfer.Event) {
-			if ev.Kind == transfer.EventRestart {
+			if ev.Type == transfer.EventRestart {
 				reasons = append(reasons, ev.Reason)
 			}
 		}})

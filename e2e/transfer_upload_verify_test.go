@@ -36,7 +36,7 @@ func TestUploadResumeChecksSentBytes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	_, err = transfer.Upload(ctx, src, ts.srv.URL+"/files/", transfer.UploadOptions{Store: store, ChunkSize: chunk, Pipeline: fast,
 		OnEvent: func(ev transfer.Event) {
-			if ev.Kind == transfer.EventProgress && ev.Done >= 2<<20 {
+			if ev.Type == transfer.EventProgress && ev.Done >= 2<<20 {
 				cancel()
 			}
 		}})
@@ -58,7 +58,7 @@ func TestUploadResumeChecksSentBytes(t *testing.T) {
 	var restarts []string
 	res, err := transfer.Upload(context.Background(), src, ts.srv.URL+"/files/", transfer.UploadOptions{Store: store, ChunkSize: chunk, Pipeline: fast,
 		OnEvent: func(ev transfer.Event) {
-			if ev.Kind == transfer.EventRestart {
+			if ev.Type == transfer.EventRestart {
 				restarts = append(restarts, ev.Reason)
 			}
 		}})

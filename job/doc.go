@@ -1,8 +1,9 @@
 // Package job runs a batch of network work items over a checkpoint.Store, so
 // that a run that crashes resumes where it stopped and does nothing twice.
 //
-// A job is a named set of items read from a JSONL manifest (ScanManifest) or
-// any Go iterator. Each item is leased, run through a rebound.Pipeline with an
+// A job is a named set of items loaded from a JSONL manifest (LoadManifest)
+// or from any Go iterator of (ID, payload) pairs (LoadItems), with the same
+// guarantees. Each item is leased, run through a rebound.Pipeline with an
 // Idempotency-Key derived from the job's ID and the item ID (IdempotencyKey),
 // and its outcome is checkpointed: done, failed (will retry) or dead (a
 // permanent failure, or out of attempts). Memory is bounded by the

@@ -77,6 +77,27 @@ func LoadManifest(ctx context.Context, st checkpoint.Store, name, path string) (
 		return checkpoint.Job{}, &ManifestError{Path: path, Lines: []LineError{{0, errors.New("no requests in the manifest")}}}
 	}
 	meta := checkpoint.JobMeta{Fingerprint: hex.EncodeToString(h.Sum(nil)), Total: total}
+	return fill(ctx, st, name, meta, func(skip int64, add func(checkpoint.Item) error) error {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("manifest: %w", err)
+		}
+		return ScanManifest(f, path, dir, func(_ int, req Request, raw []byte) error {
+			if skip > 0 {
+				skip--
+				return nil
+			}
+			return add(checkpoint.Item{ID: req.ID, Payload: append([]byte(nil), raw...)})
+		})
+	})
+}
+
+// fill opens the job with meta (refusing another manifest's job) and, if it
+// holds fewer than meta.Total items, calls scan to add the rest: scan yields
+// every item again, in the order of the first pass, skipping the first skip
+// (those the job has), and passes each to add, which stores them in batches.
+func fill(ctx context.Context, st checkpoint.Store, name string, meta checkpoint.JobMeta,
+	scan func(skip int64, add func(checkpoint.Item) error) error) (checkpoint.Job, error) {
+	total := meta.Total
 	if l, ok := st.(checkpoint.JobLocker); ok {
 		// Workers that share the store and start together: the first one
 		// loads, the others wait here and then find the job loaded.
@@ -94,10 +115,6 @@ func LoadManifest(ctx context.Context, st checkpoint.Store, name, path string) (
 		return job, nil
 	}
 
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return job, fmt.Errorf("manifest: %w", err)
-	}
-	skip := job.Items
 	batch := make([]checkpoint.Item, 0, loadBatch)
 	flush := func() error {
 		if len(batch) == 0 {
@@ -110,12 +127,8 @@ func LoadManifest(ctx context.Context, st checkpoint.Store, name, path string) (
 		batch = batch[:0]
 		return nil
 	}
-	err = ScanManifest(f, path, dir, func(_ int, req Request, raw []byte) error {
-		if skip > 0 {
-			skip--
-			return nil
-		}
-		batch = append(batch, checkpoint.Item{ID: req.ID, Payload: append([]byte(nil), raw...)})
+	err = scan(job.Items, func(it checkpoint.Item) error {
+		batch = append(batch, it)
 		if len(batch) == loadBatch {
 			return flush()
 		}

@@ -31,7 +31,9 @@ func TestRunGuardsHandlerText(t *testing.T) {
 		OnEvent: func(e Event) {
 			mu.Lock()
 			defer mu.Unlock()
-			texts = append(texts, e.Err)
+			if e.Err != nil {
+				texts = append(texts, e.Err.Error())
+			}
 		}}
 	if _, err := Run(ctx, cfg, h); err != nil {
 		t.Fatal(err)

@@ -93,25 +93,49 @@ const (
 	EventDead   EventType = "dead"   // the item failed for good
 )
 
-// Event is one thing that happened to an item.
+// Event is one thing that happened to an item. Its shared fields (Type,
+// Attempt, Wait, Err) have the names and types of transfer.Event's, so one
+// hook can report both. It has no JSON form of its own: the command line's
+// --json events are built from it, with waits in milliseconds (wait_ms).
 type Event struct {
 	// Type says what happened.
-	Type EventType `json:"event"`
+	Type EventType
 	// Job is the job's name (Config.Job).
-	Job string `json:"job"`
+	Job string
 	// ID is the item's ID within Job.
-	ID string `json:"id"`
+	ID string
 	// Attempt counts the item's attempts across runs, from 1: the attempt
 	// that starts (EventStart) or failed (EventRetry), or the total so far
 	// (EventDone, EventFailed, EventDead).
-	Attempt int `json:"attempt,omitempty"`
+	Attempt int
 	// Kind is the failure's class as a rebound.Kind name, e.g. "transient";
 	// empty for EventStart and EventDone.
-	Kind string `json:"kind,omitempty"`
-	// Err is the failure's text; empty for EventStart and EventDone.
-	Err string `json:"error,omitempty"`
+	Kind string
+	// Err is the failure, nil for EventStart and EventDone. Its text is
+	// redacted (no URL credentials or query, no control characters); for
+	// EventRetry it wraps the handler's error, so errors.Is and errors.As
+	// see the cause. For EventFailed and EventDead it is the reason the
+	// store keeps, as text.
+	Err error
 	// Wait is the pause before the next attempt (EventRetry only).
-	Wait time.Duration `json:"wait_ns,omitempty"`
+	Wait time.Duration
+}
+
+// redactedError shows an error's redacted text and unwraps to the error.
+type redactedError struct {
+	text string
+	err  error
+}
+
+func (e *redactedError) Error() string { return e.text }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// reasonErr is the error for a reason the store keeps as text; nil for "".
+func reasonErr(text string) error {
+	if text == "" {
+		return nil
+	}
+	return errors.New(text)
 }
 
 // Task is the item a Handler works on.
@@ -181,7 +205,7 @@ func IdempotencyKey(job checkpoint.Job, id string) string {
 
 // Run works through the job's items until none is left to do, ctx is
 // cancelled (ErrInterrupted), or the store fails. Items must already be in
-// the store (see LoadManifest).
+// the store (see LoadManifest and LoadItems).
 func Run(ctx context.Context, cfg Config, h Handler) (Summary, error) {
 	r, err := newRunner(cfg, h)
 	if err != nil {
@@ -355,41 +379,11 @@ func defaultWorker() string {
 
 func (r *runner) run(ctx context.Context) (Summary, error) {
 	start := time.Now()
-	st := r.cfg.Store
-	if l, ok := st.(checkpoint.RunLocker); ok {
-		// One process owns this store (SQLite, memory): leases an earlier
-		// run left belong to a run that crashed, so take them back now
-		// instead of after their TTL. Reclaim takes back every lease of
-		// the job: first make sure their holder is dead, not another run of
-		// the same job still at work. A shared store is no RunLocker.
-		unlock, err := l.TryLockRun(r.cfg.Job)
-		if err != nil {
-			return r.sum, fmt.Errorf("job %s: %w", r.cfg.Job, err)
-		}
-		defer unlock()
-		n, err := l.Reclaim(ctx, r.cfg.Job)
-		if err != nil && ctx.Err() != nil {
-			return r.sum, ErrInterrupted // nothing was leased: nothing to save
-		}
-		if err != nil {
-			return r.sum, fmt.Errorf("job %s: taking back items of a crashed run: %w", r.cfg.Job, err)
-		}
-		r.sum.Reclaimed = int64(n)
+	unlock, err := r.begin(ctx)
+	if err != nil {
+		return r.sum, err
 	}
-	if err := r.storeDo(ctx, func(ctx context.Context) (err error) {
-		r.job, err = st.Job(ctx, r.cfg.Job)
-		return err
-	}); err != nil {
-		if ctx.Err() != nil {
-			return r.sum, ErrInterrupted // nothing was leased: nothing to save
-		}
-		return r.sum, fmt.Errorf("job %s: %w", r.cfg.Job, err)
-	}
-	if r.job.ID == "" {
-		// Keys from the name alone would collide with every other job of
-		// that name; refuse rather than risk a server replaying them.
-		return r.sum, fmt.Errorf("job %s: the store keeps no job ID (checkpoint.Job.ID), so idempotency keys could not be unique to this job", r.cfg.Job)
-	}
+	defer unlock()
 
 	// In-flight items outlive ctx by Grace, so an interrupt lets them finish
 	// and checkpoint instead of cutting requests half-way.
@@ -406,69 +400,133 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	// next item once the last one's outcome is durable. Queued items were
 	// never sent, so a crash replays at most Concurrency requests.
 	n := r.cfg.Concurrency
-	queue := make(chan checkpoint.Item, 2*n)
-	kick := make(chan struct{}, 1)
-	var inflight atomic.Int64
+	w := &workers{queue: make(chan checkpoint.Item, 2*n), kick: make(chan struct{}, 1)}
 	var wg sync.WaitGroup
-	// wake tells the lease loop the queue or the in-flight count shrank.
-	wake := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
 	for range n {
-		wg.Go(func() {
-			for it := range queue {
-				if ctx.Err() != nil || r.failed.Load() != nil || !r.holds(it) {
-					// Interrupted, or the store failed: queued items were
-					// never sent. Give them back, so the stop does not use
-					// up their attempts. After a store failure none may be
-					// sent: its result could not be saved, so the next run
-					// would send it again, beyond the Concurrency bound.
-					// A lease the heartbeat could not renew may be
-					// another worker's now: give it back if still ours.
-					r.forget(it)
-					r.release(workCtx, it)
-					wake()
-					continue
-				}
-				key := r.keyOf(it)
-				if h, ok := r.heldUntil(key); ok {
-					// Its host asked callers to wait: put it off unsent,
-					// without taking a worker for the wait.
-					r.complete(workCtx, it, checkpoint.Result{Job: r.cfg.Job, ID: it.ID, Lease: it.Lease,
-						State: checkpoint.Failed, NextAt: h.until, Attempts: it.Attempts - 1,
-						Err: h.why, ErrKind: rebound.KindThrottled.String()}, true)
-					wake()
-					continue
-				}
-				inflight.Add(1)
-				itemCtx, stop := context.WithCancelCause(workCtx)
-				if v, ok := r.live.Load(it.ID); ok && v.(*liveLease).token == it.Lease {
-					v.(*liveLease).stop.Store(&stop)
-				}
-				res, unsent := r.runItem(itemCtx, stop, ctx, it, key)
-				stop(nil)
-				r.complete(workCtx, it, res, unsent)
-				inflight.Add(-1)
-				wake()
-			}
-		})
+		wg.Go(func() { r.work(ctx, workCtx, w) })
 	}
 	hbDone := make(chan struct{})
 	go r.heartbeat(workCtx, hbDone)
 
-	leaseErr := r.lease(ctx, queue, kick, &inflight)
+	leaseErr := r.lease(ctx, w.queue, w.kick, &w.inflight)
 	if leaseErr != nil {
 		// The run stops: workers give back the items still queued.
 		r.failed.CompareAndSwap(nil, &leaseErr)
 	}
-	close(queue)
+	close(w.queue)
 	wg.Wait()
 	cancelWork()
 	<-hbDone
 
+	leaseErr = r.end(ctx, leaseErr)
+	r.sum.Elapsed = time.Since(start)
+	return r.sum, leaseErr
+}
+
+// begin readies the job for this run: with Exclusive, it takes the run lock
+// (held until the returned unlock) and takes back a crashed run's leases;
+// then it reads the job's ID, which scopes the idempotency keys.
+func (r *runner) begin(ctx context.Context) (unlock func(), err error) {
+	st := r.cfg.Store
+	unlock = func() {}
+	if l, ok := st.(checkpoint.RunLocker); ok {
+		// One process owns this store (SQLite, memory): leases an earlier
+		// run left belong to a run that crashed, so take them back now
+		// instead of after their TTL. Reclaim takes back every lease of
+		// the job: first make sure their holder is dead, not another run of
+		// the same job still at work. A shared store is no RunLocker.
+		if unlock, err = l.TryLockRun(r.cfg.Job); err != nil {
+			return nil, fmt.Errorf("job %s: %w", r.cfg.Job, err)
+		}
+		n, err := l.Reclaim(ctx, r.cfg.Job)
+		if err != nil {
+			unlock()
+			if ctx.Err() != nil {
+				return nil, ErrInterrupted // nothing was leased: nothing to save
+			}
+			return nil, fmt.Errorf("job %s: taking back items of a crashed run: %w", r.cfg.Job, err)
+		}
+		r.sum.Reclaimed = int64(n)
+	}
+	if err := r.storeDo(ctx, func(ctx context.Context) (err error) {
+		r.job, err = st.Job(ctx, r.cfg.Job)
+		return err
+	}); err != nil {
+		unlock()
+		if ctx.Err() != nil {
+			return nil, ErrInterrupted // nothing was leased: nothing to save
+		}
+		return nil, fmt.Errorf("job %s: %w", r.cfg.Job, err)
+	}
+	if r.job.ID == "" {
+		unlock()
+		// Keys from the name alone would collide with every other job of
+		// that name; refuse rather than risk a server replaying them.
+		return nil, fmt.Errorf("job %s: the store keeps no job ID (checkpoint.Job.ID), so idempotency keys could not be unique to this job", r.cfg.Job)
+	}
+	return unlock, nil
+}
+
+// workers is what the lease loop and the workers share.
+type workers struct {
+	queue    chan checkpoint.Item // leased, not yet sent
+	kick     chan struct{}        // the queue or the in-flight count shrank
+	inflight atomic.Int64         // items being sent
+}
+
+// wake tells the lease loop the queue or the in-flight count shrank.
+func (w *workers) wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// work is one worker: it sends the queued items one at a time, each on
+// workCtx (which outlives ctx by Grace), until the queue is closed.
+func (r *runner) work(ctx, workCtx context.Context, w *workers) {
+	for it := range w.queue {
+		if ctx.Err() != nil || r.failed.Load() != nil || !r.holds(it) {
+			// Interrupted, or the store failed: queued items were
+			// never sent. Give them back, so the stop does not use
+			// up their attempts. After a store failure none may be
+			// sent: its result could not be saved, so the next run
+			// would send it again, beyond the Concurrency bound.
+			// A lease the heartbeat could not renew may be
+			// another worker's now: give it back if still ours.
+			r.forget(it)
+			r.release(workCtx, it)
+			w.wake()
+			continue
+		}
+		key := r.keyOf(it)
+		if h, ok := r.heldUntil(key); ok {
+			// Its host asked callers to wait: put it off unsent,
+			// without taking a worker for the wait.
+			r.complete(workCtx, it, checkpoint.Result{Job: r.cfg.Job, ID: it.ID, Lease: it.Lease,
+				State: checkpoint.Failed, NextAt: h.until, Attempts: it.Attempts - 1,
+				Err: h.why, ErrKind: rebound.KindThrottled.String()}, true)
+			w.wake()
+			continue
+		}
+		w.inflight.Add(1)
+		itemCtx, stop := context.WithCancelCause(workCtx)
+		if v, ok := r.live.Load(it.ID); ok && v.(*liveLease).token == it.Lease {
+			v.(*liveLease).stop.Store(&stop)
+		}
+		res, unsent := r.runItem(itemCtx, stop, ctx, it, key)
+		stop(nil)
+		r.complete(workCtx, it, res, unsent)
+		w.inflight.Add(-1)
+		w.wake()
+	}
+}
+
+// end saves what is buffered and reads the job's final stats into the
+// summary. It returns the run's error: leaseErr, else the first store
+// failure, else ErrInterrupted if ctx ended.
+func (r *runner) end(ctx context.Context, leaseErr error) error {
+	st := r.cfg.Store
 	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancelFlush()
 	if err := st.Flush(flushCtx); err != nil && leaseErr == nil {
@@ -483,11 +541,10 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	} else if leaseErr == nil {
 		leaseErr = err
 	}
-	r.sum.Elapsed = time.Since(start)
 	if leaseErr == nil && ctx.Err() != nil {
 		leaseErr = ErrInterrupted
 	}
-	return r.sum, leaseErr
+	return leaseErr
 }
 
 // lease keeps the queue filled until nothing is left, ctx ends or the store
@@ -657,7 +714,7 @@ func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, 
 			return
 		}
 		atomic.AddInt64(&r.sum.Retries, 1)
-		r.emit(Event{Type: EventRetry, ID: it.ID, Attempt: prior + e.Attempt, Kind: e.Class.Kind.String(), Err: redact.Text(e.Err.Error()), Wait: e.Wait})
+		r.emit(Event{Type: EventRetry, ID: it.ID, Attempt: prior + e.Attempt, Kind: e.Class.Kind.String(), Err: &redactedError{redact.Text(e.Err.Error()), e.Err}, Wait: e.Wait})
 		if userOnRetry != nil {
 			userOnRetry(e)
 		}
@@ -771,11 +828,11 @@ func (r *runner) complete(ctx context.Context, it checkpoint.Item, res checkpoin
 		r.failed.CompareAndSwap(nil, &e)
 		return
 	}
-	ev := Event{ID: it.ID, Attempt: res.Attempts, Kind: res.ErrKind, Err: res.Err}
+	ev := Event{ID: it.ID, Attempt: res.Attempts, Kind: res.ErrKind, Err: reasonErr(res.Err)}
 	switch res.State {
 	case checkpoint.Done:
 		atomic.AddInt64(&r.sum.Done, 1)
-		ev.Type, ev.Kind, ev.Err = EventDone, "", ""
+		ev.Type, ev.Kind, ev.Err = EventDone, "", nil
 	case checkpoint.Dead:
 		atomic.AddInt64(&r.sum.Dead, 1)
 		ev.Type = EventDead

@@ -32,6 +32,11 @@ const (
 // malformed checksum): nothing was sent. Test with errors.Is.
 var ErrInvalid = errors.New("transfer: invalid input")
 
+// ErrFileExists marks a download refused because the name the server gave
+// the file (DownloadOptions.Dir, no Path) is taken by a file that is already
+// there: it is never replaced. It comes with ErrInvalid.
+var ErrFileExists = errors.New("file exists")
+
 // ErrStalled is the cause of an attempt whose response body sent nothing for
 // the stall timeout. It is transient: the transfer resumes.
 var ErrStalled = errors.New("transfer: body stalled")
@@ -107,7 +112,7 @@ func pipelineFor(p *rebound.Pipeline, name string, emit func(Event)) rebound.Pip
 		if prev != nil {
 			prev(ev)
 		}
-		emit(Event{Kind: EventRetry, Attempt: ev.Attempt, Wait: ev.Wait, Err: ev.Err})
+		emit(Event{Type: EventRetry, Attempt: ev.Attempt, Wait: ev.Wait, Err: ev.Err})
 	}
 	return out
 }

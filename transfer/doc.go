@@ -47,11 +47,11 @@
 // stall timeout, the default Pipeline, and a FileStateStore in
 // DefaultStateDir (the user's cache directory). Download and
 // Upload are safe to call concurrently for different files. One target has
-// one transfer at a time, in this process or any other: a download holds an
-// flock on FILE.part.lock beside its .part, an upload one on a lock file for
+// one transfer at a time, in this process or any other: a download holds a
+// file lock on FILE.part.lock beside its .part, an upload one on a lock file for
 // its file and endpoint, and a second transfer of the same target fails at
-// once with ErrLocked, naming the holder's pid (on systems without flock,
-// such as Windows, nothing is locked). The .part is opened without
+// once with ErrLocked, naming the holder's pid (on systems without file
+// locks, such as Plan 9, nothing is locked). The .part is opened without
 // following links (O_NOFOLLOW, O_EXCL when created) and must be a regular
 // file with no other name.
 package transfer

@@ -114,7 +114,7 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 	if opts.SHA256 != "" {
 		want, err = hex.DecodeString(opts.SHA256)
 		if err != nil || len(want) != sha256.Size {
-			return nil, fmt.Errorf("%w: --sha256 must be 64 hex digits", ErrInvalid)
+			return nil, fmt.Errorf("%w: DownloadOptions.SHA256 must be 64 hex digits", ErrInvalid)
 		}
 	}
 	// The URL's password, if any, stays out of the state, its file name and
@@ -194,13 +194,13 @@ func (d *downloader) emit(ev Event) {
 	if d.opts.OnEvent == nil {
 		return
 	}
-	if ev.Kind == EventRetry {
+	if ev.Type == EventRetry {
 		ev.Done = d.offset // the Pipeline's retry events know no offset
 	}
 	if ev.Name == "" && d.name != "" {
 		ev.Name = filepath.Join(d.dir, d.name)
 	}
-	if ev.Total == 0 && ev.Kind != EventStart {
+	if ev.Total == 0 && ev.Type != EventStart {
 		ev.Total = d.st.Size
 	}
 	d.opts.OnEvent(ev)
@@ -270,9 +270,9 @@ func (d *downloader) run(ctx context.Context) (*DownloadResult, error) {
 	}
 	d.high = d.offset
 	if d.offset > 0 {
-		d.emit(Event{Kind: EventResume, Done: d.offset})
+		d.emit(Event{Type: EventResume, Done: d.offset})
 	} else {
-		d.emit(Event{Kind: EventStart, Total: -1})
+		d.emit(Event{Type: EventStart, Total: -1})
 	}
 
 	p := pipelineFor(d.opts.Pipeline, "download", d.emit)
@@ -298,7 +298,7 @@ func (d *downloader) restartLocal(reason string) {
 	d.offset = 0
 	d.st = ResumeState{URL: d.shown, Size: -1, Name: d.st.Name}
 	d.result.Restarts++
-	d.emit(Event{Kind: EventRestart, Reason: reason})
+	d.emit(Event{Type: EventRestart, Reason: reason})
 }
 
 // restart is restartLocal after a server answer that contradicts the state;
@@ -448,9 +448,9 @@ func (d *downloader) attempt(ctx context.Context) error {
 		// A name the server chose must not replace a file the user has
 		// (curl -OJ refuses too); a path given in Path may.
 		if _, err := os.Lstat(filepath.Join(d.dir, d.name)); err == nil {
-			return rebound.Permanent(fmt.Errorf("%w: download %s: the server names the file %q and %s already exists; it was left untouched. "+
-				"Choose the output with -o (an existing file named there is replaced), or move the file away",
-				ErrInvalid, d.shown, d.name, filepath.Join(d.dir, d.name)))
+			return rebound.Permanent(fmt.Errorf("%w: %w: download %s: the server names the file %q and %s already exists; it was left untouched. "+
+				"Choose the output with DownloadOptions.Path (an existing file there is replaced), or move the file away",
+				ErrInvalid, ErrFileExists, d.shown, d.name, filepath.Join(d.dir, d.name)))
 		}
 		d.st.Name = d.name
 		if err := d.lockPart(); err != nil {
@@ -564,7 +564,7 @@ func (d *downloader) copyBody(ctx context.Context, body io.Reader, limit int64, 
 			}
 			if now := d.clock.Now(); now.Sub(d.lastEmit) >= d.every {
 				d.lastEmit = now
-				d.emit(Event{Kind: EventProgress, Done: d.offset})
+				d.emit(Event{Type: EventProgress, Done: d.offset})
 				if now.Sub(d.lastSaved) >= time.Second {
 					d.checkpoint(ctx)
 				}
@@ -590,13 +590,13 @@ func (d *downloader) copyBody(ctx context.Context, body io.Reader, limit int64, 
 			// restarts us from 0 and is cut before that point is failing, and
 			// must exhaust the attempts rather than loop for ever.
 			if d.offset > high && rebound.Classify(rerr).Kind.Retryable() {
-				d.emit(Event{Kind: EventRetry, Err: rerr, Done: d.offset})
+				d.emit(Event{Type: EventRetry, Err: rerr, Done: d.offset})
 				return nil // progress made: resume at once, with a fresh attempt count
 			}
 			return rerr
 		}
 	}
-	d.emit(Event{Kind: EventProgress, Done: d.offset})
+	d.emit(Event{Type: EventProgress, Done: d.offset})
 	if d.st.Size >= 0 && d.offset < d.st.Size {
 		// The server sent a shorter range than asked; ask for the rest.
 		return d.save(ctx)
@@ -641,7 +641,7 @@ func (d *downloader) finish(ctx context.Context) (*DownloadResult, error) {
 		return nil, err
 	}
 	d.result.Path, d.result.Size, d.result.Verified = final, d.offset, verified
-	d.emit(Event{Kind: EventDone, Name: final, Done: d.offset, Total: d.offset})
+	d.emit(Event{Type: EventDone, Name: final, Done: d.offset, Total: d.offset})
 	return &d.result, nil
 }
 

@@ -266,7 +266,7 @@ func TestDownloadResumeAnswers(t *testing.T) {
 			var restarts []string
 			res, err := Download(context.Background(), u, DownloadOptions{Path: out, Store: store, Pipeline: fastPipeline,
 				SHA256: sha(tc.want), OnEvent: func(ev Event) {
-					if ev.Kind == EventRestart {
+					if ev.Type == EventRestart {
 						restarts = append(restarts, ev.Reason)
 					}
 				}})
@@ -384,7 +384,7 @@ func TestDownloadInterruptedMidBody(t *testing.T) {
 			if ctx.Err() != nil {
 				after = append(after, ev)
 			}
-			if ev.Kind == EventProgress {
+			if ev.Type == EventProgress {
 				cancel(errors.New("interrupt signal received"))
 			}
 		}})
@@ -392,8 +392,8 @@ func TestDownloadInterruptedMidBody(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	for _, ev := range after {
-		if ev.Kind == EventRetry || ev.Kind == EventRestart {
-			t.Errorf("after the interrupt: %v event (%v %s)", ev.Kind, ev.Err, ev.Reason)
+		if ev.Type == EventRetry || ev.Type == EventRestart {
+			t.Errorf("after the interrupt: %v event (%v %s)", ev.Type, ev.Err, ev.Reason)
 		}
 	}
 	srv.Close()
@@ -518,7 +518,7 @@ func TestDownloadStallResumes(t *testing.T) {
 	var retries []Event
 	res, err := Download(ctx, srv.URL, DownloadOptions{Path: out, Store: newStore(t), Clock: clock, Pipeline: fastPipeline,
 		OnEvent: func(ev Event) {
-			if ev.Kind == EventRetry {
+			if ev.Type == EventRetry {
 				if len(retries) == 0 {
 					close(retried)
 				}
@@ -599,8 +599,9 @@ func TestDownloadKeepsExistingFileServerNamed(t *testing.T) {
 	store := newStore(t)
 	for range 2 { // and again: nothing was saved that would let a rerun go on
 		_, err := Download(context.Background(), srv.URL+"/x", DownloadOptions{Dir: dir, Store: store})
-		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), mine) || !strings.Contains(err.Error(), "-o") {
-			t.Fatalf("err = %v, want ErrInvalid naming %s and -o", err, mine)
+		if !errors.Is(err, ErrInvalid) || !errors.Is(err, ErrFileExists) || !strings.Contains(err.Error(), mine) ||
+			!strings.Contains(err.Error(), "DownloadOptions.Path") || strings.Contains(err.Error(), "-o") {
+			t.Fatalf("err = %v, want ErrInvalid and ErrFileExists naming %s and DownloadOptions.Path (no CLI flag)", err, mine)
 		}
 		checkFile(t, mine, []byte("the user's own"))
 		if entries, _ := os.ReadDir(dir); len(entries) != 1 {
@@ -896,7 +897,7 @@ func TestDownloadRetryEventsCarryOffset(t *testing.T) {
 	var retries []int64
 	_, err := Download(context.Background(), srv.URL, DownloadOptions{Path: out, Store: store, Pipeline: fastPipeline,
 		OnEvent: func(ev Event) {
-			if ev.Kind == EventRetry {
+			if ev.Type == EventRetry {
 				retries = append(retries, ev.Done)
 			}
 		}})
@@ -962,7 +963,7 @@ func TestDownloadStateHoldsNoQuerySecret(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	_, err = Download(ctx, u, DownloadOptions{Path: out, Store: store, Pipeline: fastPipeline,
 		OnEvent: func(ev Event) {
-			if ev.Kind == EventProgress {
+			if ev.Type == EventProgress {
 				cancel()
 			}
 		}})

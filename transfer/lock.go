@@ -11,7 +11,7 @@ import (
 // or another, holds its target: the same download output (its .part), or
 // the same upload (file and endpoint). The message names the holder's pid
 // when known. Nothing was sent or written. Test with errors.Is. Systems
-// without flock (Windows) take no lock.
+// without file locks (Plan 9, wasm) take no lock.
 var ErrLocked = errors.New("transfer: target in use")
 
 // lockTarget takes the lock file at path for what (e.g. "download to

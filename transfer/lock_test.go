@@ -50,7 +50,7 @@ func TestDownloadOneWriterPerTarget(t *testing.T) {
 			writing := make(chan struct{})
 			var once atomic.Bool
 			opts.OnEvent = func(ev Event) {
-				if ev.Kind == EventProgress && once.CompareAndSwap(false, true) {
+				if ev.Type == EventProgress && once.CompareAndSwap(false, true) {
 					close(writing) // the first holds the .part: it has written to it
 				}
 			}

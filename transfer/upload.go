@@ -237,7 +237,7 @@ func (u *uploader) emit(ev Event) {
 	if u.opts.OnEvent == nil {
 		return
 	}
-	if ev.Kind == EventRetry {
+	if ev.Type == EventRetry {
 		ev.Done = u.offset // the Pipeline's retry events know no offset
 	}
 	ev.Name = u.name
@@ -280,7 +280,7 @@ func (u *uploader) run(ctx context.Context) (*UploadResult, error) {
 			return nil, err
 		}
 		if !same {
-			u.emit(Event{Kind: EventRestart, Reason: fmt.Sprintf("the file's first %d bytes are not those uploaded to %s; starting a new upload", st.Offset, redact.URLString(st.UploadURL))})
+			u.emit(Event{Type: EventRestart, Reason: fmt.Sprintf("the file's first %d bytes are not those uploaded to %s; starting a new upload", st.Offset, redact.URLString(st.UploadURL))})
 			if slices.Contains(u.extensions, "termination") {
 				_ = p.Do(ctx, func(ctx context.Context) error { return u.terminate(ctx, st.UploadURL) })
 			}
@@ -294,11 +294,11 @@ func (u *uploader) run(ctx context.Context) (*UploadResult, error) {
 		u.uploadURL, u.offset, u.needSync = st.UploadURL, st.Offset, true
 		u.high = st.Offset
 		u.result.Resumed = true
-		u.emit(Event{Kind: EventResume, Done: st.Offset, Reason: "kept upload " + redact.URLString(st.UploadURL)})
+		u.emit(Event{Type: EventResume, Done: st.Offset, Reason: "kept upload " + redact.URLString(st.UploadURL)})
 	} else {
 		u.sent.Reset()
 		u.hashed = 0
-		u.emit(Event{Kind: EventStart})
+		u.emit(Event{Type: EventStart})
 	}
 	for {
 		if u.uploadURL == "" {
@@ -311,7 +311,7 @@ func (u *uploader) run(ctx context.Context) (*UploadResult, error) {
 		}
 		err := p.Do(ctx, u.step)
 		if errors.Is(err, errUploadGone) {
-			u.emit(Event{Kind: EventRestart, Reason: "the server no longer knows upload " + redact.URLString(u.uploadURL)})
+			u.emit(Event{Type: EventRestart, Reason: "the server no longer knows upload " + redact.URLString(u.uploadURL)})
 			u.uploadURL, u.offset, u.high, u.losses = "", 0, 0, 0
 			continue
 		}
@@ -326,7 +326,7 @@ func (u *uploader) run(ctx context.Context) (*UploadResult, error) {
 		return nil, err
 	}
 	u.result.URL, u.result.Size = u.uploadURL, u.size
-	u.emit(Event{Kind: EventDone, Done: u.size})
+	u.emit(Event{Type: EventDone, Done: u.size})
 	return &u.result, nil
 }
 
@@ -548,7 +548,7 @@ func (u *uploader) sync(ctx context.Context) error {
 		return err
 	}
 	u.needSync = false
-	u.emit(Event{Kind: EventProgress, Done: off})
+	u.emit(Event{Type: EventProgress, Done: off})
 	return u.save(ctx)
 }
 
@@ -619,7 +619,7 @@ func (u *uploader) step(ctx context.Context) error {
 	if err := u.confirmed(off); err != nil {
 		return err
 	}
-	u.emit(Event{Kind: EventProgress, Done: off})
+	u.emit(Event{Type: EventProgress, Done: off})
 	return u.save(ctx)
 }
 

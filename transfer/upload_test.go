@@ -120,7 +120,7 @@ func TestUploadMiniTus(t *testing.T) {
 	var progress []int64
 	res, err := Upload(context.Background(), src, srv.URL+"/files/", UploadOptions{Store: store, ChunkSize: 300_000,
 		OnEvent: func(ev Event) {
-			if ev.Kind == EventProgress {
+			if ev.Type == EventProgress {
 				progress = append(progress, ev.Done)
 			}
 		}})
@@ -179,7 +179,7 @@ func TestUploadStall(t *testing.T) {
 	defer close(release)
 	_, err := Upload(ctx, src, srv.URL+"/files/", UploadOptions{Store: newStore(t), Clock: clock, Pipeline: fastPipeline, ChunkSize: 64 << 20,
 		OnEvent: func(ev Event) {
-			if ev.Kind == EventRetry {
+			if ev.Type == EventRetry {
 				if len(retries) == 0 {
 					close(retried)
 				}
@@ -264,7 +264,7 @@ func TestDownloadStateHasNoPassword(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	_, err := Download(ctx, u, DownloadOptions{Path: filepath.Join(t.TempDir(), "f"), Store: store,
 		OnEvent: func(ev Event) {
-			if ev.Kind == EventProgress && ev.Done == 10 {
+			if ev.Type == EventProgress && ev.Done == 10 {
 				cancel() // interrupted after the first bytes are on disk
 			}
 		}})
@@ -383,7 +383,7 @@ func TestUploadRetryEventsCarryOffset(t *testing.T) {
 	var retries []int64
 	_, err := Upload(context.Background(), src, srv.URL+"/files/", UploadOptions{Store: newStore(t), ChunkSize: 200_000, Pipeline: fastPipeline,
 		OnEvent: func(ev Event) {
-			if ev.Kind == EventRetry {
+			if ev.Type == EventRetry {
 				retries = append(retries, ev.Done)
 			}
 		}})

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/rebound-go/rebound/internal/fileperm"
 	"modernc.org/sqlite"
 )
 
@@ -121,7 +122,7 @@ func prepareFile(path string, readOnly bool) error {
 		if err != nil {
 			return fmt.Errorf("checkpoint: create store file: %w", err)
 		}
-		if st.Mode().Perm() != 0o600 {
+		if !fileperm.OwnerOnly(st.Mode()) {
 			return fmt.Errorf("checkpoint: created %s with mode %v, want 0600", path, st.Mode().Perm())
 		}
 		return nil
@@ -132,7 +133,7 @@ func prepareFile(path string, readOnly bool) error {
 	if !st.Mode().IsRegular() {
 		return badFile(path, fmt.Sprintf("not a regular file (%v)", st.Mode().Type()), "Point rebound at a file path")
 	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+	if perm := st.Mode().Perm(); !fileperm.OwnerOnly(perm) {
 		// The store holds upload URLs, which are capabilities.
 		return badFile(path, fmt.Sprintf("mode %#o lets other users read or write it", perm),
 			"Run `chmod 600 "+path+"` and try again")

@@ -9,7 +9,7 @@ import (
 	"github.com/rebound-go/rebound/internal/filelock"
 )
 
-// runLock is the SQLite store's run lock: an exclusive flock on a file
+// runLock is the SQLite store's run lock: an exclusive file lock on a file
 // beside the database (never on the database file itself: closing another
 // descriptor of that file would drop SQLite's own POSIX locks). It is
 // re-entrant per store value and released by the last unlock or by Close.

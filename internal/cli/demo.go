@@ -2,11 +2,9 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -61,170 +59,6 @@ type demoScale struct {
 	retryAfter                            float64 // factor applied to the server's Retry-After
 }
 
-// demoEvent is one line of the demo's output (one JSON object with --json).
-type demoEvent struct {
-	T        float64 `json:"t"` // seconds since the demo began
-	Event    string  `json:"event"`
-	Call     int     `json:"call,omitempty"`
-	Scenario string  `json:"scenario,omitempty"`
-	Attempt  int     `json:"attempt,omitempty"`
-	Status   int     `json:"status,omitempty"`
-	Kind     string  `json:"kind,omitempty"`
-	Reason   string  `json:"reason,omitempty"`
-	WaitMS   float64 `json:"wait_ms,omitempty"`
-	// RetryAfterMS is the server's Retry-After as the demo scaled it.
-	RetryAfterMS float64      `json:"retry_after_ms,omitempty"`
-	Outcome      string       `json:"outcome,omitempty"`
-	Error        string       `json:"error,omitempty"`
-	From         string       `json:"from,omitempty"`
-	To           string       `json:"to,omitempty"`
-	Message      string       `json:"message,omitempty"`
-	Summary      *demoSummary `json:"summary,omitempty"`
-}
-
-// demoSummary totals the run.
-type demoSummary struct {
-	Calls          int     `json:"calls"`
-	FirstTry       int     `json:"ok_first_try"`
-	AfterRetries   int     `json:"ok_after_retries"`
-	Fallback       int     `json:"served_by_fallback"`
-	Failed         int     `json:"failed"`
-	Attempts       int     `json:"attempts"`
-	ServerRequests int     `json:"server_requests"`
-	Rejected       int     `json:"rejected_by_breaker"`
-	Transitions    int     `json:"breaker_transitions"`
-	Seconds        float64 `json:"seconds"`
-}
-
-// demoPrinter writes events as text or JSON; breaker transitions arrive
-// from timer goroutines, so it locks.
-type demoPrinter struct {
-	mu    sync.Mutex
-	w     io.Writer
-	json  bool
-	quiet bool
-	start time.Time
-}
-
-func (p *demoPrinter) emit(e demoEvent) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	e.T = time.Since(p.start).Seconds()
-	if p.quiet && e.Event != "summary" && e.Event != "batch-summary" {
-		return
-	}
-	if p.json {
-		b, _ := json.Marshal(e)
-		fmt.Fprintf(p.w, "%s\n", b)
-		return
-	}
-	prefix := fmt.Sprintf("[%6.3fs] ", e.T)
-	if e.Call > 0 {
-		prefix += fmt.Sprintf("call %-2d ", e.Call)
-	}
-	var line string
-	switch e.Event {
-	case "start":
-		line = e.Message
-	case "call":
-		line = "-- " + e.Scenario
-	case "attempt":
-		if e.Kind == "" {
-			line = fmt.Sprintf("attempt %d: HTTP %d OK", e.Attempt, e.Status)
-		} else {
-			line = fmt.Sprintf("attempt %d: %s -> %s (%s)", e.Attempt, e.Error, e.Kind, e.Reason)
-		}
-	case "retry":
-		line = fmt.Sprintf("waiting %s before attempt %d", fmtMS(e.WaitMS), e.Attempt+1)
-		if e.RetryAfterMS > 0 {
-			line += fmt.Sprintf(" (throttled: no sooner than the server's Retry-After, scaled to %s)", fmtMS(e.RetryAfterMS))
-		}
-	case "result":
-		line = fmt.Sprintf("=> %s", e.Outcome)
-		if e.Message != "" {
-			line += ": " + e.Message
-		}
-	case "breaker":
-		line = fmt.Sprintf("** breaker %s: %s -> %s", e.Message, e.From, e.To)
-	case "wait":
-		line = e.Message
-	case "summary":
-		s := e.Summary
-		line = fmt.Sprintf("summary: %d calls: %d ok at once, %d ok after retries, %d served by the fallback, %d failed; "+
-			"%d attempts, %d requests reached the server, %d rejected by the open breaker, %d breaker transitions, %.1fs",
-			s.Calls, s.FirstTry, s.AfterRetries, s.Fallback, s.Failed, s.Attempts, s.ServerRequests, s.Rejected, s.Transitions, s.Seconds)
-	default:
-		line = e.Message
-	}
-	fmt.Fprintln(p.w, prefix+line)
-}
-
-func fmtMS(ms float64) string {
-	return time.Duration(ms * float64(time.Millisecond)).Round(time.Millisecond).String()
-}
-
-// flakyServer answers each request with the next scripted behaviour, or the
-// default one when the script is empty.
-type flakyServer struct {
-	mu       sync.Mutex
-	script   []string
-	dflt     string
-	requests int
-}
-
-func (s *flakyServer) set(dflt string, script ...string) {
-	s.mu.Lock()
-	s.dflt, s.script = dflt, script
-	s.mu.Unlock()
-}
-
-func (s *flakyServer) next() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.requests++
-	if len(s.script) > 0 {
-		b := s.script[0]
-		s.script = s.script[1:]
-		return b
-	}
-	return s.dflt
-}
-
-func (s *flakyServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch s.next() {
-	case "503-retry-after":
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "busy", http.StatusServiceUnavailable)
-	case "503":
-		http.Error(w, "down", http.StatusServiceUnavailable)
-	case "404":
-		http.Error(w, "no such item", http.StatusNotFound)
-	case "reset":
-		// Close with SO_LINGER 0: the kernel sends a RST, the client reads
-		// "connection reset by peer".
-		conn, _, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
-		conn.Close()
-	case "slow":
-		// Answer long after the client's per-attempt timeout (or when it hangs up).
-		t := time.NewTimer(10 * time.Second)
-		defer t.Stop()
-		select {
-		case <-r.Context().Done():
-			return
-		case <-t.C:
-		}
-		fmt.Fprintln(w, "late")
-	default:
-		fmt.Fprintln(w, "ok")
-	}
-}
-
 // statusError is a response the demo's client treats as a failure; it knows
 // its class (ClassifyStatus), so the pipeline's Classify honours it.
 type statusError struct {
@@ -272,17 +106,14 @@ func runDemo(ctx context.Context, w io.Writer, opts demoOptions) error {
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	defer client.CloseIdleConnections()
 
-	var sum demoSummary
-	var sumMu sync.Mutex
+	t := &demoTally{}
 	halfOpen := make(chan struct{}, 4)
 	breaker, err := rebound.NewBreaker(rebound.BreakerConfig{
 		Name:             "demo-api",
 		FailureThreshold: 4,
 		OpenFor:          sc.openFor,
 		OnStateChange: func(name string, from, to rebound.State) {
-			sumMu.Lock()
-			sum.Transitions++
-			sumMu.Unlock()
+			t.transition()
 			p.emit(demoEvent{Event: "breaker", Message: name, From: from.String(), To: to.String()})
 			if to == rebound.StateHalfOpen {
 				halfOpen <- struct{}{}
@@ -298,61 +129,24 @@ func runDemo(ctx context.Context, w io.Writer, opts demoOptions) error {
 		"rebound demo: a flaky HTTP server on %s, called through a rebound.Pipeline "+
 			"(waits scaled down: backoff from %s, Retry-After x%g, breaker opens after 4 failures for %s, per-attempt timeout %s)",
 		ts.Listener.Addr(), sc.backoff, sc.retryAfter, sc.openFor, sc.timeout)})
-
-	calls := []demoCall{
-		{"healthy", "ok", nil},
-		{"503 with Retry-After: 1, then healthy", "ok", []string{"503-retry-after"}},
-		{"connection reset (RST), then healthy", "ok", []string{"reset"}},
-		{"an answer slower than the per-attempt timeout, then healthy", "ok", []string{"slow"}},
-		{"404 Not Found: the caller's fault, never retried", "404", nil},
-		{"outage begins: every request gets a 503", "503", nil},
-		{"outage continues", "503", nil},
-		{"outage continues", "503", nil},
-		{"server recovered (the breaker does not know yet)", "ok", nil},
-		{"healthy", "ok", nil},
-		{"healthy", "ok", nil},
-		{"healthy", "ok", nil},
-	}
-	for i, c := range calls {
+	for i, c := range demoCalls {
 		if err := ctx.Err(); err != nil {
 			return withCode(ExitInterrupted, err)
 		}
 		n := i + 1
 		if n == 10 && breaker.State() == rebound.StateOpen {
-			// Let the open period end; the transition is signalled, not polled.
-			p.emit(demoEvent{Event: "wait", Message: fmt.Sprintf("waiting for the breaker's open period (%s) to end", sc.openFor)})
-			for breaker.State() == rebound.StateOpen {
-				select {
-				case <-halfOpen:
-				case <-ctx.Done():
-					return withCode(ExitInterrupted, ctx.Err())
-				}
+			if err := awaitHalfOpen(ctx, p, breaker, halfOpen, sc.openFor); err != nil {
+				return err
 			}
 		}
 		srv.set(c.dflt, c.script...)
 		p.emit(demoEvent{Event: "call", Call: n, Scenario: c.scenario})
-		outcome, attempts, rejected := demoOne(ctx, p, client, ts.URL, n, breaker, sc)
-		sum.Calls++
-		sum.Attempts += attempts
-		sum.Rejected += rejected
-		switch {
-		case outcome == "ok" && attempts == 1:
-			sum.FirstTry++
-		case outcome == "ok":
-			sum.AfterRetries++
-		case outcome == "fallback":
-			sum.Fallback++
-		default:
-			sum.Failed++
-		}
+		t.call(demoOne(ctx, p, client, ts.URL, n, breaker, sc))
 	}
 	srv.mu.Lock()
-	sum.ServerRequests = srv.requests
+	requests := srv.requests
 	srv.mu.Unlock()
-	sumMu.Lock()
-	sum.Seconds = time.Since(p.start).Seconds()
-	s := sum
-	sumMu.Unlock()
+	s := t.summary(requests, time.Since(p.start))
 	p.emit(demoEvent{Event: "summary", Summary: &s})
 	if breaker.State() != rebound.StateClosed {
 		return withCode(ExitFailed, errors.New("demo: the breaker did not close again after recovery"))
@@ -362,6 +156,77 @@ func runDemo(ctx context.Context, w io.Writer, opts demoOptions) error {
 		items = 600
 	}
 	return runBatchDemo(ctx, p, items)
+}
+
+// demoCalls is the demo's script: what the server does for each call.
+var demoCalls = []demoCall{
+	{"healthy", "ok", nil},
+	{"503 with Retry-After: 1, then healthy", "ok", []string{"503-retry-after"}},
+	{"connection reset (RST), then healthy", "ok", []string{"reset"}},
+	{"an answer slower than the per-attempt timeout, then healthy", "ok", []string{"slow"}},
+	{"404 Not Found: the caller's fault, never retried", "404", nil},
+	{"outage begins: every request gets a 503", "503", nil},
+	{"outage continues", "503", nil},
+	{"outage continues", "503", nil},
+	{"server recovered (the breaker does not know yet)", "ok", nil},
+	{"healthy", "ok", nil},
+	{"healthy", "ok", nil},
+	{"healthy", "ok", nil},
+}
+
+// awaitHalfOpen lets the breaker's open period end; the transition is
+// signalled on halfOpen, not polled.
+func awaitHalfOpen(ctx context.Context, p *demoPrinter, breaker *rebound.Breaker, halfOpen <-chan struct{}, openFor time.Duration) error {
+	p.emit(demoEvent{Event: "wait", Message: fmt.Sprintf("waiting for the breaker's open period (%s) to end", openFor)})
+	for breaker.State() == rebound.StateOpen {
+		select {
+		case <-halfOpen:
+		case <-ctx.Done():
+			return withCode(ExitInterrupted, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// demoTally adds up the calls' outcomes; breaker transitions arrive from
+// timer goroutines, so it locks.
+type demoTally struct {
+	mu  sync.Mutex
+	sum demoSummary
+}
+
+func (t *demoTally) transition() {
+	t.mu.Lock()
+	t.sum.Transitions++
+	t.mu.Unlock()
+}
+
+// call counts one call's outcome, as demoOne reports it.
+func (t *demoTally) call(outcome string, attempts, rejected int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sum.Calls++
+	t.sum.Attempts += attempts
+	t.sum.Rejected += rejected
+	switch {
+	case outcome == "ok" && attempts == 1:
+		t.sum.FirstTry++
+	case outcome == "ok":
+		t.sum.AfterRetries++
+	case outcome == "fallback":
+		t.sum.Fallback++
+	default:
+		t.sum.Failed++
+	}
+}
+
+// summary is the tally so far, with the server's request count and the time.
+func (t *demoTally) summary(requests int, elapsed time.Duration) demoSummary {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sum.ServerRequests = requests
+	t.sum.Seconds = elapsed.Seconds()
+	return t.sum
 }
 
 // demoOne makes call n through a fresh Pipeline sharing the breaker, and

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -113,6 +115,8 @@ func transferExitCode(ctx context.Context, verb string, err error) error {
 		return nil
 	case ctx.Err() != nil:
 		return withCode(ExitInterrupted, fmt.Errorf("%s interrupted; progress is saved, run the same command again to resume", verb))
+	case errors.Is(err, transfer.ErrFileExists):
+		return usageErr(fmt.Errorf("%w\nhint: choose the output with -o FILE (a file named there is replaced once the download is complete), or move the file away", err))
 	case errors.Is(err, transfer.ErrInvalid), errors.Is(err, transfer.ErrLocked):
 		// Another get or upload of the same target runs: the error names
 		// its pid. Like `run` on a locked state file, a usage error.
@@ -149,6 +153,9 @@ naming its pid.
 Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if sum != "" && !isSHA256Hex(sum) {
+				return usageErr(errors.New("--sha256 must be 64 hex digits"))
+			}
 			store, pipe, header, _, err := tf.setup()
 			if err != nil {
 				return err
@@ -191,6 +198,12 @@ Exit codes: 0 done, 1 failed for good, 2 usage error, 130 interrupted.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output file, or an existing directory to save into")
 	cmd.Flags().StringVar(&sum, "sha256", "", "expected SHA-256 of the file (hex); a mismatch removes the download and fails")
 	return cmd
+}
+
+// isSHA256Hex reports whether s is a SHA-256 in hex, either case.
+func isSHA256Hex(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == sha256.Size
 }
 
 // progress shows transfer events: a bar on a terminal, plain lines at most
@@ -238,9 +251,9 @@ type jsonEvent struct {
 
 func (p *progress) event(ev transfer.Event) {
 	if p.json != nil {
-		je := jsonEvent{Event: ev.Kind.String(), File: redact.Printable(ev.Name), Done: ev.Done, Total: ev.Total,
+		je := jsonEvent{Event: string(ev.Type), File: redact.Printable(ev.Name), Done: ev.Done, Total: ev.Total,
 			Reason: p.clean.text(ev.Reason), Attempt: ev.Attempt}
-		if ev.Kind == transfer.EventRetry {
+		if ev.Type == transfer.EventRetry {
 			je.WaitMS = waitMS(ev.Wait)
 		}
 		if ev.Err != nil {
@@ -249,7 +262,7 @@ func (p *progress) event(ev transfer.Event) {
 		p.json.Encode(je)
 		return
 	}
-	switch ev.Kind {
+	switch ev.Type {
 	case transfer.EventResume:
 		p.startAt = ev.Done
 		p.note(fmt.Sprintf("%s: resuming %s at %s", p.verb, filepath.Base(ev.Name), size(ev.Done)))
@@ -290,15 +303,15 @@ func (p *progress) progress(ev transfer.Event) {
 			p.bar.EwmaSetCurrent(ev.Done, now.Sub(p.lastSet))
 		}
 		p.lastSet = now
-		if ev.Kind == transfer.EventDone {
+		if ev.Type == transfer.EventDone {
 			p.bar.SetTotal(ev.Done, true)
 		}
 		return
 	}
-	if ev.Kind != transfer.EventDone && now.Sub(p.lastLn) < time.Second {
+	if ev.Type != transfer.EventDone && now.Sub(p.lastLn) < time.Second {
 		return
 	}
-	if ev.Kind == transfer.EventDone && ev.Done == p.shown {
+	if ev.Type == transfer.EventDone && ev.Done == p.shown {
 		// The last progress line already said it: a transfer that ends
 		// with a progress event would otherwise print its last line twice.
 		return

@@ -28,6 +28,8 @@ func TestTransferExitCodes(t *testing.T) {
 	dir, state := t.TempDir(), t.TempDir()
 	src := filepath.Join(dir, "src")
 	os.WriteFile(src, []byte("data"), 0o644)
+	taken := t.TempDir() // an output directory where the server's name is taken
+	os.WriteFile(filepath.Join(taken, "taken"), []byte("mine"), 0o644)
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -36,7 +38,9 @@ func TestTransferExitCodes(t *testing.T) {
 		{[]string{"get", srv.URL + "/ok", "-o", filepath.Join(dir, "ok"), "--state-dir", state}, ExitOK, "saved"},
 		{[]string{"get", srv.URL + "/missing", "-o", filepath.Join(dir, "m"), "--state-dir", state}, ExitFailed, "404"},
 		{[]string{"get", "ftp://x/y", "--state-dir", state}, ExitUsage, "not an http(s) URL"},
-		{[]string{"get", srv.URL, "--sha256", "xyz", "--state-dir", state}, ExitUsage, "sha256"},
+		{[]string{"get", srv.URL, "--sha256", "xyz", "--state-dir", state}, ExitUsage, "--sha256 must be 64 hex digits"},
+		// The library names its own API; the command line adds its flag.
+		{[]string{"get", srv.URL + "/taken", "-o", taken, "--state-dir", state}, ExitUsage, "hint: choose the output with -o FILE"},
 		{[]string{"get", srv.URL, "-o", filepath.Join(dir, "no/such/dir/f"), "--state-dir", state}, ExitUsage, "does not exist"},
 		{[]string{"get", srv.URL, "-H", "bad header", "--state-dir", state}, ExitUsage, "header"},
 		{[]string{"get"}, ExitUsage, "arg"},
@@ -105,9 +109,9 @@ func TestParseSize(t *testing.T) {
 func TestPlainProgressLastLineOnce(t *testing.T) {
 	var out, errb bytes.Buffer
 	p := newProgress(&out, &errb, false, "get")
-	p.event(transfer.Event{Kind: transfer.EventStart, Total: -1})
-	p.event(transfer.Event{Kind: transfer.EventProgress, Done: 5, Total: 5})
-	p.event(transfer.Event{Kind: transfer.EventDone, Done: 5, Total: 5})
+	p.event(transfer.Event{Type: transfer.EventStart, Total: -1})
+	p.event(transfer.Event{Type: transfer.EventProgress, Done: 5, Total: 5})
+	p.event(transfer.Event{Type: transfer.EventDone, Done: 5, Total: 5})
 	p.close(true)
 	if n := strings.Count(errb.String(), "5 B of 5 B"); n != 1 {
 		t.Fatalf("the final count was shown %d times, want 1:\n%s", n, errb.String())
@@ -115,8 +119,8 @@ func TestPlainProgressLastLineOnce(t *testing.T) {
 	// A done event that says more than the last line is still shown.
 	errb.Reset()
 	p = newProgress(&out, &errb, false, "get")
-	p.event(transfer.Event{Kind: transfer.EventProgress, Done: 1, Total: 5})
-	p.event(transfer.Event{Kind: transfer.EventDone, Done: 5, Total: 5})
+	p.event(transfer.Event{Type: transfer.EventProgress, Done: 1, Total: 5})
+	p.event(transfer.Event{Type: transfer.EventDone, Done: 5, Total: 5})
 	if !strings.Contains(errb.String(), "5 B of 5 B (100%)") {
 		t.Fatalf("done line missing:\n%s", errb.String())
 	}
@@ -128,8 +132,8 @@ func TestPlainProgressRateAfterRestart(t *testing.T) {
 	var out, errb bytes.Buffer
 	p := newProgress(&out, &errb, false, "get")
 	p.start = time.Now().Add(-time.Hour) // an hour spent on a download the server then restarted
-	p.event(transfer.Event{Kind: transfer.EventRestart, Reason: "the file changed"})
-	p.event(transfer.Event{Kind: transfer.EventProgress, Done: 1 << 20, Total: 2 << 20})
+	p.event(transfer.Event{Type: transfer.EventRestart, Reason: "the file changed"})
+	p.event(transfer.Event{Type: transfer.EventProgress, Done: 1 << 20, Total: 2 << 20})
 	line := strings.TrimSpace(errb.String()[strings.LastIndex(strings.TrimSpace(errb.String()), "\n")+1:])
 	i := strings.LastIndex(line, "ETA ")
 	if i < 0 {

@@ -82,7 +82,10 @@ type runEvent struct {
 }
 
 func newRunEvent(e job.Event) runEvent {
-	ev := runEvent{Type: e.Type, Job: e.Job, ID: redact.Printable(e.ID), Attempt: e.Attempt, Kind: e.Kind, Err: redact.Text(e.Err)}
+	ev := runEvent{Type: e.Type, Job: e.Job, ID: redact.Printable(e.ID), Attempt: e.Attempt, Kind: e.Kind}
+	if e.Err != nil {
+		ev.Err = redact.Text(e.Err.Error())
+	}
 	if e.Type == job.EventRetry {
 		ev.WaitMS = waitMS(e.Wait)
 	}

@@ -204,6 +204,79 @@ func manifestChangedHint(ctx context.Context, st checkpoint.Store, name string, 
 func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	ctx := cmd.Context()
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	if err := f.check(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(manifest); err != nil {
+		return usageErr(fmt.Errorf("manifest: %w", err))
+	}
+	name := f.jobName
+	if name == "" {
+		name = jobNameFor(manifest)
+	}
+	statePath := statePathFor(f.state, manifest)
+	shared := postgres.IsDSN(statePath)
+	created := notYetThere(statePath, shared)
+	st, err := openStore(ctx, statePath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	// One run per state file: before --restart or loading touch the job,
+	// not only when the runner starts (job.Run takes the same lock again).
+	if l, ok := st.(checkpoint.RunLocker); ok {
+		unlock, err := l.TryLockRun(name)
+		if errors.Is(err, checkpoint.ErrLocked) {
+			return usageErr(err)
+		} else if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	jb, err := prepareJob(ctx, st, name, manifest, statePath, created, f, stderr)
+	if err != nil {
+		return err
+	}
+	before, err := st.Stats(ctx, name)
+	if err != nil {
+		return err
+	}
+
+	// After the first signal the run winds down; a second one must kill the
+	// process at once, so stop catching signals then.
+	context.AfterFunc(ctx, func() { signal.Reset(os.Interrupt, syscall.SIGTERM) })
+
+	p := &runProgress{}
+	if f.json {
+		p.json = newJSONLines(stdout)
+	}
+	remaining := before.Pending + before.Leased + before.Failed
+	p.bar = newCounter(stderr, name, remaining, f.quiet || f.json, func() string {
+		return fmt.Sprintf("retries %d, open breakers %d", p.retries.Load(), p.openBreakers.Load())
+	})
+	if jb.Resumed && !f.quiet && !f.json {
+		fmt.Fprintf(stderr, "rebound: resuming %s: %d done, %d dead, %d to go\n", name, before.Done, before.Dead, remaining)
+	}
+	cfg, err := runConfig(name, st, f, p)
+	if err != nil {
+		return err
+	}
+	sum, runErr := job.Run(ctx, cfg, job.HTTPHandler(newRunClient(f), filepath.Dir(manifest)))
+	p.bar.finish()
+	report(stdout, stderr, p.json, name, sum, f.quiet)
+	switch {
+	case errors.Is(runErr, job.ErrInterrupted):
+		return withCode(ExitInterrupted, runErr)
+	case runErr != nil:
+		return withCode(ExitFailed, runErr) // the store failed mid-run: not a usage error
+	case sum.Stats.Dead > 0:
+		return withCode(ExitFailed, fmt.Errorf("%d item(s) dead; see 'rebound status %s'", sum.Stats.Dead, manifest))
+	}
+	return nil
+}
+
+// check refuses flag values the run cannot use, as usage errors.
+func (f *runFlags) check() error {
 	if f.concurrency < 1 || f.attempts < 1 || f.breakerFailures < 1 {
 		return usageErr(errors.New("--concurrency, --attempts and --breaker-failures must be at least 1"))
 	}
@@ -226,45 +299,33 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	if f.wait < 0 {
 		return usageErr(fmt.Errorf("--backoff must be 0 (retry at once) or positive, not %v", f.wait))
 	}
-	if _, err := os.Stat(manifest); err != nil {
-		return usageErr(fmt.Errorf("manifest: %w", err))
-	}
-	name := f.jobName
-	if name == "" {
-		name = jobNameFor(manifest)
-	}
-	statePath := statePathFor(f.state, manifest)
-	shared := postgres.IsDSN(statePath)
-	// A manifest refused on its first run must leave nothing behind: note
-	// what this run creates, to take it away again.
-	var created []string
-	if !shared {
-		for _, p := range []string{filepath.Dir(statePath), statePath} {
-			if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
-				created = append(created, p)
-			}
-		}
-	}
-	st, err := openStore(ctx, statePath)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	// One run per state file: before --restart or loading touch the job,
-	// not only when the runner starts (job.Run takes the same lock again).
-	if l, ok := st.(checkpoint.RunLocker); ok {
-		unlock, err := l.TryLockRun(name)
-		if errors.Is(err, checkpoint.ErrLocked) {
-			return usageErr(err)
-		} else if err != nil {
-			return err
-		}
-		defer unlock()
-	}
+	return nil
+}
 
+// notYetThere lists the state file and its directory where they do not
+// exist yet: a manifest refused on its first run must leave nothing behind,
+// so the run notes what it creates, to take it away again.
+func notYetThere(statePath string, shared bool) (created []string) {
+	if shared {
+		return nil
+	}
+	for _, p := range []string{filepath.Dir(statePath), statePath} {
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			created = append(created, p)
+		}
+	}
+	return created
+}
+
+// prepareJob gets the job ready to run, as the flags ask: started over
+// (--restart), the manifest loaded (or checked against what was loaded),
+// dead items given another chance (--retry-dead). A refused manifest
+// removes a state file this run created.
+func prepareJob(ctx context.Context, st stateStore, name, manifest, statePath string, created []string,
+	f *runFlags, stderr io.Writer) (checkpoint.Job, error) {
 	if f.restart {
 		if err := st.Restart(ctx, name); err != nil {
-			return err
+			return checkpoint.Job{}, err
 		}
 	}
 	jb, err := job.LoadManifest(ctx, st, name, manifest)
@@ -274,58 +335,66 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 			removeNewState(st, statePath, created)
 		}
 		if errors.Is(err, checkpoint.ErrManifestChanged) {
-			return usageErr(manifestChangedHint(ctx, st, name, err))
+			return jb, usageErr(manifestChangedHint(ctx, st, name, err))
 		}
 		if errors.As(err, &merr) {
-			return usageErr(err)
+			return jb, usageErr(err)
 		}
-		return err
+		return jb, err
 	}
 	if f.retryDead {
 		n, err := st.RetryDead(ctx, name)
 		if err != nil {
-			return err
+			return jb, err
 		}
 		fmt.Fprintf(stderr, "rebound: %d dead item(s) will be tried again\n", n)
 	}
-	before, err := st.Stats(ctx, name)
-	if err != nil {
-		return err
-	}
+	return jb, nil
+}
 
-	// After the first signal the run winds down; a second one must kill the
-	// process at once, so stop catching signals then.
-	context.AfterFunc(ctx, func() { signal.Reset(os.Interrupt, syscall.SIGTERM) })
+// runProgress is what a run shows while it goes: the counter line on
+// stderr (retries, open breakers, items finished) and the --json events.
+type runProgress struct {
+	retries, openBreakers atomic.Int64
+	bar                   *counter
+	json                  *jsonLines // nil without --json
+}
 
-	var jsonOut *jsonLines
-	if f.json {
-		jsonOut = newJSONLines(stdout)
+// breakerChanged counts the open breakers and reports the change.
+func (p *runProgress) breakerChanged(host string, from, to rebound.State) {
+	switch {
+	case to == rebound.StateOpen && from == rebound.StateClosed:
+		p.openBreakers.Add(1)
+	case to == rebound.StateClosed:
+		p.openBreakers.Add(-1)
 	}
-	var retries, openBreakers atomic.Int64
-	remaining := before.Pending + before.Leased + before.Failed
-	bar := newCounter(stderr, name, remaining, f.quiet || f.json, func() string {
-		return fmt.Sprintf("retries %d, open breakers %d", retries.Load(), openBreakers.Load())
-	})
-	if jb.Resumed && !f.quiet && !f.json {
-		fmt.Fprintf(stderr, "rebound: resuming %s: %d done, %d dead, %d to go\n", name, before.Done, before.Dead, remaining)
+	if p.json != nil {
+		p.json.write(map[string]string{"event": "breaker", "host": redact.Printable(host), "from": from.String(), "to": to.String()})
 	}
+}
 
+// event counts an item event and reports it (but the start of an attempt).
+func (p *runProgress) event(e job.Event) {
+	switch e.Type {
+	case job.EventRetry:
+		p.retries.Add(1)
+	case job.EventDone, job.EventDead:
+		p.bar.add(1)
+	case job.EventStart:
+		return
+	}
+	if p.json != nil {
+		p.json.write(newRunEvent(e))
+	}
+}
+
+// runConfig is the job.Config the flags describe, reporting to p.
+func runConfig(name string, st checkpoint.Store, f *runFlags, p *runProgress) (job.Config, error) {
 	breakers, err := rebound.NewBreakerSet(rebound.BreakerConfig{
-		FailureThreshold: f.breakerFailures, OpenFor: f.breakerOpen,
-		OnStateChange: func(host string, from, to rebound.State) {
-			switch {
-			case to == rebound.StateOpen && from == rebound.StateClosed:
-				openBreakers.Add(1)
-			case to == rebound.StateClosed:
-				openBreakers.Add(-1)
-			}
-			if jsonOut != nil {
-				jsonOut.write(map[string]string{"event": "breaker", "host": redact.Printable(host), "from": from.String(), "to": to.String()})
-			}
-		},
+		FailureThreshold: f.breakerFailures, OpenFor: f.breakerOpen, OnStateChange: p.breakerChanged,
 	}, 0)
 	if err != nil {
-		return usageErr(err)
+		return job.Config{}, usageErr(err)
 	}
 	cfg := job.Config{
 		Job: name, Store: st, Concurrency: f.concurrency, MaxAttempts: f.attempts, LeaseTTL: f.leaseTTL,
@@ -335,35 +404,12 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 		// expire.
 		Retry:    rebound.Retry{Backoff: backoffFor(f.wait, f.maxWait)},
 		Breakers: breakers, BreakerKey: hostOf, Grace: f.grace,
-		OnEvent: func(e job.Event) {
-			switch e.Type {
-			case job.EventRetry:
-				retries.Add(1)
-			case job.EventDone, job.EventDead:
-				bar.add(1)
-			case job.EventStart:
-				return
-			}
-			if jsonOut != nil {
-				jsonOut.write(newRunEvent(e))
-			}
-		},
+		OnEvent: p.event,
 	}
 	if err := cfg.Retry.Validate(); err != nil {
-		return usageErr(err)
+		return job.Config{}, usageErr(err)
 	}
-	sum, runErr := job.Run(ctx, cfg, job.HTTPHandler(newRunClient(f), filepath.Dir(manifest)))
-	bar.finish()
-	report(stdout, stderr, jsonOut, name, sum, f.quiet)
-	switch {
-	case errors.Is(runErr, job.ErrInterrupted):
-		return withCode(ExitInterrupted, runErr)
-	case runErr != nil:
-		return withCode(ExitFailed, runErr) // the store failed mid-run: not a usage error
-	case sum.Stats.Dead > 0:
-		return withCode(ExitFailed, fmt.Errorf("%d item(s) dead; see 'rebound status %s'", sum.Stats.Dead, manifest))
-	}
-	return nil
+	return cfg, nil
 }
 
 // backoffFor is the run's backoff: --backoff 0 retries at once (the

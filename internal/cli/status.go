@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,78 +99,108 @@ func openStatusStore(cmd *cobra.Command, path string) (stateStore, error) {
 	return st, nil
 }
 
+// statusReport is everything status shows about a job.
+type statusReport struct {
+	name    string
+	stats   checkpoint.Stats
+	top     []checkpoint.ErrorCount
+	dead    []checkpoint.Item
+	workers []checkpoint.WorkerStat
+	rate    float64 // items per second; 0 when too few to tell
+}
+
 func showStatus(cmd *cobra.Command, st stateStore, name string, asJSON bool, deadLimit int) error {
-	ctx := cmd.Context()
-	s, err := st.Stats(ctx, name)
+	r, err := readStatus(cmd.Context(), st, name, deadLimit)
 	if err != nil {
+		return err
+	}
+	if asJSON {
+		return r.writeJSON(cmd.OutOrStdout())
+	}
+	r.writeText(cmd.OutOrStdout())
+	return nil
+}
+
+// readStatus reads the job's counts, top errors, first deadLimit dead items
+// and (from a shared store) its workers.
+func readStatus(ctx context.Context, st stateStore, name string, deadLimit int) (*statusReport, error) {
+	r := &statusReport{name: name}
+	var err error
+	if r.stats, err = st.Stats(ctx, name); err != nil {
 		if errors.Is(err, checkpoint.ErrNoJob) {
-			return usageErr(err)
+			return nil, usageErr(err)
 		}
-		return err
+		return nil, err
 	}
-	top, err := st.TopErrors(ctx, name, 5)
-	if err != nil {
-		return err
+	if r.top, err = st.TopErrors(ctx, name, 5); err != nil {
+		return nil, err
 	}
-	var dead []checkpoint.Item
 	if deadLimit > 0 { // stores refuse a limit below 1; --dead 0 lists none
-		if dead, err = st.Dead(ctx, name, deadLimit); err != nil {
-			return err
+		if r.dead, err = st.Dead(ctx, name, deadLimit); err != nil {
+			return nil, err
 		}
 	}
-	var workers []checkpoint.WorkerStat
 	if wl, ok := st.(checkpoint.WorkerLister); ok {
-		if workers, err = wl.Workers(ctx, name); err != nil {
-			return err
+		if r.workers, err = wl.Workers(ctx, name); err != nil {
+			return nil, err
 		}
 	}
 	// Items per second between the first and the last completion: n of them
 	// span n-1 intervals. A handful says nothing about a rate; show none.
-	rate := 0.0
+	s := r.stats
 	if d := s.LastDone.Sub(s.FirstDone).Seconds(); d > 0 && s.Done >= 10 {
-		rate = float64(s.Done-1) / d
+		r.rate = float64(s.Done-1) / d
 	}
-	out := cmd.OutOrStdout()
-	if asJSON {
-		type deadItem struct {
-			ID       string `json:"id"`
-			Attempts int    `json:"attempts"`
-			Kind     string `json:"kind"`
-			Err      string `json:"error"`
-		}
-		v := struct {
-			Job        string           `json:"job"`
-			Total      int64            `json:"total"`
-			Pending    int64            `json:"pending"`
-			Leased     int64            `json:"leased"`
-			Done       int64            `json:"done"`
-			Failed     int64            `json:"failed"`
-			Dead       int64            `json:"dead"`
-			Attempts   int64            `json:"attempts"`
-			PerSecond  float64          `json:"items_per_second"`
-			TopErrors  []errorCountJSON `json:"top_errors"`
-			DeadItems  []deadItem       `json:"dead_items"`
-			Complete   bool             `json:"complete"`
-			LastUpdate time.Time        `json:"last_done,omitzero"`
-			Workers    []workerJSON     `json:"workers,omitempty"`
-		}{Job: name, Total: s.Items(), Pending: s.Pending, Leased: s.Leased, Done: s.Done, Failed: s.Failed,
-			Dead: s.Dead, Attempts: s.Attempts, PerSecond: rate, TopErrors: []errorCountJSON{},
-			Complete: s.Pending+s.Leased+s.Failed == 0, LastUpdate: s.LastDone, DeadItems: []deadItem{}}
-		for _, e := range top {
-			v.TopErrors = append(v.TopErrors, errorCountJSON{e.Kind, redact.Text(e.Err), e.Count})
-		}
-		for _, w := range workers {
-			v.Workers = append(v.Workers, workerJSON{w, w.Rate()})
-		}
-		for _, d := range dead {
-			v.DeadItems = append(v.DeadItems, deadItem{redact.Printable(d.ID), d.Attempts, d.ErrKind, redact.Text(d.Err)})
-		}
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+	return r, nil
+}
+
+// writeJSON prints status --json: one indented object.
+func (r *statusReport) writeJSON(out io.Writer) error {
+	type deadItem struct {
+		ID       string `json:"id"`
+		Attempts int    `json:"attempts"`
+		Kind     string `json:"kind"`
+		Err      string `json:"error"`
 	}
+	s := r.stats
+	v := struct {
+		Job        string           `json:"job"`
+		Total      int64            `json:"total"`
+		Pending    int64            `json:"pending"`
+		Leased     int64            `json:"leased"`
+		Done       int64            `json:"done"`
+		Failed     int64            `json:"failed"`
+		Dead       int64            `json:"dead"`
+		Attempts   int64            `json:"attempts"`
+		PerSecond  float64          `json:"items_per_second"`
+		TopErrors  []errorCountJSON `json:"top_errors"`
+		DeadItems  []deadItem       `json:"dead_items"`
+		Complete   bool             `json:"complete"`
+		LastUpdate time.Time        `json:"last_done,omitzero"`
+		Workers    []workerJSON     `json:"workers,omitempty"`
+	}{Job: r.name, Total: s.Items(), Pending: s.Pending, Leased: s.Leased, Done: s.Done, Failed: s.Failed,
+		Dead: s.Dead, Attempts: s.Attempts, PerSecond: r.rate, TopErrors: []errorCountJSON{},
+		Complete: s.Pending+s.Leased+s.Failed == 0, LastUpdate: s.LastDone, DeadItems: []deadItem{}}
+	for _, e := range r.top {
+		v.TopErrors = append(v.TopErrors, errorCountJSON{e.Kind, redact.Text(e.Err), e.Count})
+	}
+	for _, w := range r.workers {
+		v.Workers = append(v.Workers, workerJSON{w, w.Rate()})
+	}
+	for _, d := range r.dead {
+		v.DeadItems = append(v.DeadItems, deadItem{redact.Printable(d.ID), d.Attempts, d.ErrKind, redact.Text(d.Err)})
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// writeText prints status for a person: the counts as a table, then the
+// workers, the most common errors and the dead items, where there are any.
+func (r *statusReport) writeText(out io.Writer) {
+	s := r.stats
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "job\t%s\n", name)
+	fmt.Fprintf(tw, "job\t%s\n", r.name)
 	fmt.Fprintf(tw, "items\t%d\n", s.Items())
 	fmt.Fprintf(tw, "done\t%d\n", s.Done)
 	fmt.Fprintf(tw, "pending\t%d\n", s.Pending)
@@ -176,32 +208,31 @@ func showStatus(cmd *cobra.Command, st stateStore, name string, asJSON bool, dea
 	fmt.Fprintf(tw, "failed, will retry\t%d\n", s.Failed)
 	fmt.Fprintf(tw, "dead\t%d\n", s.Dead)
 	fmt.Fprintf(tw, "attempts\t%d\n", s.Attempts)
-	if rate > 0 {
-		fmt.Fprintf(tw, "throughput\t%.0f items/s\n", rate)
+	if r.rate > 0 {
+		fmt.Fprintf(tw, "throughput\t%.0f items/s\n", r.rate)
 	}
 	tw.Flush()
-	if len(workers) > 0 {
-		fmt.Fprintf(out, "\nworkers (%d):\n", len(workers))
+	if len(r.workers) > 0 {
+		fmt.Fprintf(out, "\nworkers (%d):\n", len(r.workers))
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  worker\tleased\tdone\titems/s\tlast active")
-		for _, w := range workers {
+		for _, w := range r.workers {
 			fmt.Fprintf(tw, "  %s\t%d\t%d\t%.0f\t%s\n", w.Worker, w.Leased, w.Done, w.Rate(), w.LastActive.Local().Format(time.DateTime))
 		}
 		tw.Flush()
 	}
-	if len(top) > 0 {
+	if len(r.top) > 0 {
 		fmt.Fprintln(out, "\nmost common errors:")
-		for _, e := range top {
+		for _, e := range r.top {
 			fmt.Fprintf(out, "  %6d  %s: %s\n", e.Count, e.Kind, redact.Text(e.Err))
 		}
 	}
-	if len(dead) > 0 {
-		fmt.Fprintf(out, "\ndead items (%d of %d; 'rebound run --retry-dead' tries them again):\n", len(dead), s.Dead)
-		for _, d := range dead {
+	if len(r.dead) > 0 {
+		fmt.Fprintf(out, "\ndead items (%d of %d; 'rebound run --retry-dead' tries them again):\n", len(r.dead), s.Dead)
+		for _, d := range r.dead {
 			fmt.Fprintf(out, "  %s  after %d attempt(s): %s\n", redact.Printable(d.ID), d.Attempts, redact.Text(d.Err))
 		}
 	}
-	return nil
 }
 
 // workerJSON is one worker in status --json.

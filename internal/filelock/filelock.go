@@ -3,8 +3,10 @@
 // name the holder. It is the one lock behind checkpoint's run lock and the
 // transfers' one-transfer-per-target rule.
 //
-// The lock is an flock on an open file description: it is released when the
-// holder closes the file or dies (SIGKILL included), never left stale.
+// On unix the lock is an flock on an open file description; on Windows a
+// LockFileEx byte-range lock on the open handle (past the end of the file,
+// so the holder's line stays readable). Either is released when the holder
+// closes the file or dies (SIGKILL included), never left stale.
 package filelock
 
 import (
@@ -16,8 +18,9 @@ import (
 	"time"
 )
 
-// ErrUnsupported is returned where the system has no flock (Windows, Plan
-// 9): callers decide whether to go on unprotected or to refuse.
+// ErrUnsupported is returned where the system has no file lock we use
+// (Plan 9, wasm, Solaris): callers decide whether to go on unprotected or
+// to refuse.
 var ErrUnsupported = errors.New("file locks are not supported on this system")
 
 // Lock is a held lock; Unlock (or the process's end) releases it.
@@ -36,11 +39,11 @@ func TryLock(path string) (l *Lock, holder string, err error) {
 		return nil, "", ErrUnsupported
 	}
 	for range 100 {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|oNoFollow, 0o600)
+		f, err := openLockFile(path)
 		if err != nil {
 			return nil, "", err
 		}
-		ok, err := flockExclusive(f)
+		ok, err := lockExclusive(f)
 		if err != nil {
 			f.Close()
 			return nil, "", err
@@ -78,6 +81,7 @@ func same(f *os.File, path string) bool {
 // database). It may be called more than once.
 func (l *Lock) Unlock() {
 	if l.f != nil {
+		unlockFile(l.f)
 		l.f.Close() // closing the descriptor releases the flock
 		l.f = nil
 	}

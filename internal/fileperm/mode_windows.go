@@ -1,0 +1,4 @@
+package fileperm
+
+// modeBitsApply is false: see OwnerOnly.
+const modeBitsApply = false
