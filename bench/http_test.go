@@ -60,7 +60,7 @@ func httpClientsOver(base func() http.RoundTripper, ownTransport bool) (names []
 	} else {
 		add("reboundhttp", &http.Client{Transport: reboundhttp.NewTransport(base(), reboundhttp.Config{})})
 		// Without the body stall timer, which the others do not have.
-		add("reboundhttp-nostall", &http.Client{Transport: reboundhttp.NewTransport(base(), reboundhttp.Config{BodyStallTimeout: -1})})
+		add("reboundhttp-nostall", &http.Client{Transport: reboundhttp.NewTransport(base(), reboundhttp.Config{StallTimeout: -1})})
 	}
 
 	rc := retryablehttp.NewClient()

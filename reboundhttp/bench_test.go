@@ -70,7 +70,7 @@ func BenchmarkTransportOverhead(b *testing.B) {
 	b.Run("direct", func(b *testing.B) { run(b, base) })
 	b.Run("reboundhttp", func(b *testing.B) { run(b, reboundhttp.NewTransport(base, reboundhttp.Config{})) })
 	b.Run("reboundhttp-nostall", func(b *testing.B) {
-		run(b, reboundhttp.NewTransport(base, reboundhttp.Config{BodyStallTimeout: -1}))
+		run(b, reboundhttp.NewTransport(base, reboundhttp.Config{StallTimeout: -1}))
 	})
 }
 

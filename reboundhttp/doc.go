@@ -52,7 +52,7 @@
 // cause (errors.Is(err, rebound.ErrOpen) for an open breaker).
 //
 // Every response is watched for stalls: a server that sends nothing for
-// Config.BodyStallTimeout (30 s) while the caller waits in Read is cut with
+// Config.StallTimeout (30 s) while the caller waits in Read is cut with
 // ErrStalled. A slow reader is never cut, and neither is a large healthy
 // download: this bounds silence, not total time. On the transport NewClient
 // builds, the connections themselves count the bytes (below any chunked or

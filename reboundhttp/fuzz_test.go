@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/reboundhttp"
 	"github.com/rebound-go/rebound/reboundtest"
 )
@@ -16,7 +17,7 @@ import (
 // FuzzStatusError feeds what a server controls (status, Retry-After, body)
 // to NewStatusError: it must never panic, keep Retry-After within
 // [0, rebound.MaxRetryAfter], keep at most MaxBodySnippet bytes of the body
-// (its exact prefix), and classify by the status, its Retry-After and
+// (its prefix, made printable), and classify by the status, its Retry-After and
 // whether the request was replayable: rebound.ClassifyStatus, except that a
 // 409 with a Retry-After to a replayable request is throttled for that wait
 // (an Idempotency-Key server saying the first request still runs).
@@ -42,8 +43,9 @@ func FuzzStatusError(f *testing.F) {
 		if se.RetryAfter < 0 || se.RetryAfter > rebound.MaxRetryAfter {
 			t.Fatalf("RetryAfter %v out of range for %q", se.RetryAfter, retryAfter)
 		}
-		if want := min(len(body), reboundhttp.MaxBodySnippet); len(se.Body) != want || !bytes.HasPrefix(body, se.Body) {
-			t.Fatalf("snippet of %d bytes, want the first %d", len(se.Body), want)
+		n := min(len(body), reboundhttp.MaxBodySnippet)
+		if want := redact.Printable(string(body[:n])); string(se.Body) != want {
+			t.Fatalf("snippet %q, want the first %d bytes made printable, %q", se.Body, n, want)
 		}
 		if se.URL != "https://example.com/a/b" {
 			t.Fatalf("URL %q", se.URL)

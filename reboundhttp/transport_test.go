@@ -155,7 +155,11 @@ func TestExhaustedRetriesReturnLastResponse(t *testing.T) {
 	}
 }
 
-func TestErrorOnStatus(t *testing.T) {
+// TestCheckResponse: CheckResponse turns a failed status into a
+// *StatusError with a snippet of the body, within the RetryError when
+// the Transport's retries ran out (what Config.ErrorOnStatus used to do
+// inside RoundTrip, against net/http's contract).
+func TestCheckResponse(t *testing.T) {
 	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		if r.URL.Path == "/missing" {
 			w.WriteHeader(404)
@@ -168,10 +172,9 @@ func TestErrorOnStatus(t *testing.T) {
 	})
 	cfg := fast()
 	cfg.Retry.MaxAttempts = 2
-	cfg.ErrorOnStatus = true
 	c := client(t, cfg)
 
-	resp, err := c.Get(s.URL + "/missing?token=secret")
+	resp, err := checked(c.Get(s.URL + "/missing?token=secret"))
 	if resp != nil || err == nil {
 		t.Fatalf("404: got %v, %v; want an error", resp, err)
 	}
@@ -183,7 +186,7 @@ func TestErrorOnStatus(t *testing.T) {
 		t.Fatalf("URL not redacted: %q / %q", se.Error(), se.URL)
 	}
 
-	_, err = c.Get(s.URL)
+	_, err = checked(c.Get(s.URL))
 	var re *rebound.RetryError
 	if !errors.As(err, &re) || re.Attempts != 2 || !errors.As(err, &se) || se.StatusCode != 503 {
 		t.Fatalf("503: err %v", err)
@@ -512,7 +515,7 @@ func TestBodyStallCut(t *testing.T) {
 	})
 	defer close(release)
 	cfg := fast()
-	cfg.BodyStallTimeout = 50 * time.Millisecond
+	cfg.StallTimeout = 50 * time.Millisecond
 	resp, err := client(t, cfg).Get(s.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -570,7 +573,6 @@ func TestSecretsNeverLogged(t *testing.T) {
 	var logs bytes.Buffer
 	cfg := fast()
 	cfg.Retry.MaxAttempts = 3
-	cfg.ErrorOnStatus = true
 	cfg.Breaker.FailureThreshold = 3 // opens on the last attempt
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := client(t, cfg)
@@ -579,7 +581,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer auth-secret")
 	req.Header.Set("Cookie", "sid=cookie-secret")
 	req.Header.Set("Proxy-Authorization", "Basic proxy-secret")
-	_, err := c.Do(req)
+	_, err := checked(c.Do(req))
 	if err == nil {
 		t.Fatal("want an error")
 	}
@@ -693,7 +695,7 @@ func TestBodyStallCutWithForeignBase(t *testing.T) {
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
 	cfg := fast()
-	cfg.BodyStallTimeout = 50 * time.Millisecond
+	cfg.StallTimeout = 50 * time.Millisecond
 	resp, err := (&http.Client{Transport: reboundhttp.NewTransport(base, cfg)}).Get(s.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -729,7 +731,7 @@ func TestTLSHeaderTimeoutAndStall(t *testing.T) {
 	cfg := fast()
 	cfg.Retry.MaxAttempts = 2
 	cfg.ResponseHeaderTimeout = 50 * time.Millisecond
-	cfg.BodyStallTimeout = 10 * time.Second // so net/http's header timer decides
+	cfg.StallTimeout = 10 * time.Second // so net/http's header timer decides
 	cfg.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
 	_, err := client(t, cfg).Get(srv.URL + "/slow-headers")
 	var re *rebound.RetryError
@@ -737,7 +739,7 @@ func TestTLSHeaderTimeoutAndStall(t *testing.T) {
 		t.Fatalf("err %v; want two header timeouts", err)
 	}
 	cfg.ResponseHeaderTimeout = 0
-	cfg.BodyStallTimeout = 50 * time.Millisecond
+	cfg.StallTimeout = 50 * time.Millisecond
 	resp, err := client(t, cfg).Get(srv.URL + "/stall")
 	if err != nil {
 		t.Fatal(err)
@@ -802,16 +804,17 @@ func TestNoConnectionLeaks(t *testing.T) {
 	defer close(release)
 	cfg := fast()
 	cfg.Retry.MaxAttempts = 3
-	cfg.BodyStallTimeout = 50 * time.Millisecond
+	cfg.StallTimeout = 50 * time.Millisecond
 	cfg.DisableBreaker = true
 	cfg.DisableBudget = true
-	strict := cfg
-	strict.ErrorOnStatus = true
-	c, cs := client(t, cfg), client(t, strict)
+	c, cs := client(t, cfg), client(t, cfg) // cs checks every response
 	for range 5 {
 		for _, path := range []string{"/flaky", "/down", "/stall"} {
 			for _, cl := range []*http.Client{c, cs} {
 				resp, err := cl.Get(s.URL + path)
+				if err == nil && cl == cs {
+					resp, err = checked(resp, err)
+				}
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
@@ -918,11 +921,10 @@ func TestBreakerOpeningEndsCallWithLastAnswer(t *testing.T) {
 	if n := s.hits.Load(); n != 1 {
 		t.Errorf("%d requests, want 1", n)
 	}
-	// With ErrorOnStatus the same ending is a RetryError around the StatusError.
-	cfg.ErrorOnStatus = true
+	// Through CheckResponse the same ending is a RetryError around the StatusError.
 	c2 := client(t, cfg)
 	go func() {
-		resp, err := c2.Get(s.URL + "/y")
+		resp, err := checked(c2.Get(s.URL + "/y"))
 		done <- result{resp, err}
 	}()
 	select {

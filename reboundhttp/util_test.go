@@ -1,5 +1,22 @@
 package reboundhttp_test
 
-import "runtime"
+import (
+	"net/http"
+	"runtime"
+
+	"github.com/rebound-go/rebound/reboundhttp"
+)
 
 func runtimeGoroutines() int { return runtime.NumGoroutine() }
+
+// checked is a call whose failed status is an error: the call's own error,
+// or CheckResponse's.
+func checked(resp *http.Response, err error) (*http.Response, error) {
+	if err != nil {
+		return nil, err
+	}
+	if err := reboundhttp.CheckResponse(resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
