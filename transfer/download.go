@@ -53,7 +53,8 @@ type DownloadOptions struct {
 	// completed file is read once to check it.
 	SHA256 string
 	// StallTimeout cuts a body that sends nothing for this long (the attempt
-	// then resumes); 0 means DefaultStallTimeout.
+	// then resumes); 0 means DefaultStallTimeout, negative means never. It
+	// is reboundhttp.Config.StallTimeout's setting, with the same meaning.
 	StallTimeout time.Duration
 	// Header holds extra request headers (e.g. Authorization; never logged
 	// nor stored).
@@ -128,9 +129,7 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 			return nil, err
 		}
 	}
-	if d.stall = opts.StallTimeout; d.stall <= 0 {
-		d.stall = DefaultStallTimeout
-	}
+	d.stall = stallTimeout(opts.StallTimeout)
 	if d.every = opts.ProgressInterval; d.every <= 0 {
 		d.every = DefaultProgressInterval
 	}
@@ -431,7 +430,7 @@ func (d *downloader) attempt(ctx context.Context) error {
 		return d.restart("the server cannot serve the rest (416)")
 	default:
 		if resp.StatusCode >= 400 {
-			return statusError("download", resp, true)
+			return statusError(resp, true)
 		}
 		return rebound.Permanent(fmt.Errorf("transfer: download %s: unexpected answer %s", d.shown, redact.Printable(resp.Status)))
 	}

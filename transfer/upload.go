@@ -60,7 +60,8 @@ type UploadOptions struct {
 	// service that needs the same credentials).
 	CrossOriginHeader bool
 	// StallTimeout cuts a PATCH whose body the connection stops taking for
-	// this long; 0 means DefaultStallTimeout.
+	// this long; 0 means DefaultStallTimeout, negative means never (as
+	// reboundhttp.Config.StallTimeout).
 	StallTimeout time.Duration
 	// OnEvent, if set, receives progress events.
 	OnEvent func(Event)
@@ -188,9 +189,7 @@ func Upload(ctx context.Context, path, endpoint string, opts UploadOptions) (*Up
 	if u.chunk = opts.ChunkSize; u.chunk == 0 {
 		u.chunk = DefaultChunkSize
 	}
-	if u.stall = opts.StallTimeout; u.stall <= 0 {
-		u.stall = DefaultStallTimeout
-	}
+	u.stall = stallTimeout(opts.StallTimeout)
 	return u.run(ctx)
 }
 
@@ -379,8 +378,8 @@ func (u *uploader) discover(ctx context.Context) error {
 		return err
 	}
 	if resp.StatusCode >= 400 {
-		serr := statusError("tus OPTIONS", resp, true)
-		if serr.class.Kind.Retryable() {
+		serr := statusError(resp, true)
+		if serr.Class().Kind.Retryable() {
 			return serr
 		}
 		return nil
@@ -437,7 +436,7 @@ func (u *uploader) create(ctx context.Context) error {
 	}
 	if resp.StatusCode != http.StatusCreated {
 		if resp.StatusCode >= 400 {
-			return statusError("tus POST", resp, false)
+			return statusError(resp, false)
 		}
 		return rebound.Permanent(fmt.Errorf("transfer: tus POST: unexpected answer %s", redact.Printable(resp.Status)))
 	}
@@ -524,7 +523,7 @@ func (u *uploader) sync(ctx context.Context) error {
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone || resp.StatusCode == http.StatusForbidden:
 		return rebound.Permanent(errUploadGone)
 	case resp.StatusCode >= 400:
-		return statusError("tus HEAD", resp, true)
+		return statusError(resp, true)
 	case resp.StatusCode >= 300:
 		return rebound.Permanent(fmt.Errorf("transfer: tus HEAD: unexpected answer %s", redact.Printable(resp.Status)))
 	}
@@ -599,10 +598,10 @@ func (u *uploader) step(ctx context.Context) error {
 		resp.StatusCode == 423, // locked by a request that is dying: ask again
 		resp.StatusCode == 460: // checksum mismatch: the chunk was mangled on the way
 		u.needSync = true
-		return rebound.Transient(statusError("tus PATCH", resp, true))
+		return rebound.Transient(statusError(resp, true))
 	case resp.StatusCode >= 400:
 		u.needSync = true
-		return statusError("tus PATCH", resp, true)
+		return statusError(resp, true)
 	case resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK:
 		u.needSync = true
 		return rebound.Permanent(fmt.Errorf("transfer: tus PATCH: unexpected answer %s", redact.Printable(resp.Status)))
@@ -634,7 +633,7 @@ func (u *uploader) terminate(ctx context.Context, target string) error {
 		return err
 	}
 	if resp.StatusCode >= 400 && resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusGone {
-		return statusError("tus DELETE", resp, true)
+		return statusError(resp, true)
 	}
 	return nil
 }
