@@ -72,7 +72,7 @@ func (f *fault) remove(name string) {
 func (f *fault) client(onRetry func(rebound.RetryEvent)) *http.Client {
 	c := reboundhttp.NewClient(reboundhttp.Config{
 		ResponseHeaderTimeout: headerTimeout,
-		StallTimeout:      stallTimeout,
+		StallTimeout:          stallTimeout,
 		Retry:                 rebound.Retry{MaxAttempts: 3, Backoff: rebound.NoDelay, OnRetry: onRetry},
 	})
 	f.t.Cleanup(c.CloseIdleConnections)

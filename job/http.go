@@ -11,7 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"time"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -30,12 +30,15 @@ import (
 // 3xx answer (but 304), or the answer to the GET a client sent in place of
 // a redirected POST, is a permanent *reboundhttp.RedirectError. A request
 // net/http would refuse to send fails permanently, unsent
-// (reboundhttp.ErrInvalidRequest). A nil client means one with
-// reboundhttp.CheckRedirect, the safe redirect policy. dir resolves
-// relative body_file paths.
+// (reboundhttp.ErrInvalidRequest). A nil client means one shared
+// reboundhttp.NewBaseClient: the mission's timeouts, a body that goes
+// silent cut, the safe redirect policy, and no retries, which are the
+// runner's. A client of yours should make one attempt per call too (a
+// reboundhttp.NewBaseClient), or its retries multiply the runner's. dir
+// resolves relative body_file paths.
 func HTTPHandler(client *http.Client, dir string) Handler {
 	if client == nil {
-		client = &http.Client{CheckRedirect: reboundhttp.CheckRedirect}
+		client = defaultClient()
 	}
 	return func(ctx context.Context, t *Task) error {
 		var req Request
@@ -100,15 +103,6 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 					// it, redacted, after the URL the item asked for.
 					ue.URL = reboundhttp.RedactURL(hreq.URL)
 				}
-				// A reboundhttp client that makes one attempt wraps its error
-				// in "gave up after 1 attempt (attempts exhausted)", which
-				// reads as final in an item's retry event and dead reason
-				// although the runner's own attempts decide. The wrapped
-				// error classifies the same (Classify unwraps to it).
-				var re *rebound.RetryError
-				if errors.As(ue.Err, &re) && re.Attempts == 1 && re.Last != nil {
-					ue.Err = re.Last
-				}
 			}
 			return err
 		}
@@ -116,36 +110,31 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 		if err := reboundhttp.UnfollowedRedirect(hreq, resp); err != nil {
 			return err
 		}
-		if resp.StatusCode < 400 {
+		// Every request carries an Idempotency-Key and a rewindable body, so
+		// it is replayable and even a 500 is safe to retry.
+		err = reboundhttp.CheckResponse(resp)
+		if err == nil {
 			// Drain so the connection is reused; the answer itself is not kept.
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 			return nil
 		}
-		// Every request carries an Idempotency-Key, so it is replayable and
-		// even a 500 is safe to retry.
-		se := reboundhttp.NewStatusError(resp, true, time.Now())
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		if len(se.Body) > 0 {
-			// The server's own words make a dead item's reason useful, but
-			// a server that echoes the request (debug endpoints, some
-			// gateways' 400s) would put the manifest's credentials into
-			// the state file and 'rebound status'.
-			return fmt.Errorf("%w: %s", se, redact.Printable(oneLine([]byte(secretsOf(req).Scrub(string(se.Body))), 200)))
+		var se *reboundhttp.StatusError
+		if errors.As(err, &se) && len(se.Body) > 0 {
+			// The server's own words make a dead item's reason useful;
+			// CheckResponse took the request's credentials out of them
+			// (a server that echoes the request would put them into the
+			// state file and 'rebound status').
+			return fmt.Errorf("%w: %s", err, oneLine(se.Body, 200))
 		}
-		return se
+		return err
 	}
 }
 
-// secretsOf lists what in req may be a credential: the values of
-// credential headers and the URL's userinfo and query values.
-func secretsOf(req Request) *redact.Secrets {
-	var s redact.Secrets
-	for k, v := range req.Headers {
-		s.AddHeader(k, v)
-	}
-	s.AddURL(req.URL)
-	return &s
-}
+// defaultClient is HTTPHandler's client when none is given, built once so
+// that its connections are reused.
+var defaultClient = sync.OnceValue(func() *http.Client {
+	return reboundhttp.NewBaseClient(reboundhttp.Config{})
+})
 
 // oneLine folds a response body into one short line for messages: runs of
 // white space and control characters become one space, and it is cut at n

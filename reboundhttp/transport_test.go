@@ -158,7 +158,7 @@ func TestExhaustedRetriesReturnLastResponse(t *testing.T) {
 // TestCheckResponse: CheckResponse turns a failed status into a
 // *StatusError with a snippet of the body, within the RetryError when
 // the Transport's retries ran out (what Config.ErrorOnStatus used to do
-// inside RoundTrip, against net/http's contract).
+// inside RoundTrip, against RoundTripper's contract).
 func TestCheckResponse(t *testing.T) {
 	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		if r.URL.Path == "/missing" {
@@ -772,7 +772,7 @@ func TestTimeoutVisibleThroughClientError(t *testing.T) {
 	}
 }
 
-// TestNoConnectionLeaks runs retries, exhausted retries, ErrorOnStatus,
+// TestNoConnectionLeaks runs retries, exhausted retries, CheckResponse,
 // unreplayable POSTs and stalls, closes what the caller owns, and then
 // expects every server connection to close with the idle pool: a response
 // body we forgot to close would keep its connection open forever.

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/reboundhttp"
 )
 
 func init() { commands = append(commands, newDemoCmd) }
@@ -225,27 +226,15 @@ func (s *flakyServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// statusError is a response the demo's client treats as a failure; it knows
-// its class (ClassifyStatus), so the pipeline's Classify honours it.
-type statusError struct {
-	code  int
-	class rebound.Class
-}
-
-func (e *statusError) Error() string {
-	return fmt.Sprintf("HTTP %d %s", e.code, http.StatusText(e.code))
-}
-func (e *statusError) Class() rebound.Class { return e.class }
-
-// responseError turns a failed response into a classified error: nil for
-// 1xx-3xx; the Retry-After header is parsed, then scaled for the demo.
+// responseError turns a failed response into reboundhttp's classified
+// *StatusError (nil for 1xx-3xx); its Retry-After is scaled for the demo.
 func responseError(resp *http.Response, scale float64) error {
-	if resp.StatusCode < 400 {
-		return nil
+	err := reboundhttp.CheckResponse(resp)
+	var se *reboundhttp.StatusError
+	if errors.As(err, &se) {
+		se.RetryAfter = time.Duration(float64(se.RetryAfter) * scale)
 	}
-	ra, _ := rebound.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	ra = time.Duration(float64(ra) * scale)
-	return &statusError{resp.StatusCode, rebound.ClassifyStatus(resp.StatusCode, rebound.IdempotentMethod(resp.Request.Method), ra)}
+	return err
 }
 
 // demoCall is one scripted call of the demo.
