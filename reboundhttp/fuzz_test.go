@@ -16,7 +16,7 @@ import (
 
 // FuzzStatusError feeds what a server controls (status, Retry-After, body)
 // to NewStatusError: it must never panic, keep Retry-After within
-// [0, rebound.MaxRetryAfter], keep at most MaxBodySnippet bytes of the body
+// [0, rebound.RetryAfterCeiling], keep at most MaxBodySnippet bytes of the body
 // (its prefix, made printable), and classify by the status, its Retry-After and
 // whether the request was replayable: rebound.ClassifyStatus, except that a
 // 409 with a Retry-After to a replayable request is throttled for that wait
@@ -40,7 +40,7 @@ func FuzzStatusError(f *testing.F) {
 			Request:    req,
 		}
 		se := reboundhttp.NewStatusError(resp, replayable, now)
-		if se.RetryAfter < 0 || se.RetryAfter > rebound.MaxRetryAfter {
+		if se.RetryAfter < 0 || se.RetryAfter > rebound.RetryAfterCeiling {
 			t.Fatalf("RetryAfter %v out of range for %q", se.RetryAfter, retryAfter)
 		}
 		n := min(len(body), reboundhttp.MaxBodySnippet)
@@ -73,7 +73,7 @@ func TestStatusErrorRetryAfterForms(t *testing.T) {
 	for v, want := range map[string]time.Duration{
 		"120": 120 * time.Second,
 		now.Add(time.Minute).Format(http.TimeFormat): time.Minute,
-		"31536000": rebound.MaxRetryAfter,
+		"31536000": rebound.RetryAfterCeiling,
 		"garbage":  0,
 		"":         0,
 		"-5":       0,

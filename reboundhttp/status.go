@@ -46,7 +46,7 @@ type StatusError struct {
 	// put into its reason phrase escaped (\x1b), so that it is safe to print.
 	Status string
 	// RetryAfter is the server's Retry-After (seconds or HTTP-date), clamped
-	// to rebound.MaxRetryAfter; 0 when absent, in the past, or garbage.
+	// to rebound.RetryAfterCeiling; 0 when absent, in the past, or garbage.
 	RetryAfter time.Duration
 	// Body is at most MaxBodySnippet bytes of the response body, when they
 	// were read (the response was discarded, or by CheckResponse), made
