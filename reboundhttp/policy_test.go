@@ -229,3 +229,27 @@ func TestBaseClient(t *testing.T) {
 		t.Fatalf("invalid config: %v", err)
 	}
 }
+
+// CheckResponse's snippet holds none of the request's credentials, even from
+// a server that echoes them, and nothing a terminal would obey.
+func TestCheckResponseSnippetSanitised(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, "bad: "+r.Header.Get("Authorization")+" "+r.URL.RawQuery+" \x1b[2J")
+	})
+	req, _ := http.NewRequest("GET", s.URL+"/x?api_key=query-secret-1", nil)
+	req.Header.Set("Authorization", "Bearer header-secret-2")
+	resp, err := client(t, fast()).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = reboundhttp.CheckResponse(resp)
+	var se *reboundhttp.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 400 || se.Class().Kind != rebound.KindPermanent {
+		t.Fatalf("err %v", err)
+	}
+	body := string(se.Body)
+	if strings.Contains(body, "secret") || strings.Contains(body, "\x1b") || !strings.HasPrefix(body, "bad: ") {
+		t.Fatalf("snippet %q", body)
+	}
+}
