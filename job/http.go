@@ -41,59 +41,11 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 		client = defaultClient()
 	}
 	return func(ctx context.Context, t *Task) error {
-		var req Request
-		if err := json.Unmarshal(t.Payload, &req); err != nil {
-			return rebound.Permanent(fmt.Errorf("item %q: stored request is not valid JSON: %w", t.ID, err))
-		}
-		if req.Method == "" {
-			req.Method = http.MethodGet
-		}
-		var body io.Reader
-		isJSON := false
-		if req.BodyFile != "" {
-			f, err := os.Open(req.BodyPath(dir))
-			if err != nil {
-				return rebound.Permanent(fmt.Errorf("item %q: body_file: %w", t.ID, err))
-			}
-			defer f.Close()
-			body = f
-		} else {
-			b, j, err := req.BodyBytes()
-			if err != nil {
-				return rebound.Permanent(fmt.Errorf("item %q: body: %w", t.ID, err))
-			}
-			if b != nil {
-				body, isJSON = bytes.NewReader(b), j
-			}
-		}
-		hreq, err := http.NewRequestWithContext(ctx, req.Method, req.URL, body)
+		hreq, closeBody, err := itemRequest(ctx, t, dir)
 		if err != nil {
-			return rebound.Permanent(fmt.Errorf("item %q: %w", t.ID, redact.URLError(err)))
+			return err
 		}
-		if f, ok := body.(*os.File); ok {
-			// Send a Content-Length rather than a chunked body: many servers
-			// refuse chunked uploads.
-			fi, err := f.Stat()
-			if err != nil {
-				return rebound.Permanent(fmt.Errorf("item %q: body_file: %w", t.ID, err))
-			}
-			hreq.ContentLength = fi.Size()
-			// A 307 or 308 re-sends the body: from the file, opened again.
-			path := req.BodyPath(dir)
-			hreq.GetBody = func() (io.ReadCloser, error) { return os.Open(path) }
-		}
-		for k, v := range req.Headers {
-			hreq.Header.Set(k, v)
-		}
-		if hreq.Header.Get("Idempotency-Key") == "" {
-			hreq.Header.Set("Idempotency-Key", t.Key)
-		}
-		if isJSON && hreq.Header.Get("Content-Type") == "" {
-			hreq.Header.Set("Content-Type", "application/json")
-		}
-		if err := reboundhttp.ValidateRequest(hreq); err != nil {
-			return err // permanent: net/http would refuse it whatever the client
-		}
+		defer closeBody()
 		resp, err := client.Do(hreq)
 		if err != nil {
 			var ue *url.Error
@@ -128,6 +80,69 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 		}
 		return err
 	}
+}
+
+// itemRequest builds the request of t's manifest line; closeBody closes
+// its body_file once the call is over.
+func itemRequest(ctx context.Context, t *Task, dir string) (hreq *http.Request, closeBody func(), err error) {
+	var req Request
+	if err := json.Unmarshal(t.Payload, &req); err != nil {
+		return nil, nil, rebound.Permanent(fmt.Errorf("item %q: stored request is not valid JSON: %w", t.ID, err))
+	}
+	if req.Method == "" {
+		req.Method = http.MethodGet
+	}
+	var body io.Reader
+	isJSON := false
+	closeBody = func() {}
+	if req.BodyFile != "" {
+		f, err := os.Open(req.BodyPath(dir))
+		if err != nil {
+			return nil, nil, rebound.Permanent(fmt.Errorf("item %q: body_file: %w", t.ID, err))
+		}
+		body, closeBody = f, func() { _ = f.Close() }
+	} else {
+		b, j, err := req.BodyBytes()
+		if err != nil {
+			return nil, nil, rebound.Permanent(fmt.Errorf("item %q: body: %w", t.ID, err))
+		}
+		if b != nil {
+			body, isJSON = bytes.NewReader(b), j
+		}
+	}
+	fail := func(err error) (*http.Request, func(), error) {
+		closeBody()
+		return nil, nil, err
+	}
+	hreq, err = http.NewRequestWithContext(ctx, req.Method, req.URL, body)
+	if err != nil {
+		return fail(rebound.Permanent(fmt.Errorf("item %q: %w", t.ID, redact.URLError(err))))
+	}
+	if f, ok := body.(*os.File); ok {
+		// Send a Content-Length rather than a chunked body: many servers
+		// refuse chunked uploads.
+		fi, err := f.Stat()
+		if err != nil {
+			return fail(rebound.Permanent(fmt.Errorf("item %q: body_file: %w", t.ID, err)))
+		}
+		hreq.ContentLength = fi.Size()
+		// A 307 or 308 re-sends the body: from the file, opened again.
+		path := req.BodyPath(dir)
+		hreq.GetBody = func() (io.ReadCloser, error) { return os.Open(path) }
+	}
+	for k, v := range req.Headers {
+		hreq.Header.Set(k, v)
+	}
+	if hreq.Header.Get("Idempotency-Key") == "" {
+		hreq.Header.Set("Idempotency-Key", t.Key)
+	}
+	if isJSON && hreq.Header.Get("Content-Type") == "" {
+		hreq.Header.Set("Content-Type", "application/json")
+	}
+	if err := reboundhttp.ValidateRequest(hreq); err != nil {
+		return fail(err) // permanent: net/http would refuse it whatever the client
+	}
+	return hreq, closeBody, nil
 }
 
 // defaultClient is HTTPHandler's client when none is given, built once so
