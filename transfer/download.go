@@ -62,7 +62,8 @@ type DownloadOptions struct {
 	// OnEvent, if set, receives progress events.
 	OnEvent func(Event)
 	// ProgressInterval is the least time between EventProgress events; 0
-	// means DefaultProgressInterval.
+	// means DefaultProgressInterval, negative means none (an event for
+	// every read that brings bytes).
 	ProgressInterval time.Duration
 	// Clock times stalls and progress; nil means the system clock.
 	Clock rebound.Clock
@@ -130,8 +131,11 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 		}
 	}
 	d.stall = stallTimeout(opts.StallTimeout)
-	if d.every = opts.ProgressInterval; d.every <= 0 {
+	switch d.every = opts.ProgressInterval; {
+	case d.every == 0:
 		d.every = DefaultProgressInterval
+	case d.every < 0:
+		d.every = 0 // now.Sub(lastEmit) >= 0 always holds
 	}
 	// The state key tells URLs that differ only in their query apart (they
 	// may be different files) but holds only a hash of it: the query may

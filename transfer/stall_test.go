@@ -1,8 +1,12 @@
 package transfer
 
 import (
+	"context"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,5 +38,35 @@ func TestStallTimeoutNegativeMeansNever(t *testing.T) {
 func TestErrStalledIsReboundhttps(t *testing.T) {
 	if !errors.Is(ErrStalled, reboundhttp.ErrStalled) {
 		t.Fatal("two ErrStalled")
+	}
+}
+
+// A negative ProgressInterval means no minimum between progress events:
+// one for every read, where 0 (the default) holds them to one per 250 ms.
+func TestProgressIntervalNegativeMeansNone(t *testing.T) {
+	body := strings.Repeat("x", 1<<20) // four reads of 256 KiB at least
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"e"`)
+		io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	count := func(interval time.Duration) int {
+		n := 0
+		_, err := Download(context.Background(), srv.URL, DownloadOptions{
+			Path: filepath.Join(t.TempDir(), "f"), Store: newStore(t), Pipeline: fastPipeline,
+			Clock: reboundtest.NewClock(reboundtest.Epoch), ProgressInterval: interval,
+			OnEvent: func(ev Event) {
+				if ev.Kind == EventProgress {
+					n++
+				}
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if def, none := count(0), count(-1); none < 5 || def > 2 {
+		t.Fatalf("%d progress events with the default interval, %d with none; want at most 2 and at least 5", def, none)
 	}
 }
