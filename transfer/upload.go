@@ -44,7 +44,8 @@ type UploadOptions struct {
 	// a corrupt state file.
 	StartOver bool
 	// ChunkSize is the most bytes sent in one PATCH; 0 means
-	// DefaultChunkSize (8 MiB). A failure re-sends at most one chunk.
+	// DefaultChunkSize (8 MiB); negative is an error (a *rebound.ConfigError,
+	// matching ErrInvalid). A failure re-sends at most one chunk.
 	ChunkSize int64
 	// Metadata is sent as Upload-Metadata; "filename" defaults to the file's
 	// base name. Keys must be non-empty and contain no spaces or commas.
@@ -132,7 +133,7 @@ func Upload(ctx context.Context, path, endpoint string, opts UploadOptions) (*Up
 		return nil, fmt.Errorf("%w: %q is not an http(s) URL", ErrInvalid, redact.URLString(endpoint))
 	}
 	if opts.ChunkSize < 0 {
-		return nil, fmt.Errorf("%w: chunk size %d is negative", ErrInvalid, opts.ChunkSize)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, &rebound.ConfigError{Field: "transfer.UploadOptions.ChunkSize", Reason: "negative"})
 	}
 	f, err := os.Open(path)
 	if err != nil {

@@ -6,11 +6,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/reboundhttp"
 	"github.com/rebound-go/rebound/reboundtest"
 )
@@ -68,5 +70,18 @@ func TestProgressIntervalNegativeMeansNone(t *testing.T) {
 	}
 	if def, none := count(0), count(-1); none < 5 || def > 2 {
 		t.Fatalf("%d progress events with the default interval, %d with none; want at most 2 and at least 5", def, none)
+	}
+}
+
+// A negative ChunkSize has no "none" to mean: it is a *rebound.ConfigError.
+func TestNegativeChunkSizeIsConfigError(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Upload(context.Background(), f, "http://127.0.0.1:1/files", UploadOptions{ChunkSize: -1, Store: newStore(t)})
+	var ce *rebound.ConfigError
+	if !errors.As(err, &ce) || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("err %v, want a *rebound.ConfigError matching ErrInvalid", err)
 	}
 }
