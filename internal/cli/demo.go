@@ -422,7 +422,7 @@ func demoOne(ctx context.Context, p *demoPrinter, client *http.Client, base stri
 		p.emit(demoEvent{Event: "result", Call: n, Outcome: "ok", Message: msg})
 	default:
 		outcome = "failed"
-		ev := demoEvent{Event: "result", Call: n, Outcome: "failed", Error: err.Error(), Message: err.Error()}
+		ev := demoEvent{Event: "result", Call: n, Outcome: "failed", Error: shortErr(err), Message: shortErr(err)}
 		if re != nil {
 			ev.Reason = re.Reason
 		}
@@ -434,6 +434,11 @@ func demoOne(ctx context.Context, p *demoPrinter, client *http.Client, base stri
 // shortErr drops net/http's "Get \"url\": " prefix from an attempt's error.
 func shortErr(err error) string {
 	s := err.Error()
+	var se *reboundhttp.StatusError
+	if errors.As(err, &se) {
+		// The demo's URLs are all the same server's: the status says it.
+		s = strings.Replace(s, se.Error(), "HTTP "+se.Status, 1)
+	}
 	if i := strings.Index(s, "\": "); i >= 0 && strings.HasPrefix(s, "Get \"") {
 		return s[i+3:]
 	}
