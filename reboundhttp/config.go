@@ -90,17 +90,19 @@ type Config struct {
 	// its zero value opens after 5 consecutive failures for 60 s. Each breaker
 	// is named by its host; OnStateChange and Logger, when set, see every
 	// transition (Logger defaults to Config.Logger, Clock to Config.Clock).
-	// Ignored when Breakers is set.
+	// Ignored when BreakerFor is set.
 	Breaker rebound.BreakerConfig
-	// Breakers, when set, holds the per-host breakers instead of sets built
-	// from Breaker: bring your own settings, or share one set between
-	// Transports (or with a job.Config.Breakers keyed the same way) so that
-	// they agree on which hosts are down. It is keyed by the URL's host
-	// (with its port), for http and https alike, and by "scheme://host" for
-	// other schemes.
-	Breakers *rebound.BreakerSet
+	// BreakerFor, when set, gives the breaker of each host instead of the
+	// sets built from Breaker: per-host settings, or breakers shared between
+	// Transports (or with a job.Config.Breakers keyed the same way), so that
+	// they agree on which hosts are down. Its key is the URL's host (with
+	// its port) for http and https alike, and "scheme://host" for other
+	// schemes; it is called once per request, so keep it cheap (a
+	// rebound.BreakerSet's Get is), and a nil result means no breaker for
+	// that host. Transport.Breakers lists none of them: list your sets.
+	BreakerFor func(key string) *rebound.Breaker
 	// MaxHosts bounds the breakers kept per scheme; 0 means 1024. Ignored
-	// when Breakers is set.
+	// when BreakerFor is set.
 	MaxHosts int
 	// DisableBreaker turns the per-host breakers off.
 	DisableBreaker bool
@@ -143,7 +145,7 @@ func (c *Config) Validate() error {
 	if c.Retry.Classify != nil {
 		return &rebound.ConfigError{Field: "reboundhttp.Config.Retry.Classify", Reason: "set Config.Classify, which sees the response too"}
 	}
-	if !c.DisableBreaker && c.Breakers == nil {
+	if !c.DisableBreaker && c.BreakerFor == nil {
 		if _, err := rebound.NewBreaker(c.Breaker); err != nil {
 			return err
 		}

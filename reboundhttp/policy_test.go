@@ -155,39 +155,54 @@ func TestPrepareRetry(t *testing.T) {
 	}
 }
 
-// An injected BreakerSet sets the breakers' settings and is shared: two
-// clients that share it agree that the host is down.
-func TestInjectedBreakerSet(t *testing.T) {
-	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	})
-	set, err := rebound.NewBreakerSet(rebound.BreakerConfig{FailureThreshold: 2}, 0)
+// BreakerFor gives each host its own settings (a strict set for one host,
+// a lenient one for the others), and shares breakers: two clients that use
+// the same sets agree that a host is down.
+func TestBreakerForPerHostSettings(t *testing.T) {
+	down := func(w http.ResponseWriter, r *http.Request, n int64) { w.WriteHeader(http.StatusServiceUnavailable) }
+	strictSrv, lenientSrv := newServer(t, down), newServer(t, down)
+	strictHost := strings.TrimPrefix(strictSrv.URL, "http://")
+	strict, err := rebound.NewBreakerSet(rebound.BreakerConfig{FailureThreshold: 2}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lenient, err := rebound.NewBreakerSet(rebound.BreakerConfig{FailureThreshold: 100}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := fast()
 	cfg.Retry.MaxAttempts = 1
-	cfg.Breakers = set
+	cfg.BreakerFor = func(host string) *rebound.Breaker {
+		if host == strictHost {
+			return strict.Get(host)
+		}
+		return lenient.Get(host)
+	}
 	a, b := client(t, cfg), client(t, cfg)
 	for _, c := range []*http.Client{a, b} {
-		resp, err := c.Get(s.URL)
-		if err != nil {
-			t.Fatal(err)
+		for _, u := range []string{strictSrv.URL, lenientSrv.URL} {
+			resp, err := c.Get(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
 		}
-		resp.Body.Close()
 	}
-	_, err = a.Get(s.URL)
-	if !errors.Is(err, rebound.ErrOpen) {
-		t.Fatalf("err %v, want the shared breaker open after 2 failures", err)
+	if _, err := a.Get(strictSrv.URL); !errors.Is(err, rebound.ErrOpen) {
+		t.Fatalf("strict host: %v, want its breaker open after 2 failures across both clients", err)
 	}
-	host := strings.TrimPrefix(s.URL, "http://")
-	if set.Get(host).State() != rebound.StateOpen || s.hits.Load() != 2 {
-		t.Fatalf("breaker %v after %d requests", set.Get(host).State(), s.hits.Load())
+	resp, err := a.Get(lenientSrv.URL)
+	if err != nil {
+		t.Fatalf("lenient host: %v, want its 503 (threshold 100)", err)
 	}
-	var keys []string
-	reboundhttp.NewTransport(nil, cfg).Breakers(func(k string, _ *rebound.Breaker) { keys = append(keys, k) })
-	if fmt.Sprint(keys) != "["+host+"]" {
-		t.Fatalf("Breakers lists %v", keys)
+	resp.Body.Close()
+	if strictSrv.hits.Load() != 2 || lenientSrv.hits.Load() != 3 {
+		t.Fatalf("%d and %d requests", strictSrv.hits.Load(), lenientSrv.hits.Load())
+	}
+	n := 0
+	reboundhttp.NewTransport(nil, cfg).Breakers(func(string, *rebound.Breaker) { n++ })
+	if n != 0 {
+		t.Fatalf("Breakers lists %d breakers it does not keep", n)
 	}
 }
 

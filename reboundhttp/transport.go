@@ -28,9 +28,9 @@ type Transport struct {
 	userRetry  func(rebound.RetryEvent)
 	classify   func(*http.Response, error) rebound.Class // nil: DefaultClassify's rules, inlined
 	prepare    func(*http.Request, int) error
-	sets       [2]*rebound.BreakerSet // http, https (others go in [0] keyed with their scheme)
-	shared     *rebound.BreakerSet    // Config.Breakers: keyed by host for http and https
-	stall      time.Duration          // for a body wrapper; 0 when off or done by our connections
+	sets       [2]*rebound.BreakerSet        // http, https (others go in [0] keyed with their scheme)
+	breakerFor func(string) *rebound.Breaker // Config.BreakerFor
+	stall      time.Duration                 // for a body wrapper; 0 when off or done by our connections
 	clock      rebound.Clock
 	logger     *slog.Logger
 	idemKeys   bool
@@ -83,8 +83,8 @@ func NewTransport(base http.RoundTripper, cfg Config) *Transport {
 
 	switch {
 	case cfg.DisableBreaker:
-	case cfg.Breakers != nil:
-		t.shared = cfg.Breakers
+	case cfg.BreakerFor != nil:
+		t.breakerFor = cfg.BreakerFor
 	default:
 		bc := cfg.Breaker
 		if bc.Clock == nil {
@@ -134,14 +134,10 @@ func (t *Transport) CloseIdleConnections() {
 	}
 }
 
-// Breakers calls f for each per-host breaker, keyed "scheme://host" (by
-// host alone for http and https when Config.Breakers was given), for
-// status displays.
+// Breakers calls f for each per-host breaker the Transport keeps, keyed
+// "scheme://host", for status displays; none when Config.BreakerFor gives
+// them.
 func (t *Transport) Breakers(f func(key string, b *rebound.Breaker)) {
-	if t.shared != nil {
-		t.shared.Each(f)
-		return
-	}
 	for i, s := range t.sets {
 		if s == nil {
 			continue
@@ -170,11 +166,11 @@ func hasScheme(k string) bool {
 // The common schemes are keyed by host alone, so the lookup builds no
 // string.
 func (t *Transport) breaker(u *url.URL) *rebound.Breaker {
-	if s := t.shared; s != nil {
+	if f := t.breakerFor; f != nil {
 		if u.Scheme == "https" || u.Scheme == "http" {
-			return s.Get(u.Host)
+			return f(u.Host)
 		}
-		return s.Get(u.Scheme + "://" + u.Host)
+		return f(u.Scheme + "://" + u.Host)
 	}
 	if t.sets[0] == nil {
 		return nil
