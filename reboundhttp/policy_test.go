@@ -268,3 +268,23 @@ func TestCheckResponseSnippetSanitised(t *testing.T) {
 		t.Fatalf("snippet %q", body)
 	}
 }
+
+// Whatever the verdict, a request that is not replayable (a POST without an
+// Idempotency-Key) is never sent twice: its answer is returned.
+func TestClassifyCannotReplayPost(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.WriteHeader(http.StatusNotFound)
+	})
+	cfg := fast()
+	cfg.Classify = func(resp *http.Response, err error) rebound.Class {
+		return rebound.Class{Kind: rebound.KindTransient, Reason: "retry everything"}
+	}
+	resp, err := client(t, cfg).Post(s.URL, "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 || s.hits.Load() != 1 {
+		t.Fatalf("%d after %d requests, want the 404 after 1", resp.StatusCode, s.hits.Load())
+	}
+}
