@@ -131,7 +131,8 @@ type Config struct {
 
 // Validate reports a configuration that cannot work, as a *rebound.ConfigError.
 // A Transport built from an invalid Config returns this error from every
-// RoundTrip, so NewClient and NewTransport never fail or panic.
+// RoundTrip, so NewClient, NewTransport and the base constructors never
+// fail or panic; call Validate to refuse a bad Config early.
 func (c *Config) Validate() error {
 	if err := c.validateBase(); err != nil {
 		return err

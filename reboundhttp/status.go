@@ -52,7 +52,7 @@ type StatusError struct {
 	// were read (the response was discarded, or by CheckResponse), made
 	// printable (redact.Printable) with every credential of the request
 	// (credential header values, the URL's userinfo and query values)
-	// replaced by "[REDACTED]": a server that echoes the request must not
+	// replaced by "[redacted]": a server that echoes the request must not
 	// put its secrets into a log.
 	Body []byte
 	// Replayable says whether the request was safe to send again; it decides
@@ -66,8 +66,9 @@ type StatusError struct {
 
 // NewStatusError describes resp, the response to a request that was (or was
 // not) replayable, at time now (which Retry-After dates are measured from).
-// It reads at most MaxBodySnippet bytes of resp.Body into Body and neither
-// closes nor drains it. It never panics on what a server sent.
+// It reads at most MaxBodySnippet bytes of resp.Body into Body (sanitised,
+// see Body) and neither closes nor drains it. It never panics on what a
+// server sent. CheckResponse is the usual way to build one.
 func NewStatusError(resp *http.Response, replayable bool, now time.Time) *StatusError {
 	e := newStatusError(resp, replayable, now)
 	if resp.Body != nil {
