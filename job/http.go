@@ -148,7 +148,8 @@ func itemRequest(ctx context.Context, t *Task, dir string) (hreq *http.Request, 
 // defaultClient is HTTPHandler's client when none is given, built once so
 // that its connections are reused.
 var defaultClient = sync.OnceValue(func() *http.Client {
-	return reboundhttp.NewBaseClient(reboundhttp.Config{})
+	c, _ := reboundhttp.NewBaseClient(reboundhttp.Config{}) // the zero Config is valid
+	return c
 })
 
 // oneLine folds a response body into one short line for messages: runs of

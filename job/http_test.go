@@ -80,7 +80,10 @@ func TestHTTPHandlerScrubsEncodedSecrets(t *testing.T) {
 // runClient is a client like the CLI's: reboundhttp's base client, one
 // attempt per call.
 func runClient(t *testing.T) *http.Client {
-	c := reboundhttp.NewBaseClient(reboundhttp.Config{})
+	c, err := reboundhttp.NewBaseClient(reboundhttp.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(c.CloseIdleConnections)
 	return c
 }

@@ -16,36 +16,39 @@ import (
 type BaseTransport struct {
 	tls   *http.Transport // for https and other schemes
 	plain *http.Transport // for http:// (see newBaseTransports)
-	err   error           // an invalid Config: every RoundTrip returns it
 }
 
 // NewBaseTransport returns the base transport for cfg; it reads only
 // ConnectTimeout, TLSHandshakeTimeout, ResponseHeaderTimeout, StallTimeout,
-// TLSClientConfig and MaxIdleConnsPerHost. An invalid cfg (see
-// Config.Validate) gives a BaseTransport whose every RoundTrip returns that
-// error.
-func NewBaseTransport(cfg Config) *BaseTransport {
+// TLSClientConfig and MaxIdleConnsPerHost. An invalid value among them is a
+// *rebound.ConfigError.
+func NewBaseTransport(cfg Config) (*BaseTransport, error) {
 	if err := cfg.validateBase(); err != nil {
-		return &BaseTransport{err: err}
+		return nil, err
 	}
-	tls, plain := newBaseTransports(&cfg)
+	return newBaseTransport(&cfg), nil
+}
+
+func newBaseTransport(cfg *Config) *BaseTransport {
+	tls, plain := newBaseTransports(cfg)
 	return &BaseTransport{tls: tls, plain: plain}
 }
 
 // NewBaseClient returns an *http.Client on NewBaseTransport(cfg) that
 // follows redirects by cfg.Redirect: timeouts and the safe redirect policy,
-// one attempt per call. Create it once and reuse it.
-func NewBaseClient(cfg Config) *http.Client {
-	return &http.Client{Transport: NewBaseTransport(cfg), CheckRedirect: cfg.Redirect.Check}
+// one attempt per call. Create it once and reuse it. An invalid cfg is a
+// *rebound.ConfigError.
+func NewBaseClient(cfg Config) (*http.Client, error) {
+	b, err := NewBaseTransport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: b, CheckRedirect: cfg.Redirect.Check}, nil
 }
 
 // RoundTrip sends req once. A request net/http would refuse to send fails
 // with an error matching ErrInvalidRequest, unsent.
 func (b *BaseTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if b.err != nil {
-		closeBody(req)
-		return nil, b.err
-	}
 	if err := ValidateRequest(req); err != nil {
 		closeBody(req)
 		return nil, err
@@ -63,10 +66,8 @@ func (b *BaseTransport) pick(req *http.Request) *http.Transport {
 
 // CloseIdleConnections closes the idle connections of both transports.
 func (b *BaseTransport) CloseIdleConnections() {
-	if b.err == nil {
-		b.tls.CloseIdleConnections()
-		b.plain.CloseIdleConnections()
-	}
+	b.tls.CloseIdleConnections()
+	b.plain.CloseIdleConnections()
 }
 
 // newBaseTransports clones http.DefaultTransport with the Config's timeouts,

@@ -129,10 +129,8 @@ type Config struct {
 	Clock rebound.Clock
 }
 
-// Validate reports a configuration that cannot work, as a *rebound.ConfigError.
-// A Transport built from an invalid Config returns this error from every
-// RoundTrip, so NewClient, NewTransport and the base constructors never
-// fail or panic; call Validate to refuse a bad Config early.
+// Validate reports a configuration that cannot work, as a *rebound.ConfigError:
+// the error NewClient, NewTransport and the base constructors return for it.
 func (c *Config) Validate() error {
 	if err := c.validateBase(); err != nil {
 		return err

@@ -200,7 +200,7 @@ func TestBreakerForPerHostSettings(t *testing.T) {
 		t.Fatalf("%d and %d requests", strictSrv.hits.Load(), lenientSrv.hits.Load())
 	}
 	n := 0
-	reboundhttp.NewTransport(nil, cfg).Breakers(func(string, *rebound.Breaker) { n++ })
+	must(reboundhttp.NewTransport(nil, cfg)).Breakers(func(string, *rebound.Breaker) { n++ })
 	if n != 0 {
 		t.Fatalf("Breakers lists %d breakers it does not keep", n)
 	}
@@ -216,7 +216,7 @@ func TestBaseClient(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
-	c := reboundhttp.NewBaseClient(reboundhttp.Config{})
+	c := must(reboundhttp.NewBaseClient(reboundhttp.Config{}))
 	defer c.CloseIdleConnections()
 	for range 6 {
 		resp, err := c.Get(s.URL)
@@ -238,10 +238,9 @@ func TestBaseClient(t *testing.T) {
 	if _, err := c.Do(req); !errors.Is(err, reboundhttp.ErrInvalidRequest) || s.hits.Load() != n {
 		t.Fatalf("invalid header: %v", err)
 	}
-	bad := reboundhttp.NewBaseClient(reboundhttp.Config{MaxIdleConnsPerHost: -1})
 	var ce *rebound.ConfigError
-	if _, err := bad.Get(s.URL); !errors.As(err, &ce) {
-		t.Fatalf("invalid config: %v", err)
+	if bad, err := reboundhttp.NewBaseClient(reboundhttp.Config{MaxIdleConnsPerHost: -1}); bad != nil || !errors.As(err, &ce) {
+		t.Fatalf("invalid config: %v, %v", bad, err)
 	}
 }
 

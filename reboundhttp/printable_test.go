@@ -26,7 +26,7 @@ func TestStatusErrorReasonPhraseEscaped(t *testing.T) {
 		buf.Flush()
 	}))
 	defer srv.Close()
-	c := reboundhttp.NewClient(reboundhttp.Config{})
+	c := must(reboundhttp.NewClient(reboundhttp.Config{}))
 	_, err := checked(c.Get(srv.URL + "/x?token=SECRET"))
 	var se *reboundhttp.StatusError
 	if !errors.As(err, &se) {

@@ -34,7 +34,6 @@ type Transport struct {
 	clock      rebound.Clock
 	logger     *slog.Logger
 	idemKeys   bool
-	invalidErr error
 }
 
 // NewClient returns an *http.Client whose Transport is NewTransport(nil, cfg)
@@ -43,17 +42,24 @@ type Transport struct {
 // carry the caller's headers to another origin is not followed). It sets no
 // Client.Timeout: bound a whole call with the request's context, which
 // always wins. Create the client once and reuse it, as with net/http: its
-// breakers, budget and connections live in it.
-func NewClient(cfg Config) *http.Client {
-	return &http.Client{Transport: NewTransport(nil, cfg), CheckRedirect: cfg.Redirect.Check}
+// breakers, budget and connections live in it. An invalid cfg (see
+// Config.Validate) is a *rebound.ConfigError.
+func NewClient(cfg Config) (*http.Client, error) {
+	t, err := NewTransport(nil, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: t, CheckRedirect: cfg.Redirect.Check}, nil
 }
 
 // NewTransport returns a Transport that sends each attempt through base. A
 // nil base means NewBaseTransport(cfg): Config's connect, TLS handshake,
 // response header and stall timeouts, on connections of its own. An invalid
-// cfg (see Config.Validate) gives a Transport whose every RoundTrip returns
-// that error.
-func NewTransport(base http.RoundTripper, cfg Config) *Transport {
+// cfg (see Config.Validate) is a *rebound.ConfigError.
+func NewTransport(base http.RoundTripper, cfg Config) (*Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	t := &Transport{
 		stall:    orDefault(cfg.StallTimeout, DefaultStallTimeout),
 		clock:    cfg.Clock,
@@ -65,14 +71,10 @@ func NewTransport(base http.RoundTripper, cfg Config) *Transport {
 	if t.clock == nil {
 		t.clock = rebound.SystemClock{}
 	}
-	if err := cfg.Validate(); err != nil {
-		t.invalidErr = err
-		return t
-	}
 	if base == nil {
 		// The retrying layer validates each request itself, before its
 		// first attempt, so it calls the base's transports directly.
-		b := NewBaseTransport(cfg)
+		b := newBaseTransport(&cfg)
 		base, t.plain = b.tls, b.plain
 		t.stall = 0 // our connections enforce it, exactly and per byte
 	}
@@ -97,7 +99,7 @@ func NewTransport(base http.RoundTripper, cfg Config) *Transport {
 			t.sets[i], _ = rebound.NewBreakerSet(bc, cfg.MaxHosts) // validated above
 		}
 	}
-	return t
+	return t, nil
 }
 
 // retryFor is cfg.Retry with the Config's defaults filled in.
@@ -193,10 +195,6 @@ var errStatus = errors.New("reboundhttp: retryable status")
 // whenever it returns a response (use CheckResponse to turn a failed
 // status into an error).
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := t.invalidErr; err != nil {
-		closeBody(req)
-		return nil, err
-	}
 	if err := ValidateRequest(req); err != nil {
 		// net/http would refuse it before sending, with an error that reads
 		// as transient: the caller's fault must not be retried or charged

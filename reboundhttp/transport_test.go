@@ -75,7 +75,7 @@ func newServer(t *testing.T, h func(w http.ResponseWriter, r *http.Request, n in
 }
 
 func client(t *testing.T, cfg reboundhttp.Config) *http.Client {
-	c := reboundhttp.NewClient(cfg)
+	c := must(reboundhttp.NewClient(cfg))
 	t.Cleanup(c.CloseIdleConnections)
 	return c
 }
@@ -409,7 +409,7 @@ func TestBreakerPerHost(t *testing.T) {
 	cfg.Breaker.OnStateChange = func(name string, from, to rebound.State) {
 		changes = append(changes, name+" "+from.String()+"->"+to.String())
 	}
-	tr := reboundhttp.NewTransport(nil, cfg)
+	tr := must(reboundhttp.NewTransport(nil, cfg))
 	c := &http.Client{Transport: tr}
 	defer c.CloseIdleConnections()
 	for range 5 {
@@ -453,7 +453,7 @@ func TestBreakerPerHost(t *testing.T) {
 
 func TestBreakerOpenClosesRequestBody(t *testing.T) {
 	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) { w.WriteHeader(502) })
-	tr := reboundhttp.NewTransport(nil, reboundhttp.Config{Retry: rebound.Retry{MaxAttempts: 1}, Breaker: rebound.BreakerConfig{FailureThreshold: 1, OpenFor: time.Hour}})
+	tr := must(reboundhttp.NewTransport(nil, reboundhttp.Config{Retry: rebound.Retry{MaxAttempts: 1}, Breaker: rebound.BreakerConfig{FailureThreshold: 1, OpenFor: time.Hour}}))
 	defer tr.CloseIdleConnections()
 	req, _ := http.NewRequest("GET", s.URL, nil)
 	resp, err := tr.RoundTrip(req)
@@ -605,17 +605,19 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 }
 
+// An invalid Config is a *rebound.ConfigError from the constructors, as
+// everywhere in rebound: never a panic, never a client that fails later.
 func TestInvalidConfigIsAnError(t *testing.T) {
 	cfg := reboundhttp.Config{Retry: rebound.Retry{MaxAttempts: -1}}
 	if cfg.Validate() == nil {
 		t.Fatal("Validate accepted MaxAttempts -1")
 	}
-	body := &closeSpy{Reader: strings.NewReader("x")}
-	req, _ := http.NewRequest("PUT", "http://127.0.0.1:1/", body)
-	_, err := reboundhttp.NewTransport(nil, cfg).RoundTrip(req)
 	var ce *rebound.ConfigError
-	if !errors.As(err, &ce) || !body.closed {
-		t.Fatalf("err %v closed %v", err, body.closed)
+	if tr, err := reboundhttp.NewTransport(nil, cfg); tr != nil || !errors.As(err, &ce) {
+		t.Fatalf("NewTransport: %v, %v", tr, err)
+	}
+	if c, err := reboundhttp.NewClient(cfg); c != nil || !errors.As(err, &ce) {
+		t.Fatalf("NewClient: %v, %v", c, err)
 	}
 }
 
@@ -671,7 +673,7 @@ func TestNoGoroutinePerRequest(t *testing.T) {
 		return n
 	}
 	plain := count(&http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
-	ours := count(reboundhttp.NewClient(reboundhttp.Config{}))
+	ours := count(must(reboundhttp.NewClient(reboundhttp.Config{})))
 	t.Logf("goroutines added by 20 open responses: net/http %d, reboundhttp %d", plain, ours)
 	if ours > plain {
 		t.Fatalf("reboundhttp runs %d goroutines, net/http %d: extra goroutines per request", ours, plain)
@@ -696,7 +698,7 @@ func TestBodyStallCutWithForeignBase(t *testing.T) {
 	defer base.CloseIdleConnections()
 	cfg := fast()
 	cfg.StallTimeout = 50 * time.Millisecond
-	resp, err := (&http.Client{Transport: reboundhttp.NewTransport(base, cfg)}).Get(s.URL)
+	resp, err := (&http.Client{Transport: must(reboundhttp.NewTransport(base, cfg))}).Get(s.URL)
 	if err != nil {
 		t.Fatal(err)
 	}

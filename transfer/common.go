@@ -45,7 +45,8 @@ var ErrStalled = reboundhttp.ErrStalled
 // by the options' StallTimeout, which transfers enforce themselves in
 // both directions, so the base's own stall cut is off.
 func DefaultClient() *http.Client {
-	return reboundhttp.NewBaseClient(reboundhttp.Config{StallTimeout: -1})
+	c, _ := reboundhttp.NewBaseClient(reboundhttp.Config{StallTimeout: -1}) // a valid Config: no error
+	return c
 }
 
 var defaultClient = sync.OnceValue(DefaultClient)

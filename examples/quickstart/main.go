@@ -20,7 +20,8 @@ func main() {
 	}
 	// Timeouts, a stall cut and safe redirects, no retries (the Pipeline's):
 	// made once, reused by every attempt.
-	client := reboundhttp.NewBaseClient(reboundhttp.Config{})
+	client, _ := reboundhttp.NewBaseClient(reboundhttp.Config{}) // the zero Config is valid
+
 	breaker, _ := rebound.NewBreaker(rebound.BreakerConfig{}) // 5 failures → open 60 s
 	p := rebound.Pipeline{
 		Retry:   rebound.Retry{Name: "fetch status"}, // 5 attempts, 1 s ×2 ≤ 30 s, ×[0.8, 1.2]

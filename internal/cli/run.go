@@ -344,7 +344,11 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	if err := cfg.Retry.Validate(); err != nil {
 		return usageErr(err)
 	}
-	sum, runErr := job.Run(ctx, cfg, job.HTTPHandler(newRunClient(f), filepath.Dir(manifest)))
+	client, err := newRunClient(f)
+	if err != nil {
+		return usageErr(err)
+	}
+	sum, runErr := job.Run(ctx, cfg, job.HTTPHandler(client, filepath.Dir(manifest)))
 	bar.finish()
 	report(stdout, stderr, jsonOut, name, sum, f.quiet)
 	switch {
@@ -391,7 +395,7 @@ func hostOf(it checkpoint.Item) string {
 // newRunClient is reboundhttp's base client with the flags' timeouts (a body
 // that goes silent is cut) and the safe redirect policy; retries, breakers
 // and the budget are the job runner's, so it makes one attempt per call.
-func newRunClient(f *runFlags) *http.Client {
+func newRunClient(f *runFlags) (*http.Client, error) {
 	return reboundhttp.NewBaseClient(reboundhttp.Config{
 		ConnectTimeout: f.connectTimeout, TLSHandshakeTimeout: f.connectTimeout,
 		ResponseHeaderTimeout: f.readTimeout, StallTimeout: f.readTimeout,
