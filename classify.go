@@ -278,9 +278,10 @@ func IdempotentMethod(method string) bool {
 	return false
 }
 
-// MaxRetryAfter is the largest wait ParseRetryAfter returns; larger values
-// are clamped to it. Retry applies its own, smaller cap (5 min by default).
-const MaxRetryAfter = 24 * time.Hour
+// RetryAfterCeiling is the largest wait ParseRetryAfter returns; larger values
+// are clamped to it. It is not Retry.MaxRetryAfter, the cap Retry puts on
+// the wait it honours (5 min by default).
+const RetryAfterCeiling = 24 * time.Hour
 
 // ParseRetryAfter parses a Retry-After header value, delta-seconds ("120") or
 // an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT", RFC 850 and asctime forms
@@ -288,7 +289,7 @@ const MaxRetryAfter = 24 * time.Hour
 //
 //   - empty, garbage, negative or fractional seconds: (0, false), ignore it;
 //   - a date in the past: (0, true), retry now;
-//   - anything above MaxRetryAfter (including overflowing digits): MaxRetryAfter.
+//   - anything above RetryAfterCeiling (including overflowing digits): RetryAfterCeiling.
 func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -301,12 +302,12 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 			if c < '0' || c > '9' {
 				return 0, false
 			}
-			if secs <= int64(MaxRetryAfter/time.Second) {
+			if secs <= int64(RetryAfterCeiling/time.Second) {
 				secs = secs*10 + int64(c-'0')
 			}
 		}
-		if secs > int64(MaxRetryAfter/time.Second) {
-			return MaxRetryAfter, true
+		if secs > int64(RetryAfterCeiling/time.Second) {
+			return RetryAfterCeiling, true
 		}
 		return time.Duration(secs) * time.Second, true
 	}
@@ -319,8 +320,8 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		switch {
 		case d < 0:
 			return 0, true
-		case d > MaxRetryAfter:
-			return MaxRetryAfter, true
+		case d > RetryAfterCeiling:
+			return RetryAfterCeiling, true
 		}
 		return d, true
 	}

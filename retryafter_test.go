@@ -23,8 +23,8 @@ func TestParseRetryAfter(t *testing.T) {
 		{"\t5\r\n", 5 * time.Second, true},
 		{"007", 7 * time.Second, true},
 		{"86400", 24 * time.Hour, true},
-		{"86401", rebound.MaxRetryAfter, true},
-		{"99999999999999999999999999999999", rebound.MaxRetryAfter, true},
+		{"86401", rebound.RetryAfterCeiling, true},
+		{"99999999999999999999999999999999", rebound.RetryAfterCeiling, true},
 		// The three HTTP-date forms, 90 s after raNow.
 		{"Sun, 01 Mar 2026 12:01:30 GMT", 90 * time.Second, true},
 		{"Sunday, 01-Mar-26 12:01:30 GMT", 90 * time.Second, true},
@@ -34,8 +34,8 @@ func TestParseRetryAfter(t *testing.T) {
 		{"Sun, 01 Mar 2026 11:00:00 GMT", 0, true},
 		{"Thu, 01 Jan 1970 00:00:00 GMT", 0, true},
 		// Far future: capped.
-		{"Fri, 31 Dec 9999 23:59:59 GMT", rebound.MaxRetryAfter, true},
-		{"Mon, 02 Mar 2026 13:00:00 GMT", rebound.MaxRetryAfter, true},
+		{"Fri, 31 Dec 9999 23:59:59 GMT", rebound.RetryAfterCeiling, true},
+		{"Mon, 02 Mar 2026 13:00:00 GMT", rebound.RetryAfterCeiling, true},
 		// Garbage: ignored.
 		{"", 0, false},
 		{"   ", 0, false},
@@ -72,8 +72,8 @@ func FuzzParseRetryAfter(f *testing.F) {
 		if !ok && d != 0 {
 			t.Fatalf("ParseRetryAfter(%q) = (%s, false): a rejected value must give 0", v, d)
 		}
-		if d < 0 || d > rebound.MaxRetryAfter {
-			t.Fatalf("ParseRetryAfter(%q) = %s, outside [0, MaxRetryAfter]", v, d)
+		if d < 0 || d > rebound.RetryAfterCeiling {
+			t.Fatalf("ParseRetryAfter(%q) = %s, outside [0, RetryAfterCeiling]", v, d)
 		}
 	})
 }

@@ -55,11 +55,14 @@ func httpClientsOver(base func() http.RoundTripper, ownTransport bool) (names []
 	}
 	add("nethttp", &http.Client{Transport: base()})
 	if ownTransport {
-		add("reboundhttp", reboundhttp.NewClient(reboundhttp.Config{}))
+		c, _ := reboundhttp.NewClient(reboundhttp.Config{}) // the zero Config is valid
+		add("reboundhttp", c)
 	} else {
-		add("reboundhttp", &http.Client{Transport: reboundhttp.NewTransport(base(), reboundhttp.Config{})})
+		tr, _ := reboundhttp.NewTransport(base(), reboundhttp.Config{})
+		add("reboundhttp", &http.Client{Transport: tr})
 		// Without the body stall timer, which the others do not have.
-		add("reboundhttp-nostall", &http.Client{Transport: reboundhttp.NewTransport(base(), reboundhttp.Config{BodyStallTimeout: -1})})
+		tr, _ = reboundhttp.NewTransport(base(), reboundhttp.Config{StallTimeout: -1})
+		add("reboundhttp-nostall", &http.Client{Transport: tr})
 	}
 
 	rc := retryablehttp.NewClient()

@@ -70,11 +70,14 @@ func (f *fault) remove(name string) {
 // client returns a client with the tests' timeouts and no backoff waits;
 // onRetry, if set, runs before each retry (with the error that caused it).
 func (f *fault) client(onRetry func(rebound.RetryEvent)) *http.Client {
-	c := reboundhttp.NewClient(reboundhttp.Config{
+	c, err := reboundhttp.NewClient(reboundhttp.Config{
 		ResponseHeaderTimeout: headerTimeout,
-		BodyStallTimeout:      stallTimeout,
+		StallTimeout:          stallTimeout,
 		Retry:                 rebound.Retry{MaxAttempts: 3, Backoff: rebound.NoDelay, OnRetry: onRetry},
 	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	f.t.Cleanup(c.CloseIdleConnections)
 	return c
 }
@@ -312,14 +315,17 @@ func TestToxicDeadHostOpensOnlyItsBreaker(t *testing.T) {
 	dead := newFault(t, ok)
 	dead.toxic(`{"name":"hang","type":"timeout","stream":"upstream","attributes":{"timeout":0}}`)
 	healthy := newFault(t, ok)
-	c := reboundhttp.NewClient(reboundhttp.Config{
+	c, err := reboundhttp.NewClient(reboundhttp.Config{
 		ResponseHeaderTimeout: headerTimeout,
 		Retry:                 rebound.Retry{MaxAttempts: 3, Backoff: rebound.NoDelay},
 		Breaker:               rebound.BreakerConfig{FailureThreshold: 3, OpenFor: time.Hour},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer c.CloseIdleConnections()
 
-	_, err := get(t, c, dead.url)
+	_, err = get(t, c, dead.url)
 	var re *rebound.RetryError
 	if !errors.As(err, &re) || re.Attempts != 3 || !isTimeout(err) {
 		t.Fatalf("dead host, first call: %v", err)

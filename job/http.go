@@ -11,7 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"time"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -30,67 +30,22 @@ import (
 // 3xx answer (but 304), or the answer to the GET a client sent in place of
 // a redirected POST, is a permanent *reboundhttp.RedirectError. A request
 // net/http would refuse to send fails permanently, unsent
-// (reboundhttp.ErrInvalidRequest). A nil client means one with
-// reboundhttp.CheckRedirect, the safe redirect policy. dir resolves
-// relative body_file paths.
+// (reboundhttp.ErrInvalidRequest). A nil client means one shared
+// reboundhttp.NewBaseClient: the mission's timeouts, a body that goes
+// silent cut, the safe redirect policy, and no retries, which are the
+// runner's. A client of yours should make one attempt per call too (a
+// reboundhttp.NewBaseClient), or its retries multiply the runner's. dir
+// resolves relative body_file paths.
 func HTTPHandler(client *http.Client, dir string) Handler {
 	if client == nil {
-		client = &http.Client{CheckRedirect: reboundhttp.CheckRedirect}
+		client = defaultClient()
 	}
 	return func(ctx context.Context, t *Task) error {
-		var req Request
-		if err := json.Unmarshal(t.Payload, &req); err != nil {
-			return rebound.Permanent(fmt.Errorf("item %q: stored request is not valid JSON: %w", t.ID, err))
-		}
-		if req.Method == "" {
-			req.Method = http.MethodGet
-		}
-		var body io.Reader
-		isJSON := false
-		if req.BodyFile != "" {
-			f, err := os.Open(req.BodyPath(dir))
-			if err != nil {
-				return rebound.Permanent(fmt.Errorf("item %q: body_file: %w", t.ID, err))
-			}
-			defer f.Close()
-			body = f
-		} else {
-			b, j, err := req.BodyBytes()
-			if err != nil {
-				return rebound.Permanent(fmt.Errorf("item %q: body: %w", t.ID, err))
-			}
-			if b != nil {
-				body, isJSON = bytes.NewReader(b), j
-			}
-		}
-		hreq, err := http.NewRequestWithContext(ctx, req.Method, req.URL, body)
+		hreq, closeBody, err := itemRequest(ctx, t, dir)
 		if err != nil {
-			return rebound.Permanent(fmt.Errorf("item %q: %w", t.ID, redact.URLError(err)))
+			return err
 		}
-		if f, ok := body.(*os.File); ok {
-			// Send a Content-Length rather than a chunked body: many servers
-			// refuse chunked uploads.
-			fi, err := f.Stat()
-			if err != nil {
-				return rebound.Permanent(fmt.Errorf("item %q: body_file: %w", t.ID, err))
-			}
-			hreq.ContentLength = fi.Size()
-			// A 307 or 308 re-sends the body: from the file, opened again.
-			path := req.BodyPath(dir)
-			hreq.GetBody = func() (io.ReadCloser, error) { return os.Open(path) }
-		}
-		for k, v := range req.Headers {
-			hreq.Header.Set(k, v)
-		}
-		if hreq.Header.Get("Idempotency-Key") == "" {
-			hreq.Header.Set("Idempotency-Key", t.Key)
-		}
-		if isJSON && hreq.Header.Get("Content-Type") == "" {
-			hreq.Header.Set("Content-Type", "application/json")
-		}
-		if err := reboundhttp.ValidateRequest(hreq); err != nil {
-			return err // permanent: net/http would refuse it whatever the client
-		}
+		defer closeBody()
 		resp, err := client.Do(hreq)
 		if err != nil {
 			var ue *url.Error
@@ -100,15 +55,6 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 					// it, redacted, after the URL the item asked for.
 					ue.URL = reboundhttp.RedactURL(hreq.URL)
 				}
-				// A reboundhttp client that makes one attempt wraps its error
-				// in "gave up after 1 attempt (attempts exhausted)", which
-				// reads as final in an item's retry event and dead reason
-				// although the runner's own attempts decide. The wrapped
-				// error classifies the same (Classify unwraps to it).
-				var re *rebound.RetryError
-				if errors.As(ue.Err, &re) && re.Attempts == 1 && re.Last != nil {
-					ue.Err = re.Last
-				}
 			}
 			return err
 		}
@@ -116,36 +62,95 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 		if err := reboundhttp.UnfollowedRedirect(hreq, resp); err != nil {
 			return err
 		}
-		if resp.StatusCode < 400 {
+		// Every request carries an Idempotency-Key and a rewindable body, so
+		// it is replayable and even a 500 is safe to retry.
+		err = reboundhttp.CheckResponse(resp)
+		if err == nil {
 			// Drain so the connection is reused; the answer itself is not kept.
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 			return nil
 		}
-		// Every request carries an Idempotency-Key, so it is replayable and
-		// even a 500 is safe to retry.
-		se := reboundhttp.NewStatusError(resp, true, time.Now())
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		if len(se.Body) > 0 {
-			// The server's own words make a dead item's reason useful, but
-			// a server that echoes the request (debug endpoints, some
-			// gateways' 400s) would put the manifest's credentials into
-			// the state file and 'rebound status'.
-			return fmt.Errorf("%w: %s", se, redact.Printable(oneLine([]byte(secretsOf(req).Scrub(string(se.Body))), 200)))
+		var se *reboundhttp.StatusError
+		if errors.As(err, &se) && len(se.Body) > 0 {
+			// The server's own words make a dead item's reason useful;
+			// CheckResponse took the request's credentials out of them
+			// (a server that echoes the request would put them into the
+			// state file and 'rebound status').
+			return fmt.Errorf("%w: %s", err, oneLine(se.Body, 200))
 		}
-		return se
+		return err
 	}
 }
 
-// secretsOf lists what in req may be a credential: the values of
-// credential headers and the URL's userinfo and query values.
-func secretsOf(req Request) *redact.Secrets {
-	var s redact.Secrets
-	for k, v := range req.Headers {
-		s.AddHeader(k, v)
+// itemRequest builds the request of t's manifest line; closeBody closes
+// its body_file once the call is over.
+func itemRequest(ctx context.Context, t *Task, dir string) (hreq *http.Request, closeBody func(), err error) {
+	var req Request
+	if err := json.Unmarshal(t.Payload, &req); err != nil {
+		return nil, nil, rebound.Permanent(fmt.Errorf("item %q: stored request is not valid JSON: %w", t.ID, err))
 	}
-	s.AddURL(req.URL)
-	return &s
+	if req.Method == "" {
+		req.Method = http.MethodGet
+	}
+	var body io.Reader
+	isJSON := false
+	closeBody = func() {}
+	if req.BodyFile != "" {
+		f, err := os.Open(req.BodyPath(dir))
+		if err != nil {
+			return nil, nil, rebound.Permanent(fmt.Errorf("item %q: body_file: %w", t.ID, err))
+		}
+		body, closeBody = f, func() { _ = f.Close() }
+	} else {
+		b, j, err := req.BodyBytes()
+		if err != nil {
+			return nil, nil, rebound.Permanent(fmt.Errorf("item %q: body: %w", t.ID, err))
+		}
+		if b != nil {
+			body, isJSON = bytes.NewReader(b), j
+		}
+	}
+	fail := func(err error) (*http.Request, func(), error) {
+		closeBody()
+		return nil, nil, err
+	}
+	hreq, err = http.NewRequestWithContext(ctx, req.Method, req.URL, body)
+	if err != nil {
+		return fail(rebound.Permanent(fmt.Errorf("item %q: %w", t.ID, redact.URLError(err))))
+	}
+	if f, ok := body.(*os.File); ok {
+		// Send a Content-Length rather than a chunked body: many servers
+		// refuse chunked uploads.
+		fi, err := f.Stat()
+		if err != nil {
+			return fail(rebound.Permanent(fmt.Errorf("item %q: body_file: %w", t.ID, err)))
+		}
+		hreq.ContentLength = fi.Size()
+		// A 307 or 308 re-sends the body: from the file, opened again.
+		path := req.BodyPath(dir)
+		hreq.GetBody = func() (io.ReadCloser, error) { return os.Open(path) }
+	}
+	for k, v := range req.Headers {
+		hreq.Header.Set(k, v)
+	}
+	if hreq.Header.Get("Idempotency-Key") == "" {
+		hreq.Header.Set("Idempotency-Key", t.Key)
+	}
+	if isJSON && hreq.Header.Get("Content-Type") == "" {
+		hreq.Header.Set("Content-Type", "application/json")
+	}
+	if err := reboundhttp.ValidateRequest(hreq); err != nil {
+		return fail(err) // permanent: net/http would refuse it whatever the client
+	}
+	return hreq, closeBody, nil
 }
+
+// defaultClient is HTTPHandler's client when none is given, built once so
+// that its connections are reused.
+var defaultClient = sync.OnceValue(func() *http.Client {
+	c, _ := reboundhttp.NewBaseClient(reboundhttp.Config{}) // the zero Config is valid
+	return c
+})
 
 // oneLine folds a response body into one short line for messages: runs of
 // white space and control characters become one space, and it is cut at n

@@ -77,9 +77,13 @@ func TestHTTPHandlerScrubsEncodedSecrets(t *testing.T) {
 	}
 }
 
-// runClient is a client like the CLI's: reboundhttp's, one attempt per call.
+// runClient is a client like the CLI's: reboundhttp's base client, one
+// attempt per call.
 func runClient(t *testing.T) *http.Client {
-	c := reboundhttp.NewClient(reboundhttp.Config{Retry: rebound.Retry{MaxAttempts: 1}, DisableBreaker: true, DisableBudget: true})
+	c, err := reboundhttp.NewBaseClient(reboundhttp.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(c.CloseIdleConnections)
 	return c
 }
@@ -163,5 +167,17 @@ func TestHTTPHandlerInvalidHeaderIsPermanent(t *testing.T) {
 	err := HTTPHandler(&http.Client{}, "")(context.Background(), task)
 	if !errors.Is(err, reboundhttp.ErrInvalidRequest) || rebound.Classify(err).Kind != rebound.KindPermanent || hits.Load() != 0 {
 		t.Fatalf("err %v (%v), %d requests", err, rebound.Classify(err), hits.Load())
+	}
+}
+
+// HTTPHandler(nil) sends through reboundhttp's base client, with its
+// timeouts and stall cut, not net/http's default transport, which has none.
+func TestHTTPHandlerNilClientHasTimeouts(t *testing.T) {
+	c := defaultClient()
+	if _, ok := c.Transport.(*reboundhttp.BaseTransport); !ok || c.CheckRedirect == nil {
+		t.Fatalf("transport %T, CheckRedirect set %v; want reboundhttp's base client", c.Transport, c.CheckRedirect != nil)
+	}
+	if defaultClient() != c {
+		t.Fatal("a new client per call: its connections are never reused")
 	}
 }

@@ -40,7 +40,7 @@ func BenchmarkGet1KiB(b *testing.B) {
 		benchGet(b, &http.Client{Transport: tr}, srv.URL)
 	})
 	b.Run("reboundhttp", func(b *testing.B) {
-		c := reboundhttp.NewClient(reboundhttp.Config{})
+		c := must(reboundhttp.NewClient(reboundhttp.Config{}))
 		defer c.CloseIdleConnections()
 		benchGet(b, c, srv.URL)
 	})
@@ -68,9 +68,9 @@ func BenchmarkTransportOverhead(b *testing.B) {
 		}
 	}
 	b.Run("direct", func(b *testing.B) { run(b, base) })
-	b.Run("reboundhttp", func(b *testing.B) { run(b, reboundhttp.NewTransport(base, reboundhttp.Config{})) })
+	b.Run("reboundhttp", func(b *testing.B) { run(b, must(reboundhttp.NewTransport(base, reboundhttp.Config{}))) })
 	b.Run("reboundhttp-nostall", func(b *testing.B) {
-		run(b, reboundhttp.NewTransport(base, reboundhttp.Config{BodyStallTimeout: -1}))
+		run(b, must(reboundhttp.NewTransport(base, reboundhttp.Config{StallTimeout: -1})))
 	})
 }
 

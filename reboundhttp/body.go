@@ -9,7 +9,7 @@ import (
 )
 
 // ErrStalled is matched (errors.Is) by the error of a read that got no data
-// from the server for Config.BodyStallTimeout (or, waiting for a response on
+// from the server for Config.StallTimeout (or, waiting for a response on
 // an http:// connection, for Config.ResponseHeaderTimeout). The error is also
 // a net.Error whose Timeout() is true, so it is retried like a timeout when
 // it happens before the response.

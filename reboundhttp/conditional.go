@@ -208,7 +208,7 @@ func write(ctx context.Context, client *http.Client, method, rawURL string, opt 
 	var se *StatusError
 	switch {
 	case err != nil && errors.As(err, &se) && se.StatusCode == http.StatusPreconditionFailed:
-		// A client with Config.ErrorOnStatus: the 412 came as an error.
+		// A client of yours that returns a 412 as an error.
 	case err != nil:
 		return "", err
 	case UnfollowedRedirect(req, resp) != nil:

@@ -399,23 +399,23 @@ func TestCreateLostResponseOutcomeUnknown(t *testing.T) {
 }
 
 // 412 is permanent: the Transport returns it at once, never retried, with
-// or without ErrorOnStatus, for PUT (idempotent) and for a keyed POST.
+// or without CheckResponse, for PUT (idempotent) and for a keyed POST.
 func TestTransportNeverRetries412(t *testing.T) {
 	for _, errOnStatus := range []bool{false, true} {
 		for _, method := range []string{"PUT", "POST"} {
-			t.Run(fmt.Sprintf("%s/ErrorOnStatus=%v", method, errOnStatus), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/CheckResponse=%v", method, errOnStatus), func(t *testing.T) {
 				srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 					w.WriteHeader(http.StatusPreconditionFailed)
 				})
 				var retries atomic.Int64
 				cfg := fast()
-				cfg.ErrorOnStatus = errOnStatus
 				cfg.Retry.OnRetry = func(rebound.RetryEvent) { retries.Add(1) }
 				req, _ := http.NewRequest(method, srv.URL, strings.NewReader("x"))
 				req.Header.Set("If-Match", `"v1"`)
 				reboundhttp.SetIdempotencyKey(req)
 				resp, err := client(t, cfg).Do(req)
 				if errOnStatus {
+					resp, err = checked(resp, err)
 					var se *reboundhttp.StatusError
 					if !errors.As(err, &se) || se.StatusCode != 412 || se.Class().Kind != rebound.KindPermanent {
 						t.Fatalf("err %v, want a permanent StatusError 412", err)

@@ -3,6 +3,7 @@ package reboundhttp
 import (
 	"crypto/tls"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/rebound-go/rebound"
@@ -13,16 +14,19 @@ const (
 	DefaultConnectTimeout        = 5 * time.Second  // Config.ConnectTimeout
 	DefaultTLSHandshakeTimeout   = 5 * time.Second  // Config.TLSHandshakeTimeout
 	DefaultResponseHeaderTimeout = 30 * time.Second // Config.ResponseHeaderTimeout
-	DefaultBodyStallTimeout      = 30 * time.Second // Config.BodyStallTimeout
+	DefaultStallTimeout          = 30 * time.Second // Config.StallTimeout
 )
 
-// Config sets a Transport. Its zero value is the mission's default (see the
-// package documentation); every field says what its zero value means.
+// Config sets a Transport, or the base transport alone (NewBaseTransport,
+// NewBaseClient), which reads only the fields up to Redirect. Its zero value
+// is the mission's default (see the package documentation); every field says
+// what its zero value means. A negative timeout means none.
 type Config struct {
 	// ConnectTimeout bounds establishing a TCP connection (DNS included);
-	// 0 means 5 s, negative means none. It applies only to the transport
-	// NewClient and NewTransport(nil, ...) build; a base RoundTripper you
-	// supply keeps its own.
+	// 0 means 5 s, negative means none. It applies only to the base
+	// transport this package builds (NewBaseTransport, and NewClient and
+	// NewTransport(nil, ...) on top of it); a base RoundTripper you supply
+	// keeps its own.
 	ConnectTimeout time.Duration
 	// TLSHandshakeTimeout bounds the TLS handshake; 0 means 5 s, negative
 	// means none. Like ConnectTimeout, it applies only to our own transport.
@@ -31,13 +35,14 @@ type Config struct {
 	// request is written; 0 means 30 s, negative means none. Like
 	// ConnectTimeout, it applies only to our own transport.
 	ResponseHeaderTimeout time.Duration
-	// BodyStallTimeout cuts a response body that delivers nothing for this
+	// StallTimeout cuts a response body that delivers nothing for this
 	// long while the caller waits in Read (ErrStalled); 0 means 30 s,
 	// negative means never. It bounds silence, not the total download time,
 	// and applies to every base RoundTripper. On our own transport it counts
 	// bytes from the server (a silent server is cut after 1 to 9/8 of it), and
-	// idle pooled connections are closed after it.
-	BodyStallTimeout time.Duration
+	// idle pooled connections are closed after it. transfer's StallTimeout
+	// is the same setting, with the same meaning.
+	StallTimeout time.Duration
 	// TLSClientConfig is the TLS configuration of our own transport (root
 	// CAs, client certificates); nil means the defaults, which verify the
 	// server's certificate. Ignored when you supply a base RoundTripper.
@@ -48,19 +53,56 @@ type Config struct {
 	// are closed and opened again under load.
 	MaxIdleConnsPerHost int
 
+	// Redirect is the redirect policy of the Clients NewClient and
+	// NewBaseClient return; its zero value follows up to 10 redirects
+	// safely (see RedirectPolicy). It has no effect on a Transport, which
+	// never follows redirects.
+	Redirect RedirectPolicy
+
 	// Retry is the retry policy; its zero value is rebound's default (5
 	// attempts, 1 s doubling to 30 s with jitter, Retry-After capped at 5 min).
 	// Its Clock, Logger and Budget, when nil, are taken from this Config.
-	// OnRetry and Classify are honoured; Classify sees *StatusError for
-	// retryable statuses and should fall back to rebound.Classify.
+	// OnRetry is honoured. Retry.Classify must be nil: Classify, below,
+	// judges both responses and errors, so that one verdict drives both the
+	// retries and the breaker.
 	Retry rebound.Retry
+
+	// Classify judges each attempt: a response (err nil) or a transport
+	// error (resp nil). KindNone means success; a response judged anything
+	// else is a failure for the breaker and, when Retryable and the request
+	// is replayable, is retried (the last one is returned to the caller when
+	// retries run out). The same verdict drives the retry and the breaker.
+	// nil means DefaultClassify. A custom one may retry a 404 on GET, or
+	// refuse to retry a 503, and should fall back to DefaultClassify.
+	// A request that is not replayable is never sent twice, whatever the
+	// verdict.
+	Classify func(resp *http.Response, err error) rebound.Class
+
+	// PrepareRetry, when set, is called on each attempt after the first
+	// with a fresh copy of the request (its own Header and URL, its body
+	// rewound) and the attempt's number (from 2), before it is sent: the
+	// place to re-sign the request or refresh a token. An error from it
+	// ends the call (it is permanent unless it carries its own rebound
+	// class) and is not charged to the host's breaker.
+	PrepareRetry func(req *http.Request, attempt int) error
 
 	// Breaker configures the circuit breaker kept for each scheme and host;
 	// its zero value opens after 5 consecutive failures for 60 s. Each breaker
 	// is named by its host; OnStateChange and Logger, when set, see every
 	// transition (Logger defaults to Config.Logger, Clock to Config.Clock).
+	// Ignored when BreakerFor is set.
 	Breaker rebound.BreakerConfig
-	// MaxHosts bounds the breakers kept per scheme; 0 means 1024.
+	// BreakerFor, when set, gives the breaker of each host instead of the
+	// sets built from Breaker: per-host settings, or breakers shared between
+	// Transports (or with a job.Config.Breakers keyed the same way), so that
+	// they agree on which hosts are down. Its key is the URL's host (with
+	// its port) for http and https alike, and "scheme://host" for other
+	// schemes; it is called once per request, so keep it cheap (a
+	// rebound.BreakerSet's Get is), and a nil result means no breaker for
+	// that host. Transport.Breakers lists none of them: list your sets.
+	BreakerFor func(key string) *rebound.Breaker
+	// MaxHosts bounds the breakers kept per scheme; 0 means 1024. Ignored
+	// when BreakerFor is set.
 	MaxHosts int
 	// DisableBreaker turns the per-host breakers off.
 	DisableBreaker bool
@@ -78,17 +120,6 @@ type Config struct {
 	// requests. Only do this when the server deduplicates by that header.
 	IdempotencyKeys bool
 
-	// Redirect is the redirect policy of the Client NewClient returns; its
-	// zero value follows up to 10 redirects safely (see RedirectPolicy).
-	// It has no effect on a Transport, which never follows redirects.
-	Redirect RedirectPolicy
-
-	// ErrorOnStatus turns every final response with a status >= 400 into an
-	// error: a *StatusError (within a *rebound.RetryError when retries were
-	// made), with the body's first 1 KiB; the response itself is drained and
-	// closed. By default such responses are returned with a nil error.
-	ErrorOnStatus bool
-
 	// Logger, if set, receives the events: each attempt (Debug), each retry
 	// with its wait and reason (Info), each give-up (Warn), each breaker
 	// transition (Warn). Secrets never appear in them.
@@ -98,23 +129,33 @@ type Config struct {
 	Clock rebound.Clock
 }
 
-// Validate reports a configuration that cannot work, as a *rebound.ConfigError.
-// A Transport built from an invalid Config returns this error from every
-// RoundTrip, so NewClient and NewTransport never fail or panic.
+// Validate reports a configuration that cannot work, as a *rebound.ConfigError:
+// the error NewClient, NewTransport and the base constructors return for it.
 func (c *Config) Validate() error {
+	if err := c.validateBase(); err != nil {
+		return err
+	}
 	if c.MaxHosts < 0 {
 		return &rebound.ConfigError{Field: "reboundhttp.Config.MaxHosts", Reason: "negative"}
-	}
-	if c.MaxIdleConnsPerHost < 0 {
-		return &rebound.ConfigError{Field: "reboundhttp.Config.MaxIdleConnsPerHost", Reason: "negative"}
 	}
 	if err := c.Retry.Validate(); err != nil {
 		return err
 	}
-	if !c.DisableBreaker {
+	if c.Retry.Classify != nil {
+		return &rebound.ConfigError{Field: "reboundhttp.Config.Retry.Classify", Reason: "set Config.Classify, which sees the response too"}
+	}
+	if !c.DisableBreaker && c.BreakerFor == nil {
 		if _, err := rebound.NewBreaker(c.Breaker); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// validateBase checks the fields the base transport reads.
+func (c *Config) validateBase() error {
+	if c.MaxIdleConnsPerHost < 0 {
+		return &rebound.ConfigError{Field: "reboundhttp.Config.MaxIdleConnsPerHost", Reason: "negative"}
 	}
 	return nil
 }

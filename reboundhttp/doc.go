@@ -4,12 +4,27 @@
 // to retry with jittered exponential backoff, honours Retry-After, keeps one
 // circuit breaker per host, and caps retries with a shared budget.
 //
+// # Two layers
+//
+// The base transport (NewBaseTransport, NewBaseClient) bounds connect, TLS
+// handshake and response headers, cuts a body that goes silent, refuses a
+// request net/http would refuse (ValidateRequest) and follows redirects by
+// the safe RedirectPolicy; it makes one attempt per call. transfer, job and
+// the rebound CLI send through it, since their own policies decide when to
+// try again. The retrying layer (NewTransport, NewClient) stands on it and
+// adds retries, the per-host breakers and the budget. Create either once
+// and reuse it, as net/http's clients: connections, breakers and budget
+// live in it, and a client per request would never open a breaker.
+//
 // # The model
 //
 // One call to RoundTrip is one logical request; it makes up to
 // Config.Retry.MaxAttempts attempts (5 by default) through rebound.Retry.
 // Each attempt asks the breaker of its scheme and host, sends a fresh copy of
-// the request (its body rewound with Request.GetBody), and is judged:
+// the request (its body rewound with Request.GetBody, and prepared by
+// Config.PrepareRetry, which may re-sign it, from the second attempt on), and
+// is judged by Config.Classify, which sees the response or the error; one
+// verdict drives both the retry and the breaker. By default (DefaultClassify):
 //
 //   - a transport error is classified by rebound.Classify (a reset, a timeout
 //     or a refused connection is transient; a bad certificate or a cancelled
@@ -20,6 +35,9 @@
 //     still runs") becomes a *StatusError between attempts, with the
 //     server's Retry-After;
 //   - any other response is the answer, returned untouched.
+//
+// A custom Config.Classify may retry a 404 on GET or refuse to retry a 503;
+// still, a request that is not replayable (below) is never sent twice.
 //
 // A request that net/http would refuse to send (a header value with CR, LF
 // or NUL, a header name or method that is not a token, a URL without a
@@ -44,15 +62,15 @@
 // (attempts, budget, the context's deadline, or the failure opened the host's
 // breaker, so that the next attempt would only be refused), the caller gets the LAST
 // response, its body intact; the bodies of the earlier ones were drained (up
-// to 64 KiB) and closed so their connections are reused. Set
-// Config.ErrorOnStatus to get a *StatusError for every status >= 400 instead
-// (wrapped in a *rebound.RetryError when retries were made). When no attempt
+// to 64 KiB) and closed so their connections are reused. Call
+// CheckResponse(resp) to get a *StatusError for a status >= 400 instead
+// (the *rebound.RetryError around it when retries ran out). When no attempt
 // got a response, the error is a *rebound.RetryError that says how many
 // attempts were made, for how long, why retrying stopped, and wraps the last
 // cause (errors.Is(err, rebound.ErrOpen) for an open breaker).
 //
 // Every response is watched for stalls: a server that sends nothing for
-// Config.BodyStallTimeout (30 s) while the caller waits in Read is cut with
+// Config.StallTimeout (30 s) while the caller waits in Read is cut with
 // ErrStalled. A slow reader is never cut, and neither is a large healthy
 // download: this bounds silence, not total time. On the transport NewClient
 // builds, the connections themselves count the bytes (below any chunked or

@@ -30,9 +30,14 @@ func ExampleNewClient() {
 	}))
 	defer srv.Close()
 
-	client := reboundhttp.NewClient(reboundhttp.Config{
+	// Create the client once and reuse it: its breakers and budget live in it.
+	client, err := reboundhttp.NewClient(reboundhttp.Config{
 		Retry: rebound.Retry{Backoff: rebound.NoDelay}, // only so the example runs at once
 	})
+	if err != nil {
+		fmt.Println("config:", err) // a *rebound.ConfigError
+		return
+	}
 	defer client.CloseIdleConnections()
 	resp, err := client.Get(srv.URL)
 	if err != nil {
@@ -59,9 +64,14 @@ func ExampleNewTransport() {
 	defer srv.Close()
 
 	base := &http.Transport{MaxIdleConnsPerHost: 4}
-	client := &http.Client{Transport: reboundhttp.NewTransport(base, reboundhttp.Config{
+	tr, err := reboundhttp.NewTransport(base, reboundhttp.Config{
 		Retry: rebound.Retry{Backoff: rebound.NoDelay},
-	})}
+	})
+	if err != nil {
+		fmt.Println("config:", err)
+		return
+	}
+	client := &http.Client{Transport: tr}
 	defer base.CloseIdleConnections()
 	resp, err := client.Get(srv.URL)
 	if err != nil {
@@ -88,7 +98,7 @@ func ExampleSetIdempotencyKey() {
 	}))
 	defer srv.Close()
 
-	client := reboundhttp.NewClient(reboundhttp.Config{Retry: rebound.Retry{Backoff: rebound.NoDelay}})
+	client, _ := reboundhttp.NewClient(reboundhttp.Config{Retry: rebound.Retry{Backoff: rebound.NoDelay}}) // a valid Config
 	defer client.CloseIdleConnections()
 	req, _ := http.NewRequestWithContext(context.Background(), "POST", srv.URL+"/payments", strings.NewReader(`{"amount":10}`))
 	key := reboundhttp.SetIdempotencyKey(req)
@@ -132,7 +142,7 @@ func ExampleUpdate() {
 	}))
 	defer srv.Close()
 
-	client := reboundhttp.NewClient(reboundhttp.Config{})
+	client, _ := reboundhttp.NewClient(reboundhttp.Config{}) // the zero Config is valid
 	defer client.CloseIdleConnections()
 	take := func(n int) func([]byte) ([]byte, error) {
 		return func(cur []byte) ([]byte, error) {
@@ -172,7 +182,7 @@ func ExampleRedirectPolicy() {
 	}))
 	defer srv.Close()
 
-	client := reboundhttp.NewClient(reboundhttp.Config{})
+	client, _ := reboundhttp.NewClient(reboundhttp.Config{}) // the zero Config is valid
 	defer client.CloseIdleConnections()
 	_, err := client.Post(srv.URL+"/orders", "application/json", strings.NewReader(`{"item":1}`))
 	var re *reboundhttp.RedirectError

@@ -9,14 +9,15 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/reboundhttp"
 	"github.com/rebound-go/rebound/reboundtest"
 )
 
 // FuzzStatusError feeds what a server controls (status, Retry-After, body)
 // to NewStatusError: it must never panic, keep Retry-After within
-// [0, rebound.MaxRetryAfter], keep at most MaxBodySnippet bytes of the body
-// (its exact prefix), and classify by the status, its Retry-After and
+// [0, rebound.RetryAfterCeiling], keep at most MaxBodySnippet bytes of the body
+// (its prefix, made printable), and classify by the status, its Retry-After and
 // whether the request was replayable: rebound.ClassifyStatus, except that a
 // 409 with a Retry-After to a replayable request is throttled for that wait
 // (an Idempotency-Key server saying the first request still runs).
@@ -39,11 +40,12 @@ func FuzzStatusError(f *testing.F) {
 			Request:    req,
 		}
 		se := reboundhttp.NewStatusError(resp, replayable, now)
-		if se.RetryAfter < 0 || se.RetryAfter > rebound.MaxRetryAfter {
+		if se.RetryAfter < 0 || se.RetryAfter > rebound.RetryAfterCeiling {
 			t.Fatalf("RetryAfter %v out of range for %q", se.RetryAfter, retryAfter)
 		}
-		if want := min(len(body), reboundhttp.MaxBodySnippet); len(se.Body) != want || !bytes.HasPrefix(body, se.Body) {
-			t.Fatalf("snippet of %d bytes, want the first %d", len(se.Body), want)
+		n := min(len(body), reboundhttp.MaxBodySnippet)
+		if want := redact.Printable(string(body[:n])); string(se.Body) != want {
+			t.Fatalf("snippet %q, want the first %d bytes made printable, %q", se.Body, n, want)
 		}
 		if se.URL != "https://example.com/a/b" {
 			t.Fatalf("URL %q", se.URL)
@@ -71,7 +73,7 @@ func TestStatusErrorRetryAfterForms(t *testing.T) {
 	for v, want := range map[string]time.Duration{
 		"120": 120 * time.Second,
 		now.Add(time.Minute).Format(http.TimeFormat): time.Minute,
-		"31536000": rebound.MaxRetryAfter,
+		"31536000": rebound.RetryAfterCeiling,
 		"garbage":  0,
 		"":         0,
 		"-5":       0,

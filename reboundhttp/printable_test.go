@@ -26,8 +26,8 @@ func TestStatusErrorReasonPhraseEscaped(t *testing.T) {
 		buf.Flush()
 	}))
 	defer srv.Close()
-	c := reboundhttp.NewClient(reboundhttp.Config{ErrorOnStatus: true})
-	_, err := c.Get(srv.URL + "/x?token=SECRET")
+	c := must(reboundhttp.NewClient(reboundhttp.Config{}))
+	_, err := checked(c.Get(srv.URL + "/x?token=SECRET"))
 	var se *reboundhttp.StatusError
 	if !errors.As(err, &se) {
 		t.Fatalf("got %v, want a *StatusError", err)

@@ -184,7 +184,7 @@ func TestCrossOriginRedirectDropsCallerHeaders(t *testing.T) {
 
 	// Opted in: the caller's headers follow, but never a Referer.
 	req.Header.Set("Cookie", "")
-	c := reboundhttp.NewClient(reboundhttp.Config{Redirect: reboundhttp.RedirectPolicy{TrustCrossOrigin: true}})
+	c := must(reboundhttp.NewClient(reboundhttp.Config{Redirect: reboundhttp.RedirectPolicy{TrustCrossOrigin: true}}))
 	defer c.CloseIdleConnections()
 	resp, err = c.Do(req)
 	if err != nil {

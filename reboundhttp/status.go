@@ -27,7 +27,8 @@ const maxDrain = 64 << 10
 var ErrNotReplayable = errors.New("reboundhttp: request not replayable")
 
 // StatusError is an HTTP response judged a failure: between attempts for a
-// retryable status, and for the caller when Config.ErrorOnStatus is set. It
+// retryable status, and for the caller from CheckResponse. It is the one
+// status error of this module (transfer, job and the CLI use it too) and
 // implements rebound.Classed, so every rebound policy understands it.
 //
 // It holds no header values, and its URL has no query or userinfo, so it is
@@ -45,28 +46,93 @@ type StatusError struct {
 	// put into its reason phrase escaped (\x1b), so that it is safe to print.
 	Status string
 	// RetryAfter is the server's Retry-After (seconds or HTTP-date), clamped
-	// to rebound.MaxRetryAfter; 0 when absent, in the past, or garbage.
+	// to rebound.RetryAfterCeiling; 0 when absent, in the past, or garbage.
 	RetryAfter time.Duration
 	// Body is at most MaxBodySnippet bytes of the response body, when they
-	// were read (the response was discarded, or ErrorOnStatus is set).
+	// were read (the response was discarded, or by CheckResponse), made
+	// printable (redact.Printable) with every credential of the request
+	// (credential header values, the URL's userinfo and query values)
+	// replaced by "[redacted]": a server that echoes the request must not
+	// put its secrets into a log.
 	Body []byte
 	// Replayable says whether the request was safe to send again; it decides
 	// whether a 500 is retryable.
 	Replayable bool
 
-	resp *http.Response // kept for the caller while retries may still return it
+	resp    *http.Response // kept for the caller while retries may still return it
+	verdict rebound.Class  // Config.Classify's, when judged
+	judged  bool
 }
 
 // NewStatusError describes resp, the response to a request that was (or was
 // not) replayable, at time now (which Retry-After dates are measured from).
-// It reads at most MaxBodySnippet bytes of resp.Body into Body and neither
-// closes nor drains it. It never panics on what a server sent.
+// It reads at most MaxBodySnippet bytes of resp.Body into Body (sanitised,
+// see Body) and neither closes nor drains it. It never panics on what a
+// server sent. CheckResponse is the usual way to build one.
 func NewStatusError(resp *http.Response, replayable bool, now time.Time) *StatusError {
 	e := newStatusError(resp, replayable, now)
 	if resp.Body != nil {
-		e.Body, _ = readSnippet(resp.Body)
+		e.Body = snippet(resp.Body, resp.Request)
 	}
 	return e
+}
+
+// CheckResponse returns nil for a response with a status below 400, and
+// otherwise a *StatusError that describes it (Retry-After parsed, classified
+// by DefaultClassify's rules, a sanitised snippet of the body in Body),
+// after draining and closing its body. When resp is the last answer of a
+// Transport whose retries ran out, the error is the *rebound.RetryError
+// around that *StatusError, which says how many attempts were made. Call it
+// after Client.Do where a failed status should be an error:
+//
+//	resp, err := client.Do(req)
+//	if err == nil {
+//		err = reboundhttp.CheckResponse(resp)
+//	}
+func CheckResponse(resp *http.Response) error {
+	if resp.StatusCode < 400 {
+		return nil
+	}
+	if rb, ok := resp.Body.(*retriedBody); ok {
+		if se := lastStatus(rb.err.Last); se != nil {
+			se.Body = snippet(rb.ReadCloser, resp.Request)
+			drain(rb.ReadCloser)
+			return rb.err
+		}
+	}
+	se := newStatusError(resp, Replayable(resp.Request), time.Now())
+	if resp.Body != nil {
+		se.Body = snippet(resp.Body, resp.Request)
+		drain(resp.Body)
+	}
+	return se
+}
+
+// DefaultClassify is the verdict a Transport gives when Config.Classify is
+// nil: a transport error by rebound.Classify; a response with a status
+// below 400 is a success (KindNone); any other by StatusError.Class, for a
+// request that is replayable as Replayable(resp.Request) says. A custom
+// Config.Classify falls back to it.
+func DefaultClassify(resp *http.Response, err error) rebound.Class {
+	if err != nil || resp == nil {
+		return rebound.Classify(err)
+	}
+	if resp.StatusCode < 400 {
+		return rebound.Class{}
+	}
+	return newStatusError(resp, Replayable(resp.Request), time.Now()).Class()
+}
+
+// Replayable reports whether req is safe to send again: its body can be
+// rewound (no body, or GetBody set), and its method is idempotent or it
+// carries an Idempotency-Key (or X-Idempotency-Key), as net/http decides.
+// A nil req is not.
+func Replayable(req *http.Request) bool {
+	if req == nil {
+		return false
+	}
+	rewindable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	return rewindable && (rebound.IdempotentMethod(req.Method) || hasIdempotencyKey(req.Header))
 }
 
 func newStatusError(resp *http.Response, replayable bool, now time.Time) *StatusError {
@@ -82,6 +148,32 @@ func newStatusError(resp *http.Response, replayable bool, now time.Time) *Status
 		e.RetryAfter, _ = rebound.ParseRetryAfter(v, now)
 	}
 	return e
+}
+
+// snippet reads at most MaxBodySnippet bytes of body and makes them safe
+// to print: printable, and without the credentials of req or of the
+// requests that redirected to it.
+func snippet(body io.Reader, req *http.Request) []byte {
+	b, _ := readSnippet(body)
+	if len(b) == 0 {
+		return b
+	}
+	var sec redact.Secrets
+	for r, n := req, 0; r != nil && n <= DefaultMaxRedirects+1; n++ {
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				sec.AddHeader(k, v)
+			}
+		}
+		if r.URL != nil {
+			sec.AddURL(r.URL.String())
+		}
+		if r.Response == nil {
+			break
+		}
+		r = r.Response.Request
+	}
+	return []byte(redact.Printable(sec.Scrub(string(b))))
 }
 
 // readSnippet reads at most MaxBodySnippet bytes of r.
@@ -124,7 +216,13 @@ func (e *StatusError) Error() string {
 // middleware) says that the first request with this key is still running:
 // a retry after the wait gets that request's answer replayed. A 409
 // without Retry-After stays permanent.
+//
+// When a Transport's Config.Classify judged the response, Class is its
+// verdict instead.
 func (e *StatusError) Class() rebound.Class {
+	if e.judged {
+		return e.verdict
+	}
 	if e.StatusCode == http.StatusConflict && e.RetryAfter > 0 && e.Replayable {
 		return rebound.Class{Kind: rebound.KindThrottled, RetryAfter: e.RetryAfter, Reason: "http 409 (in flight)"}
 	}

@@ -15,21 +15,25 @@ import (
 	"github.com/rebound-go/rebound"
 )
 
-// Transport is an http.RoundTripper that makes requests fault-tolerant: see
-// the package documentation for the model. Build it with NewTransport; it is
-// safe for concurrent use.
+// Transport is the retrying layer: an http.RoundTripper that sends each
+// request through a base transport (a BaseTransport unless you supply one)
+// with retries, a breaker per host and a retry budget; see the package
+// documentation for the model. Build it with NewTransport, once, and reuse
+// it: its breakers and budget live in it, so a Transport per request would
+// never open a breaker nor spend a budget. It is safe for concurrent use.
 type Transport struct {
 	base       http.RoundTripper
 	plain      http.RoundTripper // for http:// when we built base: see newBaseTransports
 	retry      rebound.Retry
 	userRetry  func(rebound.RetryEvent)
-	sets       [2]*rebound.BreakerSet // http, https (others go in [0] keyed with their scheme)
-	stall      time.Duration          // for a body wrapper; 0 when off or done by our connections
+	classify   func(*http.Response, error) rebound.Class // nil: DefaultClassify's rules, inlined
+	prepare    func(*http.Request, int) error
+	sets       [2]*rebound.BreakerSet        // http, https (others go in [0] keyed with their scheme)
+	breakerFor func(string) *rebound.Breaker // Config.BreakerFor
+	stall      time.Duration                 // for a body wrapper; 0 when off or done by our connections
 	clock      rebound.Clock
 	logger     *slog.Logger
 	idemKeys   bool
-	errOnStat  bool
-	invalidErr error
 }
 
 // NewClient returns an *http.Client whose Transport is NewTransport(nil, cfg)
@@ -37,60 +41,53 @@ type Transport struct {
 // redirect that would turn a POST into a GET, loop, downgrade to http or
 // carry the caller's headers to another origin is not followed). It sets no
 // Client.Timeout: bound a whole call with the request's context, which
-// always wins.
-func NewClient(cfg Config) *http.Client {
-	return &http.Client{Transport: NewTransport(nil, cfg), CheckRedirect: cfg.Redirect.Check}
+// always wins. Create the client once and reuse it, as with net/http: its
+// breakers, budget and connections live in it. An invalid cfg (see
+// Config.Validate) is a *rebound.ConfigError.
+func NewClient(cfg Config) (*http.Client, error) {
+	t, err := NewTransport(nil, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: t, CheckRedirect: cfg.Redirect.Check}, nil
 }
 
 // NewTransport returns a Transport that sends each attempt through base. A
-// nil base means a clone of http.DefaultTransport with Config's connect, TLS
-// handshake and response header timeouts. An invalid cfg (see
-// Config.Validate) gives a Transport whose every RoundTrip returns that error.
-func NewTransport(base http.RoundTripper, cfg Config) *Transport {
+// nil base means NewBaseTransport(cfg): Config's connect, TLS handshake,
+// response header and stall timeouts, on connections of its own. An invalid
+// cfg (see Config.Validate) is a *rebound.ConfigError.
+func NewTransport(base http.RoundTripper, cfg Config) (*Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	t := &Transport{
-		stall:     orDefault(cfg.BodyStallTimeout, DefaultBodyStallTimeout),
-		clock:     cfg.Clock,
-		logger:    cfg.Logger,
-		idemKeys:  cfg.IdempotencyKeys,
-		errOnStat: cfg.ErrorOnStatus,
+		stall:    orDefault(cfg.StallTimeout, DefaultStallTimeout),
+		clock:    cfg.Clock,
+		logger:   cfg.Logger,
+		idemKeys: cfg.IdempotencyKeys,
+		classify: cfg.Classify,
+		prepare:  cfg.PrepareRetry,
 	}
 	if t.clock == nil {
 		t.clock = rebound.SystemClock{}
 	}
-	if err := cfg.Validate(); err != nil {
-		t.invalidErr = err
-		return t
-	}
 	if base == nil {
-		tls, plain := newBaseTransports(&cfg)
-		base, t.plain = tls, plain
+		// The retrying layer validates each request itself, before its
+		// first attempt, so it calls the base's transports directly.
+		b := newBaseTransport(&cfg)
+		base, t.plain = b.tls, b.plain
 		t.stall = 0 // our connections enforce it, exactly and per byte
 	}
 	t.base = base
-
-	t.retry = cfg.Retry
-	if t.retry.Name == "" {
-		t.retry.Name = "http"
-	}
-	if t.retry.Clock == nil {
-		t.retry.Clock = cfg.Clock
-	}
-	if t.retry.Logger == nil {
-		t.retry.Logger = cfg.Logger
-	}
-	if t.retry.Budget == nil && !cfg.DisableBudget {
-		t.retry.Budget = cfg.Budget
-		if t.retry.Budget == nil {
-			t.retry.Budget, _ = rebound.NewBudget(rebound.BudgetConfig{}) // the zero config is valid
-		}
-	}
-	if cfg.DisableBudget {
-		t.retry.Budget = nil
-	}
+	t.retry = retryFor(&cfg)
 	t.userRetry = t.retry.OnRetry
 	t.retry.OnRetry = t.onRetry
 
-	if !cfg.DisableBreaker {
+	switch {
+	case cfg.DisableBreaker:
+	case cfg.BreakerFor != nil:
+		t.breakerFor = cfg.BreakerFor
+	default:
 		bc := cfg.Breaker
 		if bc.Clock == nil {
 			bc.Clock = cfg.Clock
@@ -102,43 +99,31 @@ func NewTransport(base http.RoundTripper, cfg Config) *Transport {
 			t.sets[i], _ = rebound.NewBreakerSet(bc, cfg.MaxHosts) // validated above
 		}
 	}
-	return t
+	return t, nil
 }
 
-// newBaseTransports clones http.DefaultTransport with the Config's timeouts,
-// twice. The one for https (where HTTP/2 streams share a connection) leaves
-// the response header timeout to net/http, which times each stream. The one
-// for http speaks HTTP/1.1, one request at a time per connection, so its
-// connections time the wait for the response themselves (stallConn), which
-// is as exact and saves net/http's timer: three allocations per request.
-// Both connections cut a server that goes silent for the body stall timeout.
-func newBaseTransports(cfg *Config) (tls, plain *http.Transport) {
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		tls = dt.Clone()
-	} else {
-		tls = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true, MaxIdleConns: 100, IdleConnTimeout: 90 * time.Second}
+// retryFor is cfg.Retry with the Config's defaults filled in.
+func retryFor(cfg *Config) rebound.Retry {
+	r := cfg.Retry
+	if r.Name == "" {
+		r.Name = "http"
 	}
-	d := &net.Dialer{Timeout: orDefault(cfg.ConnectTimeout, DefaultConnectTimeout), KeepAlive: 30 * time.Second}
-	header := orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
-	stall := orDefault(cfg.BodyStallTimeout, DefaultBodyStallTimeout)
-	tls.DialContext = d.DialContext
-	tls.TLSHandshakeTimeout = orDefault(cfg.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout)
-	tls.ResponseHeaderTimeout = header
-	if cfg.TLSClientConfig != nil {
-		tls.TLSClientConfig = cfg.TLSClientConfig.Clone()
+	if r.Clock == nil {
+		r.Clock = cfg.Clock
 	}
-	if cfg.MaxIdleConnsPerHost > 0 {
-		tls.MaxIdleConnsPerHost = cfg.MaxIdleConnsPerHost
+	if r.Logger == nil {
+		r.Logger = cfg.Logger
 	}
-	plain = tls.Clone()
-	plain.ResponseHeaderTimeout = 0
-	if stall > 0 || header > 0 {
-		plain.DialContext = stallDialer(d.DialContext, stall, header)
+	switch {
+	case cfg.DisableBudget:
+		r.Budget = nil
+	case r.Budget == nil:
+		r.Budget = cfg.Budget
+		if r.Budget == nil {
+			r.Budget, _ = rebound.NewBudget(rebound.BudgetConfig{}) // the zero config is valid
+		}
 	}
-	if stall > 0 {
-		tls.DialContext = stallDialer(d.DialContext, stall, max(stall, header))
-	}
-	return tls, plain
+	return r
 }
 
 // CloseIdleConnections closes the idle connections of the base RoundTripper,
@@ -151,8 +136,9 @@ func (t *Transport) CloseIdleConnections() {
 	}
 }
 
-// Breakers calls f for each per-host breaker, keyed "scheme://host", for
-// status displays.
+// Breakers calls f for each per-host breaker the Transport keeps, keyed
+// "scheme://host", for status displays; none when Config.BreakerFor gives
+// them.
 func (t *Transport) Breakers(f func(key string, b *rebound.Breaker)) {
 	for i, s := range t.sets {
 		if s == nil {
@@ -179,9 +165,15 @@ func hasScheme(k string) bool {
 }
 
 // breaker returns the breaker for u's scheme and host, or nil when disabled.
-// The common schemes key their own set by host alone, so the lookup builds
-// no string.
+// The common schemes are keyed by host alone, so the lookup builds no
+// string.
 func (t *Transport) breaker(u *url.URL) *rebound.Breaker {
+	if f := t.breakerFor; f != nil {
+		if u.Scheme == "https" || u.Scheme == "http" {
+			return f(u.Host)
+		}
+		return f(u.Scheme + "://" + u.Host)
+	}
 	if t.sets[0] == nil {
 		return nil
 	}
@@ -194,17 +186,15 @@ func (t *Transport) breaker(u *url.URL) *rebound.Breaker {
 	return t.sets[0].Get(u.Scheme + "://" + u.Host)
 }
 
-// errStatus stands, for the breaker, for a response with a status >= 400.
+// errStatus stands, for the breaker, for a response judged a failure.
 var errStatus = errors.New("reboundhttp: retryable status")
 
 // RoundTrip sends req with the Transport's policies. See the package
 // documentation for what it returns. Like every RoundTripper, it closes
-// req.Body, even on errors, and never modifies req.
+// req.Body, even on errors, never modifies req, and returns a nil error
+// whenever it returns a response (use CheckResponse to turn a failed
+// status into an error).
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.invalidErr != nil {
-		closeBody(req)
-		return nil, t.invalidErr
-	}
 	if err := ValidateRequest(req); err != nil {
 		// net/http would refuse it before sending, with an error that reads
 		// as transient: the caller's fault must not be retried or charged
@@ -212,115 +202,203 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	var (
-		ctx        = req.Context()
-		rewindable = req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-		keyed      = hasIdempotencyKey(req.Header)
-		out        = req // what the first attempt sends
-	)
+	c := &call{t: t, req: req, out: req, rt: t.base, br: t.breaker(req.URL)}
+	if t.plain != nil && req.URL.Scheme == "http" {
+		c.rt = t.plain
+	}
+	c.rewindable = req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	keyed := hasIdempotencyKey(req.Header)
 	if t.idemKeys && !keyed && (req.Method == http.MethodPost || req.Method == http.MethodPatch) {
-		out = withKeys(req)
+		c.out = withKeys(req)
 		keyed = true
 	}
-	replayable := rewindable && (rebound.IdempotentMethod(req.Method) || keyed)
+	c.replayable = c.rewindable && (rebound.IdempotentMethod(req.Method) || keyed)
+	return c.finish(t.retry.Do(req.Context(), c.attempt))
+}
 
-	var (
-		resp    *http.Response
-		attempt int
-		sent    bool // req.Body went to the base RoundTripper, which closes it
-		br      = t.breaker(req.URL)
-		rt      = t.base
-	)
-	if t.plain != nil && req.URL.Scheme == "http" {
-		rt = t.plain
+// call is the state of one RoundTrip across its attempts.
+type call struct {
+	t          *Transport
+	req        *http.Request // the caller's
+	out        *http.Request // what the first attempt sends (req, or a copy with keys)
+	rt         http.RoundTripper
+	br         *rebound.Breaker
+	resp       *http.Response // the answer
+	n          int            // attempts made
+	sent       bool           // req.Body went to the base RoundTripper, which closes it
+	rewindable bool
+	replayable bool
+}
+
+// attempt is one attempt, for rebound.Retry.
+func (c *call) attempt(ctx context.Context) error {
+	c.n++
+	r, err := c.request()
+	if err != nil {
+		return err
 	}
-	err := t.retry.Do(ctx, func(ctx context.Context) error {
-		attempt++
-		r := out
-		if attempt > 1 {
-			var err error
-			if r, err = rewound(out); err != nil {
-				return err // a *notReplayableError: permanent
-			}
-		}
-		var permit rebound.Permit
-		if br != nil {
-			var err error
-			if permit, err = br.Allow(); err != nil {
-				return err
-			}
-		}
-		if t.logger != nil && t.logger.Enabled(ctx, slog.LevelDebug) {
-			t.logger.LogAttrs(ctx, slog.LevelDebug, "attempt", slog.String("method", req.Method),
-				slog.String("url", RedactURL(req.URL)), slog.Int("attempt", attempt))
-		}
-		sent = true
-		res, err := rt.RoundTrip(r)
-		if err != nil {
-			class := rebound.Classify(err)
-			if ctx.Err() != nil {
-				permit.Done(err, rebound.Class{}) // the caller gave up: no verdict on the server
-			} else {
-				permit.Done(err, class)
-			}
-			if class.Kind.Retryable() && ctx.Err() == nil {
-				if !rewindable {
-					return &notReplayableError{req.Method, RedactURL(req.URL), "its body cannot be rewound (Request.GetBody is nil)", err}
-				}
-				if !replayable && !neverReached(err) {
-					return &notReplayableError{req.Method, RedactURL(req.URL), "it may have reached the server and " + req.Method + " without an Idempotency-Key is not idempotent", err}
-				}
-			}
+	var permit rebound.Permit
+	if c.br != nil {
+		if permit, err = c.br.Allow(); err != nil {
 			return err
 		}
-		if t.stall > 0 && res.Body != nil && res.Body != http.NoBody && res.StatusCode != http.StatusSwitchingProtocols {
-			res.Body = &stallBody{rc: res.Body, d: t.stall}
+	}
+	if l := c.t.logger; l != nil && l.Enabled(ctx, slog.LevelDebug) {
+		l.LogAttrs(ctx, slog.LevelDebug, "attempt", slog.String("method", c.req.Method),
+			slog.String("url", RedactURL(c.req.URL)), slog.Int("attempt", c.n))
+	}
+	c.sent = true
+	res, err := c.rt.RoundTrip(r)
+	if err != nil {
+		return c.failed(ctx, permit, err)
+	}
+	return c.answered(permit, res)
+}
+
+// request returns what attempt c.n sends: the first request, or a fresh
+// copy with its body rewound and prepared by Config.PrepareRetry.
+func (c *call) request() (*http.Request, error) {
+	if c.n == 1 {
+		return c.out, nil
+	}
+	r, err := rewound(c.out)
+	if err != nil || c.t.prepare == nil {
+		return r, err // a *notReplayableError: permanent
+	}
+	// The hook may change the headers and the URL: they must be the copy's
+	// own, since the caller's request is never modified.
+	r.Header = c.out.Header.Clone()
+	if r.Header == nil {
+		r.Header = make(http.Header)
+	}
+	u := *c.out.URL
+	r.URL = &u
+	if err := c.t.prepare(r, c.n); err != nil {
+		if r.Body != nil {
+			_ = r.Body.Close()
 		}
+		var cl rebound.Classed
+		if !errors.As(err, &cl) {
+			err = rebound.Permanent(err)
+		}
+		return nil, &prepareError{err}
+	}
+	return r, nil
+}
+
+// failed judges an attempt that got no response.
+func (c *call) failed(ctx context.Context, permit rebound.Permit, err error) error {
+	var class rebound.Class
+	if c.t.classify != nil {
+		class = c.t.classify(nil, err)
+	} else {
+		class = rebound.Classify(err)
+	}
+	if ctx.Err() != nil {
+		permit.Done(err, rebound.Class{}) // the caller gave up: no verdict on the server
+	} else {
+		permit.Done(err, class)
+	}
+	if class.Kind.Retryable() && ctx.Err() == nil {
+		if !c.rewindable {
+			return &notReplayableError{c.req.Method, RedactURL(c.req.URL), "its body cannot be rewound (Request.GetBody is nil)", err}
+		}
+		if !c.replayable && !neverReached(err) {
+			return &notReplayableError{c.req.Method, RedactURL(c.req.URL), "it may have reached the server and " + c.req.Method + " without an Idempotency-Key is not idempotent", err}
+		}
+	}
+	if c.t.classify != nil {
+		return &judgedError{err, class} // so that the retry reads the same verdict
+	}
+	return err
+}
+
+// answered judges an attempt that got a response: the answer, or a
+// *StatusError to retry.
+func (c *call) answered(permit rebound.Permit, res *http.Response) error {
+	t := c.t
+	if t.stall > 0 && res.Body != nil && res.Body != http.NoBody && res.StatusCode != http.StatusSwitchingProtocols {
+		res.Body = &stallBody{rc: res.Body, d: t.stall}
+	}
+	var se *StatusError
+	if t.classify == nil {
 		if res.StatusCode < 400 {
 			permit.Done(nil, rebound.Class{})
-			resp = res
+			c.resp = res
 			return nil
 		}
-		se := newStatusError(res, replayable, t.clock.Now())
-		class := se.Class()
-		permit.Done(errStatus, class)
-		if !class.Kind.Retryable() || !replayable {
-			resp = res // the answer, or a request we may not repeat
+		se = newStatusError(res, c.replayable, t.clock.Now())
+	} else {
+		class := t.classify(res, nil)
+		if class.Kind == rebound.KindNone {
+			permit.Done(nil, rebound.Class{})
+			c.resp = res
 			return nil
 		}
-		se.resp = res // kept until onRetry drains it or the caller gets it
-		if br != nil && br.State() == rebound.StateOpen {
-			// This failure opened the breaker: the next attempt would only
-			// wait a backoff to be refused. Stop, and give the caller this
-			// answer as when attempts run out.
-			return &breakerOpened{se}
-		}
-		return se
-	})
+		se = newStatusError(res, c.replayable, t.clock.Now())
+		se.verdict, se.judged = class, true
+	}
+	class := se.Class()
+	permit.Done(errStatus, class)
+	if !class.Kind.Retryable() || !c.replayable {
+		c.resp = res // the answer, or a request we may not repeat
+		return nil
+	}
+	se.resp = res // kept until onRetry drains it or the caller gets it
+	if c.br != nil && c.br.State() == rebound.StateOpen {
+		// This failure opened the breaker: the next attempt would only
+		// wait a backoff to be refused. Stop, and give the caller this
+		// answer as when attempts run out.
+		return &breakerOpened{se}
+	}
+	return se
+}
+
+// finish turns the retry's outcome into RoundTrip's results.
+func (c *call) finish(err error) (*http.Response, error) {
 	if err == nil {
-		if t.errOnStat && resp.StatusCode >= 400 {
-			se := NewStatusError(resp, replayable, t.clock.Now())
-			drain(resp.Body)
-			return nil, se
-		}
-		return resp, nil
+		return c.resp, nil
 	}
 	if re, ok := err.(*rebound.RetryError); ok {
 		if se := lastStatus(re.Last); se != nil && se.resp != nil {
 			last := se.resp
 			se.resp = nil
-			if !t.errOnStat {
-				return last, nil // net/http's contract: a response means err == nil
-			}
-			se.Body, _ = readSnippet(last.Body)
-			drain(last.Body)
+			// net/http's contract: a response means err == nil. The body
+			// remembers the retries, for CheckResponse.
+			last.Body = &retriedBody{ReadCloser: last.Body, err: re}
+			return last, nil
 		}
 	}
-	if !sent {
-		closeBody(req)
+	if !c.sent {
+		closeBody(c.req)
 	}
 	return nil, err
 }
+
+// retriedBody is the body of the last response of a call whose retries on
+// a failed status ran out: CheckResponse returns err, which says how many
+// attempts were made and why retrying stopped.
+type retriedBody struct {
+	io.ReadCloser
+	err *rebound.RetryError
+}
+
+// judgedError carries the verdict of Config.Classify on a transport error
+// to the retry, which reads it first (rebound.Classify walks outside in).
+type judgedError struct {
+	err   error
+	class rebound.Class
+}
+
+func (e *judgedError) Error() string        { return e.err.Error() }
+func (e *judgedError) Unwrap() error        { return e.err }
+func (e *judgedError) Class() rebound.Class { return e.class }
+
+// prepareError is the failure of Config.PrepareRetry.
+type prepareError struct{ err error }
+
+func (e *prepareError) Error() string { return "reboundhttp: preparing a retry: " + e.err.Error() }
+func (e *prepareError) Unwrap() error { return e.err }
 
 // breakerOpened is a retryable status answer whose failure opened the
 // breaker: retrying stops at once, the answer is kept for the caller.
@@ -348,9 +426,9 @@ func lastStatus(err error) *StatusError {
 // longer a candidate for the caller, so drain it now and free its connection.
 func (t *Transport) onRetry(ev rebound.RetryEvent) {
 	if se, ok := ev.Err.(*StatusError); ok && se.resp != nil {
-		body := se.resp.Body
+		body, req := se.resp.Body, se.resp.Request
 		se.resp = nil
-		se.Body, _ = readSnippet(body)
+		se.Body = snippet(body, req)
 		drain(body)
 	}
 	if t.userRetry != nil {

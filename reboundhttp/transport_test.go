@@ -75,7 +75,7 @@ func newServer(t *testing.T, h func(w http.ResponseWriter, r *http.Request, n in
 }
 
 func client(t *testing.T, cfg reboundhttp.Config) *http.Client {
-	c := reboundhttp.NewClient(cfg)
+	c := must(reboundhttp.NewClient(cfg))
 	t.Cleanup(c.CloseIdleConnections)
 	return c
 }
@@ -155,7 +155,11 @@ func TestExhaustedRetriesReturnLastResponse(t *testing.T) {
 	}
 }
 
-func TestErrorOnStatus(t *testing.T) {
+// TestCheckResponse: CheckResponse turns a failed status into a
+// *StatusError with a snippet of the body, within the RetryError when
+// the Transport's retries ran out (what Config.ErrorOnStatus used to do
+// inside RoundTrip, against RoundTripper's contract).
+func TestCheckResponse(t *testing.T) {
 	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		if r.URL.Path == "/missing" {
 			w.WriteHeader(404)
@@ -168,10 +172,9 @@ func TestErrorOnStatus(t *testing.T) {
 	})
 	cfg := fast()
 	cfg.Retry.MaxAttempts = 2
-	cfg.ErrorOnStatus = true
 	c := client(t, cfg)
 
-	resp, err := c.Get(s.URL + "/missing?token=secret")
+	resp, err := checked(c.Get(s.URL + "/missing?token=secret"))
 	if resp != nil || err == nil {
 		t.Fatalf("404: got %v, %v; want an error", resp, err)
 	}
@@ -183,7 +186,7 @@ func TestErrorOnStatus(t *testing.T) {
 		t.Fatalf("URL not redacted: %q / %q", se.Error(), se.URL)
 	}
 
-	_, err = c.Get(s.URL)
+	_, err = checked(c.Get(s.URL))
 	var re *rebound.RetryError
 	if !errors.As(err, &re) || re.Attempts != 2 || !errors.As(err, &se) || se.StatusCode != 503 {
 		t.Fatalf("503: err %v", err)
@@ -406,7 +409,7 @@ func TestBreakerPerHost(t *testing.T) {
 	cfg.Breaker.OnStateChange = func(name string, from, to rebound.State) {
 		changes = append(changes, name+" "+from.String()+"->"+to.String())
 	}
-	tr := reboundhttp.NewTransport(nil, cfg)
+	tr := must(reboundhttp.NewTransport(nil, cfg))
 	c := &http.Client{Transport: tr}
 	defer c.CloseIdleConnections()
 	for range 5 {
@@ -450,7 +453,7 @@ func TestBreakerPerHost(t *testing.T) {
 
 func TestBreakerOpenClosesRequestBody(t *testing.T) {
 	s := newServer(t, func(w http.ResponseWriter, r *http.Request, n int64) { w.WriteHeader(502) })
-	tr := reboundhttp.NewTransport(nil, reboundhttp.Config{Retry: rebound.Retry{MaxAttempts: 1}, Breaker: rebound.BreakerConfig{FailureThreshold: 1, OpenFor: time.Hour}})
+	tr := must(reboundhttp.NewTransport(nil, reboundhttp.Config{Retry: rebound.Retry{MaxAttempts: 1}, Breaker: rebound.BreakerConfig{FailureThreshold: 1, OpenFor: time.Hour}}))
 	defer tr.CloseIdleConnections()
 	req, _ := http.NewRequest("GET", s.URL, nil)
 	resp, err := tr.RoundTrip(req)
@@ -512,7 +515,7 @@ func TestBodyStallCut(t *testing.T) {
 	})
 	defer close(release)
 	cfg := fast()
-	cfg.BodyStallTimeout = 50 * time.Millisecond
+	cfg.StallTimeout = 50 * time.Millisecond
 	resp, err := client(t, cfg).Get(s.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -570,7 +573,6 @@ func TestSecretsNeverLogged(t *testing.T) {
 	var logs bytes.Buffer
 	cfg := fast()
 	cfg.Retry.MaxAttempts = 3
-	cfg.ErrorOnStatus = true
 	cfg.Breaker.FailureThreshold = 3 // opens on the last attempt
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := client(t, cfg)
@@ -579,7 +581,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer auth-secret")
 	req.Header.Set("Cookie", "sid=cookie-secret")
 	req.Header.Set("Proxy-Authorization", "Basic proxy-secret")
-	_, err := c.Do(req)
+	_, err := checked(c.Do(req))
 	if err == nil {
 		t.Fatal("want an error")
 	}
@@ -603,17 +605,19 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 }
 
+// An invalid Config is a *rebound.ConfigError from the constructors, as
+// everywhere in rebound: never a panic, never a client that fails later.
 func TestInvalidConfigIsAnError(t *testing.T) {
 	cfg := reboundhttp.Config{Retry: rebound.Retry{MaxAttempts: -1}}
 	if cfg.Validate() == nil {
 		t.Fatal("Validate accepted MaxAttempts -1")
 	}
-	body := &closeSpy{Reader: strings.NewReader("x")}
-	req, _ := http.NewRequest("PUT", "http://127.0.0.1:1/", body)
-	_, err := reboundhttp.NewTransport(nil, cfg).RoundTrip(req)
 	var ce *rebound.ConfigError
-	if !errors.As(err, &ce) || !body.closed {
-		t.Fatalf("err %v closed %v", err, body.closed)
+	if tr, err := reboundhttp.NewTransport(nil, cfg); tr != nil || !errors.As(err, &ce) {
+		t.Fatalf("NewTransport: %v, %v", tr, err)
+	}
+	if c, err := reboundhttp.NewClient(cfg); c != nil || !errors.As(err, &ce) {
+		t.Fatalf("NewClient: %v, %v", c, err)
 	}
 }
 
@@ -669,7 +673,7 @@ func TestNoGoroutinePerRequest(t *testing.T) {
 		return n
 	}
 	plain := count(&http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
-	ours := count(reboundhttp.NewClient(reboundhttp.Config{}))
+	ours := count(must(reboundhttp.NewClient(reboundhttp.Config{})))
 	t.Logf("goroutines added by 20 open responses: net/http %d, reboundhttp %d", plain, ours)
 	if ours > plain {
 		t.Fatalf("reboundhttp runs %d goroutines, net/http %d: extra goroutines per request", ours, plain)
@@ -693,8 +697,8 @@ func TestBodyStallCutWithForeignBase(t *testing.T) {
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
 	cfg := fast()
-	cfg.BodyStallTimeout = 50 * time.Millisecond
-	resp, err := (&http.Client{Transport: reboundhttp.NewTransport(base, cfg)}).Get(s.URL)
+	cfg.StallTimeout = 50 * time.Millisecond
+	resp, err := (&http.Client{Transport: must(reboundhttp.NewTransport(base, cfg))}).Get(s.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -729,7 +733,7 @@ func TestTLSHeaderTimeoutAndStall(t *testing.T) {
 	cfg := fast()
 	cfg.Retry.MaxAttempts = 2
 	cfg.ResponseHeaderTimeout = 50 * time.Millisecond
-	cfg.BodyStallTimeout = 10 * time.Second // so net/http's header timer decides
+	cfg.StallTimeout = 10 * time.Second // so net/http's header timer decides
 	cfg.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
 	_, err := client(t, cfg).Get(srv.URL + "/slow-headers")
 	var re *rebound.RetryError
@@ -737,7 +741,7 @@ func TestTLSHeaderTimeoutAndStall(t *testing.T) {
 		t.Fatalf("err %v; want two header timeouts", err)
 	}
 	cfg.ResponseHeaderTimeout = 0
-	cfg.BodyStallTimeout = 50 * time.Millisecond
+	cfg.StallTimeout = 50 * time.Millisecond
 	resp, err := client(t, cfg).Get(srv.URL + "/stall")
 	if err != nil {
 		t.Fatal(err)
@@ -770,7 +774,7 @@ func TestTimeoutVisibleThroughClientError(t *testing.T) {
 	}
 }
 
-// TestNoConnectionLeaks runs retries, exhausted retries, ErrorOnStatus,
+// TestNoConnectionLeaks runs retries, exhausted retries, CheckResponse,
 // unreplayable POSTs and stalls, closes what the caller owns, and then
 // expects every server connection to close with the idle pool: a response
 // body we forgot to close would keep its connection open forever.
@@ -802,16 +806,17 @@ func TestNoConnectionLeaks(t *testing.T) {
 	defer close(release)
 	cfg := fast()
 	cfg.Retry.MaxAttempts = 3
-	cfg.BodyStallTimeout = 50 * time.Millisecond
+	cfg.StallTimeout = 50 * time.Millisecond
 	cfg.DisableBreaker = true
 	cfg.DisableBudget = true
-	strict := cfg
-	strict.ErrorOnStatus = true
-	c, cs := client(t, cfg), client(t, strict)
+	c, cs := client(t, cfg), client(t, cfg) // cs checks every response
 	for range 5 {
 		for _, path := range []string{"/flaky", "/down", "/stall"} {
 			for _, cl := range []*http.Client{c, cs} {
 				resp, err := cl.Get(s.URL + path)
+				if err == nil && cl == cs {
+					resp, err = checked(resp, err)
+				}
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
@@ -918,11 +923,10 @@ func TestBreakerOpeningEndsCallWithLastAnswer(t *testing.T) {
 	if n := s.hits.Load(); n != 1 {
 		t.Errorf("%d requests, want 1", n)
 	}
-	// With ErrorOnStatus the same ending is a RetryError around the StatusError.
-	cfg.ErrorOnStatus = true
+	// Through CheckResponse the same ending is a RetryError around the StatusError.
 	c2 := client(t, cfg)
 	go func() {
-		resp, err := c2.Get(s.URL + "/y")
+		resp, err := checked(c2.Get(s.URL + "/y"))
 		done <- result{resp, err}
 	}()
 	select {

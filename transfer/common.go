@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,14 +13,14 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
-	"github.com/rebound-go/rebound/internal/redact"
 	"github.com/rebound-go/rebound/reboundhttp"
 )
 
 // Defaults shared by Download and Upload.
 const (
-	// DefaultStallTimeout cuts a response body that sends nothing for this long.
-	DefaultStallTimeout = 30 * time.Second
+	// DefaultStallTimeout cuts a body that moves nothing for this long:
+	// reboundhttp.DefaultStallTimeout.
+	DefaultStallTimeout = reboundhttp.DefaultStallTimeout
 	// DefaultProgressInterval is the least time between two progress events.
 	DefaultProgressInterval = 250 * time.Millisecond
 	// DefaultChunkSize is the size of one tus PATCH.
@@ -37,21 +36,22 @@ var ErrInvalid = errors.New("transfer: invalid input")
 // there: it is never replaced. It comes with ErrInvalid.
 var ErrFileExists = errors.New("file exists")
 
-// ErrStalled is the cause of an attempt whose response body sent nothing for
-// the stall timeout. It is transient: the transfer resumes.
-var ErrStalled = errors.New("transfer: body stalled")
+// ErrStalled is matched (errors.Is) by the cause of an attempt whose body
+// moved nothing for the stall timeout. It is reboundhttp.ErrStalled, the one
+// stall error of this module. It is transient: the transfer resumes.
+var ErrStalled = reboundhttp.ErrStalled
 
-// DefaultClient returns an *http.Client with the mission's timeouts: connect
-// 5 s, TLS handshake 5 s, response headers 30 s. It has no overall timeout, so
-// a large body may take as long as it needs; stalls are the StallTimeout's job.
-// It follows redirects by reboundhttp.CheckRedirect: never from https to
-// http, and to another origin (a CDN) without the caller's headers.
+// DefaultClient returns the client transfers use by default: a
+// reboundhttp.NewBaseClient with the mission's timeouts (connect 5 s, TLS
+// handshake 5 s, response headers 30 s), the safe redirect policy (never
+// from https to http, and to another origin, a CDN, without the caller's
+// headers) and no retries, which are the Pipeline's. It has no overall
+// timeout, so a large body may take as long as it needs; stalls are cut
+// by the options' StallTimeout, which transfers enforce themselves in
+// both directions, so the base's own stall cut is off.
 func DefaultClient() *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	tr.TLSHandshakeTimeout = 5 * time.Second
-	tr.ResponseHeaderTimeout = 30 * time.Second
-	return &http.Client{Transport: tr, CheckRedirect: reboundhttp.CheckRedirect}
+	c, _ := reboundhttp.NewBaseClient(reboundhttp.Config{StallTimeout: -1}) // a valid Config: no error
+	return c
 }
 
 var defaultClient = sync.OnceValue(DefaultClient)
@@ -74,27 +74,11 @@ func defaultStore() (StateStore, error) {
 	return NewFileStateStore(dir)
 }
 
-// StatusError is an HTTP answer that ends an attempt; its Class (from
-// rebound.ClassifyStatus) tells the Pipeline whether to retry.
-type StatusError struct {
-	Op     string // "download", "tus PATCH", ...
-	Code   int    // the status code, e.g. 404
-	Status string // the status line's text, e.g. "404 Not Found"
-	class  rebound.Class
-}
-
-// Error says which request got which status.
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("transfer: %s: server answered %s", e.Op, e.Status)
-}
-
-// Class implements rebound.Classed.
-func (e *StatusError) Class() rebound.Class { return e.class }
-
-func statusError(op string, resp *http.Response, idempotent bool) *StatusError {
-	ra, _ := rebound.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	return &StatusError{Op: op, Code: resp.StatusCode, Status: redact.Printable(resp.Status),
-		class: rebound.ClassifyStatus(resp.StatusCode, idempotent, ra)}
+// statusError is the error of a failed answer: reboundhttp's one
+// *StatusError (Retry-After parsed, classified by the status and whether the
+// request may be sent again, a sanitised snippet of the body).
+func statusError(resp *http.Response, replayable bool) *reboundhttp.StatusError {
+	return reboundhttp.NewStatusError(resp, replayable, time.Now())
 }
 
 // pipelineFor copies p (or the default) and chains an OnRetry that reports
@@ -134,8 +118,13 @@ type stallReader struct {
 	stopped bool
 }
 
+// A d <= 0 (the stall timeout is off) gives a reader that never cuts.
 func newStallReader(r interface{ Read([]byte) (int, error) }, clock rebound.Clock, d time.Duration, cancel context.CancelFunc) *stallReader {
 	s := &stallReader{r: r, clock: clock, d: d, cancel: cancel}
+	if d <= 0 {
+		s.stopped = true
+		return s
+	}
 	s.last.Store(clock.Now().UnixNano())
 	s.mu.Lock()
 	s.timer = clock.AfterFunc(d, s.fire)
@@ -175,7 +164,9 @@ func (s *stallReader) Read(p []byte) (int, error) {
 func (s *stallReader) stop() {
 	s.mu.Lock()
 	s.stopped = true
-	s.timer.Stop()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 	s.mu.Unlock()
 }
 
@@ -184,4 +175,16 @@ func clockOr(c rebound.Clock) rebound.Clock {
 		return rebound.SystemClock{}
 	}
 	return c
+}
+
+// stallTimeout is the options' StallTimeout: 0 means DefaultStallTimeout,
+// negative means never (0 here, which newStallReader takes for off).
+func stallTimeout(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return DefaultStallTimeout
+	case d < 0:
+		return 0
+	}
+	return d
 }

@@ -38,13 +38,16 @@
 // transfer cut ten times but advancing each time is not "failing", and the
 // Pipeline's attempts bound only failures in a row. The Pipeline's per-attempt
 // Timeout, if any, bounds each request; a body that stalls is cut by
-// StallTimeout instead, so large transfers have no cap on total time.
+// StallTimeout instead, so large transfers have no cap on total time. A
+// failed status is a *reboundhttp.StatusError, a stall matches
+// reboundhttp.ErrStalled (ErrStalled): the same errors as reboundhttp's.
 //
 // # Zero values and concurrency
 //
-// The zero DownloadOptions and UploadOptions are usable: a client with the
-// mission's timeouts (connect 5 s, TLS 5 s, response headers 30 s), a 30 s
-// stall timeout, the default Pipeline, and a FileStateStore in
+// The zero DownloadOptions and UploadOptions are usable: reboundhttp's base
+// client (DefaultClient: the mission's timeouts, connect 5 s, TLS 5 s,
+// response headers 30 s, and the safe redirect policy; the retries are the
+// Pipeline's), a 30 s stall timeout, the default Pipeline, and a FileStateStore in
 // DefaultStateDir (the user's cache directory). Download and
 // Upload are safe to call concurrently for different files. One target has
 // one transfer at a time, in this process or any other: a download holds a

@@ -53,7 +53,8 @@ type DownloadOptions struct {
 	// completed file is read once to check it.
 	SHA256 string
 	// StallTimeout cuts a body that sends nothing for this long (the attempt
-	// then resumes); 0 means DefaultStallTimeout.
+	// then resumes); 0 means DefaultStallTimeout, negative means never. It
+	// is reboundhttp.Config.StallTimeout's setting, with the same meaning.
 	StallTimeout time.Duration
 	// Header holds extra request headers (e.g. Authorization; never logged
 	// nor stored).
@@ -61,7 +62,8 @@ type DownloadOptions struct {
 	// OnEvent, if set, receives progress events.
 	OnEvent func(Event)
 	// ProgressInterval is the least time between EventProgress events; 0
-	// means DefaultProgressInterval.
+	// means DefaultProgressInterval, negative means none (an event for
+	// every read that brings bytes).
 	ProgressInterval time.Duration
 	// Clock times stalls and progress; nil means the system clock.
 	Clock rebound.Clock
@@ -128,11 +130,12 @@ func Download(ctx context.Context, rawURL string, opts DownloadOptions) (*Downlo
 			return nil, err
 		}
 	}
-	if d.stall = opts.StallTimeout; d.stall <= 0 {
-		d.stall = DefaultStallTimeout
-	}
-	if d.every = opts.ProgressInterval; d.every <= 0 {
+	d.stall = stallTimeout(opts.StallTimeout)
+	switch d.every = opts.ProgressInterval; {
+	case d.every == 0:
 		d.every = DefaultProgressInterval
+	case d.every < 0:
+		d.every = 0 // now.Sub(lastEmit) >= 0 always holds
 	}
 	// The state key tells URLs that differ only in their query apart (they
 	// may be different files) but holds only a hash of it: the query may
@@ -326,135 +329,23 @@ func (d *downloader) validator() string {
 func (d *downloader) attempt(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url, nil)
-	if err != nil {
-		return rebound.Permanent(redact.URLError(err))
-	}
-	for k, v := range d.opts.Header {
-		req.Header[k] = v
-	}
-	// Ranges count bytes of the identity encoding; never let the transport
-	// ask for gzip and decode it behind our back.
-	req.Header.Set("Accept-Encoding", "identity")
-	if d.offset > 0 && d.f == nil {
-		// Hold the .part we resume before asking for what follows it.
-		if err := d.open(); err != nil {
-			return err
-		}
-	}
-	if d.offset > 0 && d.validator() == "" && d.unframed {
-		return d.unconfirmable()
-	}
-	if d.offset > 0 && d.validator() == "" {
-		// Counted: a server that sends a part without a validator each
-		// time must run out of restarts, not loop for ever.
-		d.restarts++
-		d.restartLocal("the server gave no strong validator to resume against")
-	}
-	asked := d.offset
-	if asked > 0 {
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", asked))
-		req.Header.Set("If-Range", d.validator())
-	}
-	if err := reboundhttp.ValidateRequest(req); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err) // permanent: net/http would refuse it, every time
+	req, err := d.request(ctx)
+	if req == nil {
+		return err // nil: start over
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return redact.URLError(err) // its message quotes the URL, query and all
 	}
 	defer resp.Body.Close()
-
-	limit := int64(-1) // bytes this body should carry; -1 unknown
-	// Whether a clean end of this body proves the end of the file: only a
-	// whole-file answer whose framing (chunked, HTTP/2) marks the end. A 206
-	// "A-B/*" is what the server chose to send, not the rest of the file.
-	endsFile := false
-	switch resp.StatusCode {
-	case http.StatusOK:
-		if asked > 0 && d.unframed {
-			return d.unconfirmable()
-		}
-		if asked > 0 {
-			d.restarts++
-			d.restartLocal("the server sent the whole file (it ignored the range, or the file changed)")
-		}
-		endsFile = resp.ContentLength >= 0 || resp.ProtoMajor >= 2 || slices.Contains(resp.TransferEncoding, "chunked")
-		d.unframed = !endsFile
-		d.st.ETag, d.st.LastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
-		d.st.Size = resp.ContentLength
-		limit = resp.ContentLength
-		d.md5 = resp.Header.Get("Content-MD5")
-	case http.StatusPartialContent:
-		cr, err := ParseContentRange(resp.Header.Get("Content-Range"))
-		etag := resp.Header.Get("ETag")
-		switch {
-		case err != nil:
-			return d.restart("the server's Content-Range is unreadable: " + err.Error())
-		case cr.Start != asked:
-			return d.restart(fmt.Sprintf("the server sent bytes from %d, not the %d asked for", cr.Start, asked))
-		case asked > 0 && cr.Total >= 0 && d.st.Size >= 0 && cr.Total != d.st.Size:
-			return d.restart(fmt.Sprintf("the file's size changed from %d to %d", d.st.Size, cr.Total))
-		case asked > 0 && etag != "" && d.st.ETag != "" && etag != d.st.ETag:
-			return d.restart("the file's ETag changed")
-		case asked > 0 && !d.carriesValidator(resp.Header):
-			// Without the validator we sent, nothing says these bytes are
-			// of the file we hold the start of (If-Range may have been
-			// dropped on the way).
-			return d.restart("the server's partial answer does not carry the validator sent in If-Range")
-		case resp.ContentLength >= 0 && resp.ContentLength != cr.End-cr.Start+1:
-			return d.restart("the server's Content-Length does not match its Content-Range")
-		}
-		if asked == 0 {
-			d.st.ETag, d.st.LastModified = etag, resp.Header.Get("Last-Modified")
-		}
-		if cr.Total >= 0 {
-			d.st.Size = cr.Total
-		}
-		limit = cr.End - cr.Start + 1
-		d.md5 = ""
-	case http.StatusRequestedRangeNotSatisfiable:
-		v := resp.Header.Get("Content-Range")
-		cr, err := ParseContentRange(v)
-		atEnd := err == nil && cr.Total == asked && (d.st.Size == asked || d.st.Size < 0) ||
-			v == "" && d.st.Size < 0 // a total nobody knows: "nothing past here" is the end
-		if asked > 0 && atEnd {
-			// We already hold every byte (a crash came between the last write
-			// and the rename, or the total was unknown and this confirms
-			// it). finish checks what it can.
-			if err := d.open(); err != nil {
-				return err
-			}
-			d.done = true
-			return nil
-		}
-		return d.restart("the server cannot serve the rest (416)")
-	default:
-		if resp.StatusCode >= 400 {
-			return statusError("download", resp, true)
-		}
-		return rebound.Permanent(fmt.Errorf("transfer: download %s: unexpected answer %s", d.shown, redact.Printable(resp.Status)))
+	body, err := d.judge(resp, d.offset)
+	if body == nil {
+		return err // nil: done, or start over
 	}
 	d.digest = resp.Header.Get("Repr-Digest")
-
 	if d.name == "" {
-		d.name = SafeFileName(nameFromDisposition(resp.Header.Get("Content-Disposition")))
-		if d.name == "" {
-			d.name = SafeFileName(nameFromURL(resp.Request.URL))
-		}
-		if d.name == "" {
-			d.name = "download"
-		}
-		// A name the server chose must not replace a file the user has
-		// (curl -OJ refuses too); a path given in Path may.
-		if _, err := os.Lstat(filepath.Join(d.dir, d.name)); err == nil {
-			return rebound.Permanent(fmt.Errorf("%w: %w: download %s: the server names the file %q and %s already exists; it was left untouched. "+
-				"Choose the output with DownloadOptions.Path (an existing file there is replaced), or move the file away",
-				ErrInvalid, ErrFileExists, d.shown, d.name, filepath.Join(d.dir, d.name)))
-		}
-		d.st.Name = d.name
-		if err := d.lockPart(); err != nil {
-			return rebound.Permanent(err)
+		if err := d.nameFile(resp); err != nil {
+			return err
 		}
 	}
 	if err := d.open(); err != nil {
@@ -465,7 +356,154 @@ func (d *downloader) attempt(ctx context.Context) error {
 	if err := d.save(ctx); err != nil {
 		return err
 	}
-	return d.copyBody(ctx, resp.Body, limit, endsFile, cancel)
+	return d.copyBody(ctx, resp.Body, body.limit, body.endsFile, cancel)
+}
+
+// request builds the GET of this attempt: a range from d.offset with
+// If-Range when resuming. A nil request with a nil error means start over.
+func (d *downloader) request(ctx context.Context) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url, nil)
+	if err != nil {
+		return nil, rebound.Permanent(redact.URLError(err))
+	}
+	for k, v := range d.opts.Header {
+		req.Header[k] = v
+	}
+	// Ranges count bytes of the identity encoding; never let the transport
+	// ask for gzip and decode it behind our back.
+	req.Header.Set("Accept-Encoding", "identity")
+	if d.offset > 0 && d.f == nil {
+		// Hold the .part we resume before asking for what follows it.
+		if err := d.open(); err != nil {
+			return nil, err
+		}
+	}
+	if d.offset > 0 && d.validator() == "" && d.unframed {
+		return nil, d.unconfirmable()
+	}
+	if d.offset > 0 && d.validator() == "" {
+		// Counted: a server that sends a part without a validator each
+		// time must run out of restarts, not loop for ever.
+		d.restarts++
+		d.restartLocal("the server gave no strong validator to resume against")
+	}
+	if d.offset > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", d.offset))
+		req.Header.Set("If-Range", d.validator())
+	}
+	if err := reboundhttp.ValidateRequest(req); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err) // permanent: net/http would refuse it, every time
+	}
+	return req, nil
+}
+
+// bodyPlan is what judge expects of a body worth copying.
+type bodyPlan struct {
+	limit int64 // bytes this body should carry; -1 unknown
+	// Whether a clean end of this body proves the end of the file: only a
+	// whole-file answer whose framing (chunked, HTTP/2) marks the end. A 206
+	// "A-B/*" is what the server chose to send, not the rest of the file.
+	endsFile bool
+}
+
+// judge reads the answer to a request for the bytes from asked: a plan for
+// copying its body, or none with the error to return (nil when the
+// download is done, or must start over).
+func (d *downloader) judge(resp *http.Response, asked int64) (*bodyPlan, error) {
+	switch resp.StatusCode {
+	case http.StatusOK:
+		if asked > 0 && d.unframed {
+			return nil, d.unconfirmable()
+		}
+		if asked > 0 {
+			d.restarts++
+			d.restartLocal("the server sent the whole file (it ignored the range, or the file changed)")
+		}
+		endsFile := resp.ContentLength >= 0 || resp.ProtoMajor >= 2 || slices.Contains(resp.TransferEncoding, "chunked")
+		d.unframed = !endsFile
+		d.st.ETag, d.st.LastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+		d.st.Size = resp.ContentLength
+		d.md5 = resp.Header.Get("Content-MD5")
+		return &bodyPlan{limit: resp.ContentLength, endsFile: endsFile}, nil
+	case http.StatusPartialContent:
+		return d.partial(resp, asked)
+	case http.StatusRequestedRangeNotSatisfiable:
+		v := resp.Header.Get("Content-Range")
+		cr, err := ParseContentRange(v)
+		atEnd := err == nil && cr.Total == asked && (d.st.Size == asked || d.st.Size < 0) ||
+			v == "" && d.st.Size < 0 // a total nobody knows: "nothing past here" is the end
+		if asked > 0 && atEnd {
+			// We already hold every byte (a crash came between the last write
+			// and the rename, or the total was unknown and this confirms
+			// it). finish checks what it can.
+			if err := d.open(); err != nil {
+				return nil, err
+			}
+			d.done = true
+			return nil, nil
+		}
+		return nil, d.restart("the server cannot serve the rest (416)")
+	}
+	if resp.StatusCode >= 400 {
+		return nil, statusError(resp, true)
+	}
+	return nil, rebound.Permanent(fmt.Errorf("transfer: download %s: unexpected answer %s", d.shown, redact.Printable(resp.Status)))
+}
+
+// partial judges a 206 to a request for the bytes from asked: it must be
+// the part asked for, of the file whose start we hold.
+func (d *downloader) partial(resp *http.Response, asked int64) (*bodyPlan, error) {
+	cr, err := ParseContentRange(resp.Header.Get("Content-Range"))
+	etag := resp.Header.Get("ETag")
+	switch {
+	case err != nil:
+		return nil, d.restart("the server's Content-Range is unreadable: " + err.Error())
+	case cr.Start != asked:
+		return nil, d.restart(fmt.Sprintf("the server sent bytes from %d, not the %d asked for", cr.Start, asked))
+	case asked > 0 && cr.Total >= 0 && d.st.Size >= 0 && cr.Total != d.st.Size:
+		return nil, d.restart(fmt.Sprintf("the file's size changed from %d to %d", d.st.Size, cr.Total))
+	case asked > 0 && etag != "" && d.st.ETag != "" && etag != d.st.ETag:
+		return nil, d.restart("the file's ETag changed")
+	case asked > 0 && !d.carriesValidator(resp.Header):
+		// Without the validator we sent, nothing says these bytes are
+		// of the file we hold the start of (If-Range may have been
+		// dropped on the way).
+		return nil, d.restart("the server's partial answer does not carry the validator sent in If-Range")
+	case resp.ContentLength >= 0 && resp.ContentLength != cr.End-cr.Start+1:
+		return nil, d.restart("the server's Content-Length does not match its Content-Range")
+	}
+	if asked == 0 {
+		d.st.ETag, d.st.LastModified = etag, resp.Header.Get("Last-Modified")
+	}
+	if cr.Total >= 0 {
+		d.st.Size = cr.Total
+	}
+	d.md5 = ""
+	return &bodyPlan{limit: cr.End - cr.Start + 1}, nil
+}
+
+// nameFile names the file from the answer, when the caller gave no path,
+// and locks its .part.
+func (d *downloader) nameFile(resp *http.Response) error {
+	d.name = SafeFileName(nameFromDisposition(resp.Header.Get("Content-Disposition")))
+	if d.name == "" {
+		d.name = SafeFileName(nameFromURL(resp.Request.URL))
+	}
+	if d.name == "" {
+		d.name = "download"
+	}
+	// A name the server chose must not replace a file the user has
+	// (curl -OJ refuses too); a path given in Path may.
+	if _, err := os.Lstat(filepath.Join(d.dir, d.name)); err == nil {
+		return rebound.Permanent(fmt.Errorf("%w: %w: download %s: the server names the file %q and %s already exists; it was left untouched. "+
+			"Choose the output with DownloadOptions.Path (an existing file there is replaced), or move the file away",
+			ErrInvalid, ErrFileExists, d.shown, d.name, filepath.Join(d.dir, d.name)))
+	}
+	d.st.Name = d.name
+	if err := d.lockPart(); err != nil {
+		return rebound.Permanent(err)
+	}
+	return nil
 }
 
 // unconfirmable ends a download whose end no answer can prove.

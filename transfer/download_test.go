@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/reboundhttp"
 	"github.com/rebound-go/rebound/reboundtest"
 )
 
@@ -737,8 +738,8 @@ func TestDownloadPermanentStatus(t *testing.T) {
 	}))
 	defer srv.Close()
 	_, err := Download(context.Background(), srv.URL, DownloadOptions{Path: filepath.Join(t.TempDir(), "f"), Store: newStore(t), Pipeline: fastPipeline})
-	var se *StatusError
-	if !errors.As(err, &se) || se.Code != 404 || calls != 1 {
+	var se *reboundhttp.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 404 || calls != 1 {
 		t.Fatalf("err = %v after %d calls", err, calls)
 	}
 }

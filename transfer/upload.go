@@ -44,7 +44,8 @@ type UploadOptions struct {
 	// a corrupt state file.
 	StartOver bool
 	// ChunkSize is the most bytes sent in one PATCH; 0 means
-	// DefaultChunkSize (8 MiB). A failure re-sends at most one chunk.
+	// DefaultChunkSize (8 MiB); negative is an error (a *rebound.ConfigError,
+	// matching ErrInvalid). A failure re-sends at most one chunk.
 	ChunkSize int64
 	// Metadata is sent as Upload-Metadata; "filename" defaults to the file's
 	// base name. Keys must be non-empty and contain no spaces or commas.
@@ -60,7 +61,8 @@ type UploadOptions struct {
 	// service that needs the same credentials).
 	CrossOriginHeader bool
 	// StallTimeout cuts a PATCH whose body the connection stops taking for
-	// this long; 0 means DefaultStallTimeout.
+	// this long; 0 means DefaultStallTimeout, negative means never (as
+	// reboundhttp.Config.StallTimeout).
 	StallTimeout time.Duration
 	// OnEvent, if set, receives progress events.
 	OnEvent func(Event)
@@ -131,7 +133,7 @@ func Upload(ctx context.Context, path, endpoint string, opts UploadOptions) (*Up
 		return nil, fmt.Errorf("%w: %q is not an http(s) URL", ErrInvalid, redact.URLString(endpoint))
 	}
 	if opts.ChunkSize < 0 {
-		return nil, fmt.Errorf("%w: chunk size %d is negative", ErrInvalid, opts.ChunkSize)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, &rebound.ConfigError{Field: "transfer.UploadOptions.ChunkSize", Reason: "negative"})
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -188,9 +190,7 @@ func Upload(ctx context.Context, path, endpoint string, opts UploadOptions) (*Up
 	if u.chunk = opts.ChunkSize; u.chunk == 0 {
 		u.chunk = DefaultChunkSize
 	}
-	if u.stall = opts.StallTimeout; u.stall <= 0 {
-		u.stall = DefaultStallTimeout
-	}
+	u.stall = stallTimeout(opts.StallTimeout)
 	return u.run(ctx)
 }
 
@@ -379,8 +379,8 @@ func (u *uploader) discover(ctx context.Context) error {
 		return err
 	}
 	if resp.StatusCode >= 400 {
-		serr := statusError("tus OPTIONS", resp, true)
-		if serr.class.Kind.Retryable() {
+		serr := statusError(resp, true)
+		if serr.Class().Kind.Retryable() {
 			return serr
 		}
 		return nil
@@ -437,7 +437,7 @@ func (u *uploader) create(ctx context.Context) error {
 	}
 	if resp.StatusCode != http.StatusCreated {
 		if resp.StatusCode >= 400 {
-			return statusError("tus POST", resp, false)
+			return statusError(resp, false)
 		}
 		return rebound.Permanent(fmt.Errorf("transfer: tus POST: unexpected answer %s", redact.Printable(resp.Status)))
 	}
@@ -524,7 +524,7 @@ func (u *uploader) sync(ctx context.Context) error {
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone || resp.StatusCode == http.StatusForbidden:
 		return rebound.Permanent(errUploadGone)
 	case resp.StatusCode >= 400:
-		return statusError("tus HEAD", resp, true)
+		return statusError(resp, true)
 	case resp.StatusCode >= 300:
 		return rebound.Permanent(fmt.Errorf("transfer: tus HEAD: unexpected answer %s", redact.Printable(resp.Status)))
 	}
@@ -599,10 +599,10 @@ func (u *uploader) step(ctx context.Context) error {
 		resp.StatusCode == 423, // locked by a request that is dying: ask again
 		resp.StatusCode == 460: // checksum mismatch: the chunk was mangled on the way
 		u.needSync = true
-		return rebound.Transient(statusError("tus PATCH", resp, true))
+		return rebound.Transient(statusError(resp, true))
 	case resp.StatusCode >= 400:
 		u.needSync = true
-		return statusError("tus PATCH", resp, true)
+		return statusError(resp, true)
 	case resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK:
 		u.needSync = true
 		return rebound.Permanent(fmt.Errorf("transfer: tus PATCH: unexpected answer %s", redact.Printable(resp.Status)))
@@ -634,7 +634,7 @@ func (u *uploader) terminate(ctx context.Context, target string) error {
 		return err
 	}
 	if resp.StatusCode >= 400 && resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusGone {
-		return statusError("tus DELETE", resp, true)
+		return statusError(resp, true)
 	}
 	return nil
 }

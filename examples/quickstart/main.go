@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/reboundhttp"
 )
 
 func main() {
@@ -17,6 +18,10 @@ func main() {
 	if len(os.Args) > 1 {
 		url = os.Args[1]
 	}
+	// Timeouts, a stall cut and safe redirects, no retries (the Pipeline's):
+	// made once, reused by every attempt.
+	client, _ := reboundhttp.NewBaseClient(reboundhttp.Config{}) // the zero Config is valid
+
 	breaker, _ := rebound.NewBreaker(rebound.BreakerConfig{}) // 5 failures → open 60 s
 	p := rebound.Pipeline{
 		Retry:   rebound.Retry{Name: "fetch status"}, // 5 attempts, 1 s ×2 ≤ 30 s, ×[0.8, 1.2]
@@ -28,23 +33,15 @@ func main() {
 		if err != nil {
 			return 0, rebound.Permanent(err)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			return 0, err // reset, refused, timeout: transient, retried
 		}
-		resp.Body.Close()
-		if c := rebound.ClassifyStatus(resp.StatusCode, true, 0); c.Kind != rebound.KindNone {
-			return 0, &statusErr{resp.StatusCode, c} // 503 retried, 404 not
+		if err := reboundhttp.CheckResponse(resp); err != nil {
+			return 0, err // a classified *reboundhttp.StatusError: 503 retried, 404 not
 		}
+		resp.Body.Close()
 		return resp.StatusCode, nil
 	})
 	fmt.Println(code, err)
 }
-
-type statusErr struct {
-	code  int
-	class rebound.Class
-}
-
-func (e *statusErr) Error() string        { return fmt.Sprintf("HTTP %d", e.code) }
-func (e *statusErr) Class() rebound.Class { return e.class }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/reboundhttp"
 )
 
 func init() { commands = append(commands, newDemoCmd) }
@@ -59,27 +60,15 @@ type demoScale struct {
 	retryAfter                            float64 // factor applied to the server's Retry-After
 }
 
-// statusError is a response the demo's client treats as a failure; it knows
-// its class (ClassifyStatus), so the pipeline's Classify honours it.
-type statusError struct {
-	code  int
-	class rebound.Class
-}
-
-func (e *statusError) Error() string {
-	return fmt.Sprintf("HTTP %d %s", e.code, http.StatusText(e.code))
-}
-func (e *statusError) Class() rebound.Class { return e.class }
-
-// responseError turns a failed response into a classified error: nil for
-// 1xx-3xx; the Retry-After header is parsed, then scaled for the demo.
+// responseError turns a failed response into reboundhttp's classified
+// *StatusError (nil for 1xx-3xx); its Retry-After is scaled for the demo.
 func responseError(resp *http.Response, scale float64) error {
-	if resp.StatusCode < 400 {
-		return nil
+	err := reboundhttp.CheckResponse(resp)
+	var se *reboundhttp.StatusError
+	if errors.As(err, &se) {
+		se.RetryAfter = time.Duration(float64(se.RetryAfter) * scale)
 	}
-	ra, _ := rebound.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	ra = time.Duration(float64(ra) * scale)
-	return &statusError{resp.StatusCode, rebound.ClassifyStatus(resp.StatusCode, rebound.IdempotentMethod(resp.Request.Method), ra)}
+	return err
 }
 
 // demoCall is one scripted call of the demo.
@@ -298,7 +287,7 @@ func demoOne(ctx context.Context, p *demoPrinter, client *http.Client, base stri
 		p.emit(demoEvent{Event: "result", Call: n, Outcome: "ok", Message: msg})
 	default:
 		outcome = "failed"
-		ev := demoEvent{Event: "result", Call: n, Outcome: "failed", Error: err.Error(), Message: err.Error()}
+		ev := demoEvent{Event: "result", Call: n, Outcome: "failed", Error: shortErr(err), Message: shortErr(err)}
 		if re != nil {
 			ev.Reason = re.Reason
 		}
@@ -310,6 +299,11 @@ func demoOne(ctx context.Context, p *demoPrinter, client *http.Client, base stri
 // shortErr drops net/http's "Get \"url\": " prefix from an attempt's error.
 func shortErr(err error) string {
 	s := err.Error()
+	var se *reboundhttp.StatusError
+	if errors.As(err, &se) {
+		// The demo's URLs are all the same server's: the status says it.
+		s = strings.Replace(s, se.Error(), "HTTP "+se.Status, 1)
+	}
 	if i := strings.Index(s, "\": "); i >= 0 && strings.HasPrefix(s, "Get \"") {
 		return s[i+3:]
 	}

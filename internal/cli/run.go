@@ -261,7 +261,11 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	if err != nil {
 		return err
 	}
-	sum, runErr := job.Run(ctx, cfg, job.HTTPHandler(newRunClient(f), filepath.Dir(manifest)))
+	client, err := newRunClient(f)
+	if err != nil {
+		return usageErr(err)
+	}
+	sum, runErr := job.Run(ctx, cfg, job.HTTPHandler(client, filepath.Dir(manifest)))
 	p.bar.finish()
 	report(stdout, stderr, p.json, name, sum, f.quiet)
 	switch {
@@ -442,16 +446,14 @@ func hostOf(it checkpoint.Item) string {
 	return ""
 }
 
-// newRunClient is a reboundhttp client with the mission's timeouts (and a
-// body that goes silent is cut); retries, breakers and the budget are the
-// job runner's, so the client makes one attempt per call.
-func newRunClient(f *runFlags) *http.Client {
-	return reboundhttp.NewClient(reboundhttp.Config{
+// newRunClient is reboundhttp's base client with the flags' timeouts (a body
+// that goes silent is cut) and the safe redirect policy; retries, breakers
+// and the budget are the job runner's, so it makes one attempt per call.
+func newRunClient(f *runFlags) (*http.Client, error) {
+	return reboundhttp.NewBaseClient(reboundhttp.Config{
 		ConnectTimeout: f.connectTimeout, TLSHandshakeTimeout: f.connectTimeout,
-		ResponseHeaderTimeout: f.readTimeout, BodyStallTimeout: f.readTimeout,
+		ResponseHeaderTimeout: f.readTimeout, StallTimeout: f.readTimeout,
 		MaxIdleConnsPerHost: f.concurrency,
-		Retry:               rebound.Retry{MaxAttempts: 1},
-		DisableBreaker:      true, DisableBudget: true,
 	})
 }
 
