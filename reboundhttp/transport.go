@@ -246,7 +246,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		var permit rebound.Permit
 		if br != nil {
 			var err error
-			if permit, err = br.Allow(); err != nil {
+			// A retry's failure does not count again (AllowRetry): one call
+			// to one broken URL never opens its host's breaker by itself.
+			if attempt > 1 {
+				permit, err = br.AllowRetry()
+			} else {
+				permit, err = br.Allow()
+			}
+			if err != nil {
 				return err
 			}
 		}
