@@ -43,17 +43,31 @@ type Config struct {
 	// item only once the last one's outcome is durable.
 	Concurrency int
 	// MaxAttempts is the most attempts per item, across retries and restarts;
-	// 0 means 5. An item out of attempts is dead.
+	// 0 means Retry.MaxAttempts, and 5 when that is 0 too. An item out of
+	// attempts is dead. It is the one count of attempts: Retry.MaxAttempts
+	// may say the same or nothing, and a different value is a
+	// *rebound.ConfigError rather than silently overridden.
 	MaxAttempts int
 	// Retry is the in-run retry policy for each item (backoff, Retry-After
-	// cap, classifier, logger); its MaxAttempts is replaced by the item's
-	// remaining attempts, and Clock and Budget by those below.
+	// cap, classifier, logger); each run retries an item for its remaining
+	// attempts (see MaxAttempts), on Clock and within Budget below.
 	Retry rebound.Retry
-	// Breakers holds the circuit breakers; nil means a set with the default
-	// BreakerConfig (5 failures, open 60 s).
+	// Breakers and BreakerKey put the items behind circuit breakers. With
+	// neither set, no item has a breaker: a job has no job-wide breaker by
+	// default, so one failing item never holds back the others. BreakerKey
+	// picks an item's breaker (e.g. its URL's host) from Breakers, or from a
+	// set with the default BreakerConfig (5 failed items in a row, open
+	// 60 s) when Breakers is nil. Breakers without BreakerKey is one breaker
+	// for all the items: for a job that calls a single service.
+	//
+	// A breaker counts an item once, however many attempts it makes, and
+	// counts only failures that show the service failing (see
+	// rebound.BreakerConfig): a handler's plain error that no rule
+	// recognises (rebound.Class.Unknown) is retried but never opens a
+	// breaker; wrap it with rebound.Transient to make it count, as a 503
+	// or a reset connection does.
 	Breakers *rebound.BreakerSet
-	// BreakerKey picks an item's breaker (e.g. its URL's host); nil means one
-	// breaker for the whole job.
+	// BreakerKey picks an item's breaker; see Breakers.
 	BreakerKey func(checkpoint.Item) string
 	// Budget caps retries across all items; nil means the default budget
 	// (retries add at most 20% to the calls of the last 10 s).
@@ -310,12 +324,18 @@ func newRunner(cfg Config, h Handler) (*runner, error) {
 		return nil, &rebound.ConfigError{Field: "handler", Reason: "nil"}
 	case cfg.Concurrency < 0, cfg.MaxAttempts < 0, cfg.LeaseTTL < 0, cfg.Grace < 0, cfg.Timeout < 0, cfg.PollInterval < 0:
 		return nil, &rebound.ConfigError{Field: "job.Config", Reason: "negative concurrency, attempts or duration"}
+	case cfg.MaxAttempts != 0 && cfg.Retry.MaxAttempts != 0 && cfg.MaxAttempts != cfg.Retry.MaxAttempts:
+		return nil, &rebound.ConfigError{Field: "job.Config.Retry.MaxAttempts",
+			Reason: "differs from job.Config.MaxAttempts: set one (it counts an item's attempts across runs)"}
 	}
 	if err := cfg.Retry.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 8
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = cfg.Retry.MaxAttempts
 	}
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = 5
@@ -335,7 +355,7 @@ func newRunner(cfg Config, h Handler) (*runner, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = rebound.SystemClock{}
 	}
-	if cfg.Breakers == nil {
+	if cfg.Breakers == nil && cfg.BreakerKey != nil {
 		bs, err := rebound.NewBreakerSet(rebound.BreakerConfig{Clock: cfg.Clock, Logger: cfg.Logger}, 0)
 		if err != nil {
 			return nil, err
@@ -664,7 +684,10 @@ func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, 
 			userOnRetry(e)
 		}
 	}
-	br := r.cfg.Breakers.Get(key)
+	var br *rebound.Breaker
+	if r.cfg.Breakers != nil {
+		br = r.cfg.Breakers.Get(key)
+	}
 	p := rebound.Pipeline{Retry: retry, Breaker: br, Timeout: r.cfg.Timeout}
 	made := 0
 	err := p.Do(workCtx, func(ctx context.Context) error {
