@@ -19,7 +19,8 @@ import (
 )
 
 // Config sets a Run. Job and Store are required; every other zero value is
-// the documented default.
+// the documented default, and a negative number or duration is a
+// *rebound.ConfigError.
 //
 // An attempt is counted when a request may have been sent: an item refused
 // before sending (a breaker open or busy with its probe, its host throttled)
@@ -322,11 +323,12 @@ func newRunner(cfg Config, h Handler) (*runner, error) {
 		return nil, &rebound.ConfigError{Field: "job.Config.Store", Reason: "nil"}
 	case h == nil:
 		return nil, &rebound.ConfigError{Field: "handler", Reason: "nil"}
-	case cfg.Concurrency < 0, cfg.MaxAttempts < 0, cfg.LeaseTTL < 0, cfg.Grace < 0, cfg.Timeout < 0, cfg.PollInterval < 0:
-		return nil, &rebound.ConfigError{Field: "job.Config", Reason: "negative concurrency, attempts or duration"}
 	case cfg.MaxAttempts != 0 && cfg.Retry.MaxAttempts != 0 && cfg.MaxAttempts != cfg.Retry.MaxAttempts:
 		return nil, &rebound.ConfigError{Field: "job.Config.Retry.MaxAttempts",
 			Reason: "differs from job.Config.MaxAttempts: set one (it counts an item's attempts across runs)"}
+	}
+	if err := cfg.validateNegatives(); err != nil {
+		return nil, err
 	}
 	if err := cfg.Retry.Validate(); err != nil {
 		return nil, err
@@ -370,6 +372,24 @@ func newRunner(cfg Config, h Handler) (*runner, error) {
 		cfg.Budget = b
 	}
 	return &runner{cfg: cfg, h: h, clock: cfg.Clock}, nil
+}
+
+// validateNegatives names the first negative setting: none of them has a
+// meaningful "none" (a zero Timeout already means no attempt timeout).
+func (cfg *Config) validateNegatives() error {
+	for _, f := range []struct {
+		name string
+		neg  bool
+	}{
+		{"Concurrency", cfg.Concurrency < 0}, {"MaxAttempts", cfg.MaxAttempts < 0},
+		{"Timeout", cfg.Timeout < 0}, {"LeaseTTL", cfg.LeaseTTL < 0},
+		{"Grace", cfg.Grace < 0}, {"PollInterval", cfg.PollInterval < 0},
+	} {
+		if f.neg {
+			return &rebound.ConfigError{Field: "job.Config." + f.name, Reason: "negative"}
+		}
+	}
+	return nil
 }
 
 func defaultWorker() string {
