@@ -88,19 +88,26 @@ func (r *Retry) Do(ctx context.Context, fn func(context.Context) error) error {
 }
 
 // run is the attempt loop shared by Retry and Pipeline: each attempt passes
-// the breaker br (if any) and runs under its own timeout (if any); between
-// attempts, the call's state decides whether and how long to wait.
+// the breaker br (if any) and runs under its own timeout (if any). The first
+// attempt is made here, so that a call that succeeds at once sets up nothing
+// for the retries.
 func (r *Retry) run(ctx context.Context, br *Breaker, timeout time.Duration, fn func(context.Context) error) error {
 	if r.Budget != nil {
 		r.Budget.RecordCall()
 	}
-	c := retryCall{r: r, ctx: ctx, br: br}
-	for attempt := 1; ; attempt++ {
-		class, err := r.attempt(ctx, br, attempt > 1, timeout, fn)
-		if err == nil {
-			return nil
-		}
-		c.attempt, c.err, c.class = attempt, err, class
+	var class Class
+	err := r.attempt(ctx, br, false, timeout, fn, &class)
+	if err == nil {
+		return nil
+	}
+	return r.retries(ctx, br, timeout, fn, err, class)
+}
+
+// retries goes on after the first attempt failed with err of class: between
+// attempts, the call's state decides whether and how long to wait.
+func (r *Retry) retries(ctx context.Context, br *Breaker, timeout time.Duration, fn func(context.Context) error, err error, class Class) error {
+	c := retryCall{r: r, ctx: ctx, br: br, attempt: 1, err: err, class: class}
+	for {
 		wait, stop := c.plan()
 		if stop == "" {
 			stop = c.sleep(wait)
@@ -108,21 +115,26 @@ func (r *Retry) run(ctx context.Context, br *Breaker, timeout time.Duration, fn 
 		if stop != "" {
 			return c.giveUp(stop)
 		}
+		c.attempt++
+		if c.err = r.attempt(ctx, br, true, timeout, fn, &c.class); c.err == nil {
+			return nil
+		}
 	}
 }
 
 // attempt makes one attempt: it asks the breaker (a retry's failure is not
 // counted again while the breaker is closed, see AllowRetry), runs fn under
-// the timeout, and reports the outcome to the breaker. It returns the class
-// of fn's error (or of the breaker's refusal) and the error.
-func (r *Retry) attempt(ctx context.Context, br *Breaker, retry bool, timeout time.Duration, fn func(context.Context) error) (Class, error) {
+// the timeout, and reports the outcome to the breaker. It returns fn's error
+// (or the breaker's refusal), and sets *class to that error's class.
+func (r *Retry) attempt(ctx context.Context, br *Breaker, retry bool, timeout time.Duration, fn func(context.Context) error, class *Class) error {
 	var permit Permit
 	if br != nil {
 		// A closed breaker is answered here, saving the call to allow.
 		if w := br.word.Load(); State(w&3) == StateClosed {
 			permit = Permit{br, w, retry}
 		} else if p, err := br.allow(retry); err != nil {
-			return r.classify(err), err
+			*class = r.classify(err)
+			return err
 		} else {
 			permit = p
 		}
@@ -135,16 +147,16 @@ func (r *Retry) attempt(ctx context.Context, br *Breaker, retry bool, timeout ti
 	}
 	if err == nil {
 		permit.Done(nil, Class{})
-		return Class{}, nil
+		return nil
 	}
-	class := r.classify(err)
+	*class = r.classify(err)
 	if ctx.Err() != nil {
 		// The caller's context ended: this failure says nothing of the server.
 		permit.Done(err, Class{Kind: KindNone})
 	} else {
-		permit.Done(err, class)
+		permit.Done(err, *class)
 	}
-	return class, err
+	return err
 }
 
 // retryCall is the state of one call between its attempts.
@@ -189,7 +201,10 @@ func (c *retryCall) plan() (wait time.Duration, stop string) {
 	if c.class.RetryAfter > 0 {
 		wait = max(wait, min(c.class.RetryAfter, r.maxRetryAfter()))
 	}
-	now := c.clock.Now()
+	now := c.start // read again below only when something needs the time
+	if r.MaxElapsed > 0 || r.Budget != nil || (c.br != nil && c.br.State() == StateOpen) {
+		now = c.clock.Now()
+	}
 	if r.MaxElapsed > 0 && now.Sub(c.start)+wait > r.MaxElapsed {
 		return 0, reasonElapsed
 	}
