@@ -197,3 +197,17 @@ func TestRetryErrorElapsedWithoutWaits(t *testing.T) {
 		t.Fatalf("err %v: want Elapsed 0 when nothing was retried", err)
 	}
 }
+
+// The hot path stays free: a successful call through a Pipeline with a
+// closed breaker allocates nothing, also after failed calls were counted.
+func TestPipelineClosedBreakerSuccessAllocatesNothing(t *testing.T) {
+	br := rebound.MustBreaker(rebound.BreakerConfig{})
+	defer br.Stop()
+	p := rebound.Pipeline{Breaker: br, Retry: rebound.Retry{Backoff: rebound.NoDelay}}
+	ctx := context.Background()
+	ok := func(context.Context) error { return nil }
+	_ = p.Do(ctx, func(context.Context) error { return errReset })
+	if n := testing.AllocsPerRun(100, func() { _ = p.Do(ctx, ok) }); n != 0 {
+		t.Errorf("a successful call through a closed breaker allocates %v times", n)
+	}
+}
