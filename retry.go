@@ -149,13 +149,16 @@ func (r *Retry) attempt(ctx context.Context, br *Breaker, retry bool, timeout ti
 		permit.Done(nil, Class{})
 		return nil
 	}
-	*class = r.classify(err)
-	if ctx.Err() != nil {
+	c := r.classify(err)
+	switch {
+	case permit.b == nil:
+	case ctx.Err() != nil:
 		// The caller's context ended: this failure says nothing of the server.
 		permit.Done(err, Class{Kind: KindNone})
-	} else {
-		permit.Done(err, *class)
+	default:
+		permit.Done(err, c)
 	}
+	*class = c
 	return err
 }
 
