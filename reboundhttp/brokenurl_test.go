@@ -1,6 +1,7 @@
 package reboundhttp_test
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -44,5 +45,34 @@ func TestHealthyEndpointOfHostWithBrokenURL(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthy endpoint: status %d", resp.StatusCode)
+	}
+}
+
+// A host that fails every request still opens its breaker within a bounded
+// number of requests (rebound.BreakerConfig's doc): with the defaults, 5
+// calls, that is 4 × 5 attempts + the 5th call's first = 21 requests for
+// calls made one after another. The 6th call is refused unsent.
+func TestHostThatAlwaysFailsOpensItsBreaker(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	c := reboundhttp.NewClient(reboundhttp.Config{Retry: rebound.Retry{Backoff: rebound.NoDelay}})
+	calls := 0
+	for ; calls < 100; calls++ {
+		resp, err := c.Get(srv.URL)
+		if err != nil {
+			if !errors.Is(err, rebound.ErrOpen) {
+				t.Fatalf("call %d: %v", calls+1, err)
+			}
+			break
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if calls != 5 || hits.Load() != 21 {
+		t.Fatalf("refused after %d calls and %d requests, want 5 calls and 21 requests", calls, hits.Load())
 	}
 }
