@@ -51,7 +51,10 @@ type Config struct {
 	MaxAttempts int
 	// Retry is the in-run retry policy for each item (backoff, Retry-After
 	// cap, classifier, logger); each run retries an item for its remaining
-	// attempts (see MaxAttempts), on Clock and within Budget below.
+	// attempts (see MaxAttempts), on Clock and within Budget below. Its own
+	// Clock and Budget stand in for those when they are nil; set in both
+	// places (differently, for Budget) they are a *rebound.ConfigError, never
+	// silently overridden.
 	Retry rebound.Retry
 	// Breakers and BreakerKey put the items behind circuit breakers. With
 	// neither set, no item has a breaker: a job has no job-wide breaker by
@@ -329,6 +332,19 @@ func newRunner(cfg Config, h Handler) (*runner, error) {
 	}
 	if err := cfg.validateNegatives(); err != nil {
 		return nil, err
+	}
+	switch {
+	case cfg.Clock != nil && cfg.Retry.Clock != nil:
+		// Not compared: a Clock's dynamic type need not be comparable.
+		return nil, &rebound.ConfigError{Field: "job.Config.Retry.Clock", Reason: "set along with job.Config.Clock: set one"}
+	case cfg.Budget != nil && cfg.Retry.Budget != nil && cfg.Budget != cfg.Retry.Budget:
+		return nil, &rebound.ConfigError{Field: "job.Config.Retry.Budget", Reason: "differs from job.Config.Budget: set one"}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = cfg.Retry.Clock
+	}
+	if cfg.Budget == nil {
+		cfg.Budget = cfg.Retry.Budget
 	}
 	if err := cfg.Retry.Validate(); err != nil {
 		return nil, err
