@@ -35,18 +35,35 @@ func (s State) String() string {
 }
 
 // BreakerConfig sets a Breaker. Its zero value is the mission's default:
-// open after 5 consecutive failures, stay open 60 s, then let one probe
+// open after 5 consecutive failed calls, stay open 60 s, then let one probe
 // through; its success closes the breaker.
 //
-// Only transient and throttled failures count. A permanent error (a 4xx, a
-// bad certificate) is the caller's fault and shows the server is alive, so it
-// counts as a success; a call cancelled by its caller counts as nothing.
+// What counts. Only failures that show the service failing count: transient
+// and throttled ones (a refused or reset connection, a timeout, a 502, 503,
+// 504 or 429). A permanent error (a 4xx, a bad certificate) is the caller's
+// fault and shows the service is alive, so it counts as a success. A call
+// cancelled by its caller, and an error no rule recognised (Class.Unknown: a
+// plain application error), count as nothing.
+//
+// Calls, not attempts. The breaker counts a logical call's failures once: the
+// retries of one call (Retry, Pipeline, reboundhttp ask for them with
+// AllowRetry) add nothing to the count while the breaker is closed, and a
+// retry's success resets it. So one call to one broken URL, however many
+// attempts it makes, never opens the breaker by itself: FailureThreshold
+// counts distinct failed calls. A service that fails every request still
+// opens the breaker after FailureThreshold calls (5 by default): at most
+// FailureThreshold × attempts per call requests (25 with Retry's default of
+// 5 attempts; 21 for calls made one after another, since the call whose
+// first failure opens the breaker stops at once). In failure-rate mode the
+// window likewise holds a call's first failure, and its retries' successes.
+// While half-open, every attempt is a probe and a failed one opens the
+// breaker again.
 type BreakerConfig struct {
 	// Name appears in errors, logs and state-change events.
 	Name string
 
-	// FailureThreshold is the number of consecutive failures that opens the
-	// breaker in consecutive mode; 0 means 5.
+	// FailureThreshold is the number of consecutive failed calls that opens
+	// the breaker in consecutive mode; 0 means 5.
 	FailureThreshold int
 
 	// FailureRate, when above 0, selects failure-rate mode: the breaker opens
@@ -118,8 +135,9 @@ func orDefault(v, def int) int {
 // Breaker is a circuit breaker: after repeated failures it rejects calls at
 // once (ErrOpen) for a while instead of burying a failing service, then lets
 // a probe through to see whether it has recovered. Safe for concurrent use.
-// Make it with NewBreaker or MustBreaker: a zero Breaker has no settings, and
-// a Pipeline refuses it with a *ConfigError.
+// Make it with NewBreaker or MustBreaker to choose its settings; a zero
+// Breaker is ready to use with the default BreakerConfig and the system
+// clock, as a zero rate.Limiter is.
 //
 // Deciding and recording a call in the closed state takes no lock, reads no
 // clock (in consecutive mode and count-window mode) and allocates nothing; a
@@ -201,35 +219,67 @@ func (b *Breaker) State() State { return State(b.word.Load() & 3) }
 // through (BreakerConfig.OpenFor; 60 s if that was zero). A caller refused
 // while the probe is out (OpenError.Until is zero) can wait as long: by then
 // the breaker is closed, or open again with a known end.
-func (b *Breaker) OpenFor() time.Duration { return b.cfg.OpenFor }
-
-// Permit is the right to make one call, from Allow. Report its outcome with
-// Done exactly once.
-type Permit struct {
-	b    *Breaker
-	word uint64
+func (b *Breaker) OpenFor() time.Duration {
+	if b.cfg.OpenFor == 0 {
+		return 60 * time.Second // a zero Breaker
+	}
+	return b.cfg.OpenFor
 }
 
-// Allow asks to make a call. It returns an *OpenError (errors.Is ErrOpen)
-// when the breaker is open, or half-open with all its probes out.
-func (b *Breaker) Allow() (Permit, error) {
+// The settings below read a zero Breaker's zero config as the defaults, as
+// NewBreaker does; they are read on failures and transitions only.
+
+func (b *Breaker) failureThreshold() int64 { return int64(orDefault(b.cfg.FailureThreshold, 5)) }
+func (b *Breaker) halfOpenProbes() int64   { return int64(orDefault(b.cfg.HalfOpenProbes, 1)) }
+func (b *Breaker) successThreshold() int64 { return int64(orDefault(b.cfg.SuccessThreshold, 1)) }
+func (b *Breaker) clk() Clock              { return clockOr(b.clock) }
+
+// busy returns the rejection while half-open probes are all out.
+func (b *Breaker) busy() error {
+	if b.busyErr == nil { // a zero Breaker
+		return &OpenError{Name: b.cfg.Name}
+	}
+	return b.busyErr
+}
+
+// Permit is the right to make one attempt, from Allow or AllowRetry. Report
+// its outcome with Done exactly once.
+type Permit struct {
+	b     *Breaker
+	word  uint64
+	retry bool // a later attempt of a call whose failure already counted
+}
+
+// Allow asks to make a call (its first attempt). It returns an *OpenError
+// (errors.Is ErrOpen) when the breaker is open, or half-open with all its
+// probes out.
+func (b *Breaker) Allow() (Permit, error) { return b.allow(false) }
+
+// AllowRetry is Allow for a retry: a later attempt of a call whose earlier
+// attempt failed and was reported with Done. While the breaker is closed, a
+// retry's failure is not counted (the call's first failure was), so one
+// call never opens the breaker by itself; its success still resets the
+// count. While half-open, a retry is a probe like any other attempt.
+func (b *Breaker) AllowRetry() (Permit, error) { return b.allow(true) }
+
+func (b *Breaker) allow(retry bool) (Permit, error) {
 	w := b.word.Load()
 	switch State(w & 3) {
 	case StateClosed:
-		return Permit{b, w}, nil
+		return Permit{b, w, retry}, nil
 	case StateOpen:
 		return Permit{}, b.openErr.Load()
 	}
 	for {
 		n := b.probes.Load()
-		if n >= int64(b.cfg.HalfOpenProbes) {
-			return Permit{}, b.busyErr
+		if n >= b.halfOpenProbes() {
+			return Permit{}, b.busy()
 		}
 		if b.probes.CompareAndSwap(n, n+1) {
 			if b.word.Load() != w { // the period ended while we counted
-				return Permit{}, b.busyErr
+				return Permit{}, b.busy()
 			}
-			return Permit{b, w}, nil
+			return Permit{b, w, retry}, nil
 		}
 	}
 }
@@ -246,18 +296,20 @@ func (p Permit) Done(err error, c Class) {
 			b.onSuccess(p.word)
 		}
 	default:
-		b.done(p.word, err, c)
+		b.done(p.word, p.retry, err, c)
 	}
 }
 
-// done is Done for a failed call.
-func (b *Breaker) done(w uint64, err error, c Class) {
+// done is Done for a failed attempt.
+func (b *Breaker) done(w uint64, retry bool, err error, c Class) {
 	switch {
 	case c.Kind == KindPermanent && !errors.Is(err, context.Canceled):
 		b.onSuccess(w)
-	case c.Kind.Retryable():
+	case c.Kind.Retryable() && !c.Unknown && !(retry && State(w&3) == StateClosed):
 		b.onFailure(w)
-	default: // cancelled by the caller: no verdict on the server
+	case c.Kind.Retryable() && !c.Unknown:
+		// A retry's failure while closed: its call's first failure counted.
+	default: // cancelled by the caller, or unrecognised: no verdict on the server
 		if State(w&3) == StateHalfOpen && b.word.Load() == w {
 			b.probes.Add(-1)
 		}
@@ -279,7 +331,7 @@ func (b *Breaker) onSuccess(w uint64) {
 			b.consec.Store(0)
 		}
 	case StateHalfOpen:
-		if b.word.Load() == w && b.successes.Add(1) >= int64(b.cfg.SuccessThreshold) {
+		if b.word.Load() == w && b.successes.Add(1) >= b.successThreshold() {
 			b.transition(w, StateClosed)
 		}
 	}
@@ -300,7 +352,7 @@ func (b *Breaker) onFailure(w uint64) {
 			}
 			return
 		}
-		if b.consec.Add(1) >= int64(b.cfg.FailureThreshold) {
+		if b.consec.Add(1) >= b.failureThreshold() {
 			b.transition(w, StateOpen)
 		}
 	case StateHalfOpen:
@@ -319,9 +371,10 @@ func (b *Breaker) transition(from uint64, to State) {
 	next := (from>>2+1)<<2 | uint64(to)
 	switch to {
 	case StateOpen:
-		until := b.clock.Now().Add(b.cfg.OpenFor)
-		b.openErr.Store(&OpenError{Name: b.cfg.Name, Until: until, clock: b.clock})
-		b.timer = b.clock.AfterFunc(b.cfg.OpenFor, func() { b.transition(next, StateHalfOpen) })
+		clock, openFor := b.clk(), b.OpenFor()
+		until := clock.Now().Add(openFor)
+		b.openErr.Store(&OpenError{Name: b.cfg.Name, Until: until, clock: clock})
+		b.timer = clock.AfterFunc(openFor, func() { b.transition(next, StateHalfOpen) })
 	case StateHalfOpen:
 		b.probes.Store(0)
 		b.successes.Store(0)
@@ -353,7 +406,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error 
 	var p Permit
 	switch State(w & 3) {
 	case StateClosed:
-		p = Permit{b, w}
+		p = Permit{b: b, word: w}
 	case StateOpen:
 		return b.openErr.Load()
 	default:

@@ -429,14 +429,21 @@ func TestPipelineStopsOnOpenBreaker(t *testing.T) {
 	b := rebound.MustBreaker(rebound.BreakerConfig{FailureThreshold: 2, Clock: clk})
 	p := rebound.Pipeline{Breaker: b, Retry: rebound.Retry{Backoff: rebound.NoDelay, Clock: clk}}
 	calls := 0
+	// One call counts once, however many attempts it makes: the first
+	// call runs out of attempts with the breaker still closed.
 	err := p.Do(context.Background(), func(context.Context) error { calls++; return errReset })
 	var re *rebound.RetryError
-	// The second failure opens the breaker: Retry gives up at once instead
-	// of waiting for an attempt the breaker would refuse, and the error
-	// still carries the last real failure.
+	if !errors.As(err, &re) || re.Reason != "attempts exhausted" || calls != 5 || b.State() != rebound.StateClosed {
+		t.Fatalf("first call: err %v, calls %d, breaker %s: want 5 attempts with the breaker closed", err, calls, b.State())
+	}
+	// The second call's first failure opens the breaker: Retry gives up at
+	// once instead of waiting for an attempt the breaker would refuse, and
+	// the error still carries the last real failure.
+	calls = 0
+	err = p.Do(context.Background(), func(context.Context) error { calls++; return errReset })
 	if !errors.Is(err, rebound.ErrOpen) || !errors.Is(err, errReset) || !errors.As(err, &re) ||
-		calls != 2 || re.Attempts != 2 || re.Reason != "circuit open" {
-		t.Fatalf("err %v, calls %d: want 2 calls, then the open breaker ends the retries", err, calls)
+		calls != 1 || re.Attempts != 1 || re.Reason != "circuit open" {
+		t.Fatalf("second call: err %v, calls %d: want 1 call, then the open breaker ends the retries", err, calls)
 	}
 	b.Stop()
 }
@@ -475,16 +482,33 @@ func TestBreakerStaleFailureIgnored(t *testing.T) {
 	}
 }
 
-// A zero Breaker (&rebound.Breaker{} instead of NewBreaker) has no clock and
-// no threshold: a Pipeline must refuse it up front rather than open it on the
-// first failure and panic mid-call.
-func TestPipelineRefusesZeroBreaker(t *testing.T) {
-	p := rebound.Pipeline{Breaker: &rebound.Breaker{}, Retry: rebound.Retry{Backoff: rebound.NoDelay}}
+// A zero Breaker (&rebound.Breaker{} instead of NewBreaker) is the default
+// breaker, as a zero rate.Limiter is usable: it used to open on the first
+// failure and panic for want of a clock, mid-call.
+func TestZeroBreakerIsTheDefault(t *testing.T) {
+	ctx := context.Background()
+	b := &rebound.Breaker{}
+	defer b.Stop()
+	p := rebound.Pipeline{Breaker: b, Retry: rebound.Retry{Backoff: rebound.NoDelay}}
+	for i := range 4 {
+		if err := p.Do(ctx, failing); errors.Is(err, rebound.ErrOpen) || b.State() != rebound.StateClosed {
+			t.Fatalf("call %d: err %v, breaker %s: want the default threshold of 5 calls", i, err, b.State())
+		}
+	}
 	calls := 0
-	err := p.Do(context.Background(), func(context.Context) error { calls++; return errReset })
-	var ce *rebound.ConfigError
-	if !errors.As(err, &ce) || ce.Field != "Pipeline.Breaker" || calls != 0 {
-		t.Fatalf("err %v after %d calls, want a *ConfigError for Pipeline.Breaker before any call", err, calls)
+	err := p.Do(ctx, func(context.Context) error { calls++; return errReset })
+	var open *rebound.OpenError
+	if !errors.As(err, &open) || calls != 1 || b.State() != rebound.StateOpen {
+		t.Fatalf("5th call: err %v after %d attempts, breaker %s: want it open after the 5th failed call", err, calls, b.State())
+	}
+	if r := open.Remaining(); r <= 50*time.Second || r > time.Minute {
+		t.Errorf("open for %v more, want the default 60 s", r)
+	}
+	if _, err := b.Allow(); !errors.Is(err, rebound.ErrOpen) {
+		t.Errorf("Allow on the open zero Breaker: %v", err)
+	}
+	if err := b.Do(ctx, okCall); !errors.Is(err, rebound.ErrOpen) {
+		t.Errorf("Do on the open zero Breaker: %v", err)
 	}
 }
 

@@ -19,7 +19,8 @@ const (
 	// KindNone is the Kind of a nil error.
 	KindNone Kind = iota
 	// KindTransient is a momentary fault (reset connection, timeout, 502/503/504):
-	// retrying with backoff is likely to succeed, and it counts against a breaker.
+	// retrying with backoff is likely to succeed, and it counts against a
+	// breaker (unless Class.Unknown says no rule recognised it).
 	KindTransient
 	// KindThrottled is the server asking the caller to slow down (429, or 503
 	// with Retry-After): retry no sooner than Class.RetryAfter; counts against a breaker.
@@ -60,6 +61,14 @@ type Class struct {
 	// Classify draws it from a small fixed set, not from the error's text,
 	// so it is safe to group or count by.
 	Reason string
+	// Unknown reports that no rule recognised the error: Kind is only
+	// Classify's guess for an error it knows nothing of (transient, so it
+	// is retried, as every retry library does). A breaker does not count
+	// such a failure against the service: nothing shows the service failed
+	// (a plain application error, say), and one caller's bug must not shut
+	// out every other caller of a healthy host. Mark the error (Transient,
+	// Throttled) or classify it yourself to make it count.
+	Unknown bool
 }
 
 // Classifier decides the Class of a non-nil error. Classify is the default;
@@ -127,8 +136,9 @@ func Throttled(err error, d time.Duration) error {
 //     unreachable or down, ETIMEDOUT, any net.Error timeout, io.ErrUnexpectedEOF,
 //     io.EOF (a peer that hung up mid-call), net.ErrClosed, other network
 //     operation errors: transient.
-//   - anything else: transient, as in every retry library; mark your own
-//     errors with Permanent, or supply a Classifier, to say otherwise.
+//   - anything else: transient, as in every retry library, with Unknown set
+//     so that breakers do not count it; mark your own errors with Permanent
+//     or Transient, or supply a Classifier, to say otherwise.
 //
 // Classify allocates nothing.
 func Classify(err error) Class {
@@ -173,7 +183,7 @@ func Classify(err error) Class {
 	if netOp != "" {
 		return Class{Kind: KindTransient, Reason: "network " + netOp}
 	}
-	return Class{Kind: KindTransient, Reason: "error"}
+	return Class{Kind: KindTransient, Reason: "error", Unknown: true}
 }
 
 // classifyOne judges one link of an error chain, if it recognises it.

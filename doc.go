@@ -8,8 +8,31 @@
 // Every config's zero value is the documented default, taken from the
 // mission's numbers: 5 attempts, waits of 1 s doubling to at most 30 s with a
 // random factor in [0.8, 1.2], a breaker that opens after 5 consecutive
-// failures for 60 s, and a budget that lets retries add at most 20% load.
+// failed calls for 60 s, and a budget that lets retries add at most 20% load.
 //
-// Time comes from a Clock, so tests replace it with reboundtest.Clock and
-// never sleep. The package uses the standard library only.
+// A breaker counts calls, not attempts: the retries of one call add nothing
+// to its count (Breaker.AllowRetry), so one call to one broken URL never
+// opens it; a service that fails every request opens it within
+// FailureThreshold calls (see BreakerConfig).
+//
+// # Conventions
+//
+// Every package of this module follows the same rules:
+//
+//   - Zero is the default: every config field's zero value is its
+//     documented default, and a zero Breaker or Budget is ready to use.
+//   - A negative value means "none" (no timeout, no wait, no floor) only
+//     where the field's doc says so, such as Backoff.Initial and
+//     BudgetConfig.MinPerSecond; any other negative value is a
+//     *ConfigError. A negative never silently means the default.
+//   - Constructors return (T, error), the error a *ConfigError naming the
+//     field; a bad config is never a panic mid-call. MustBreaker panics by
+//     name, for package-level literals.
+//   - Time comes from one source, a field named Clock of type Clock (nil
+//     means the system clock), so tests replace it with reboundtest.Clock
+//     and never sleep.
+//   - Config structs are named Config (BreakerConfig, BudgetConfig here),
+//     constructors NewX.
+//
+// The package uses the standard library only.
 package rebound

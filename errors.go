@@ -59,9 +59,10 @@ type RetryError struct {
 	Op string
 	// Attempts is how many times the operation ran.
 	Attempts int
-	// Elapsed is the time from the first failure to giving up. The clock is
-	// read only when a wait, MaxElapsed or a Budget needs it, so retries
-	// with no wait between them report 0.
+	// Elapsed is the time, on Retry's Clock, from the end of the first
+	// failed attempt to giving up: every retry and wait, not the first
+	// attempt itself (so that a call that succeeds at once reads no clock).
+	// It is 0 when the first failure ended the call.
 	Elapsed time.Duration
 	// Class is the verdict on Last.
 	Class Class

@@ -18,15 +18,17 @@ import (
 type Pipeline struct {
 	// Retry is the retry policy; its zero value is the mission's default.
 	Retry Retry
-	// Breaker, if set, guards every attempt; make it with NewBreaker. Share
-	// it between all the pipelines that call the same service.
+	// Breaker, if set, guards every attempt (a zero Breaker has the default
+	// settings; NewBreaker chooses others). Share it between all the
+	// pipelines that call the same service.
 	Breaker *Breaker
 	// Timeout bounds each attempt (not the whole call; use the context for
 	// that); 0 means none. It costs a context and a timer per attempt.
 	Timeout time.Duration
 	// Fallback, if set, is called with the final error (not when the caller's
 	// own context ended); what it returns is what Do returns, so nil means a
-	// degraded success.
+	// degraded success. GetOr refuses a Pipeline with a Fallback: it has a
+	// fallback of its own, which returns a value.
 	Fallback func(ctx context.Context, err error) error
 }
 
@@ -34,11 +36,6 @@ type Pipeline struct {
 func (p *Pipeline) Validate() error {
 	if p.Timeout < 0 {
 		return &ConfigError{"Pipeline.Timeout", "negative"}
-	}
-	if p.Breaker != nil && p.Breaker.clock == nil {
-		// A zero Breaker has no settings: it would open on the first
-		// failure and then panic for want of a clock, mid-call.
-		return &ConfigError{"Pipeline.Breaker", "not made by NewBreaker"}
 	}
 	return p.Retry.Validate()
 }
@@ -75,7 +72,14 @@ func Get[T any](ctx context.Context, p *Pipeline, fn func(context.Context) (T, e
 
 // GetOr is Get with a fallback value: when every attempt failed (and the
 // caller's context is still live), it returns fallback(ctx, err) instead.
+// A Pipeline with its own Fallback is refused with a *ConfigError: that
+// fallback would turn the failure into a nil error with no value, and GetOr
+// would return T's zero value as if it were the answer.
 func GetOr[T any](ctx context.Context, p *Pipeline, fn func(context.Context) (T, error), fallback func(context.Context, error) (T, error)) (T, error) {
+	if p.Fallback != nil {
+		var zero T
+		return zero, &ConfigError{"Pipeline.Fallback", "set along with GetOr's fallback: use one of the two"}
+	}
 	v, err := Get(ctx, p, fn)
 	if err != nil && ctx.Err() == nil {
 		var cfg *ConfigError

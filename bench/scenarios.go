@@ -39,9 +39,11 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
-// ErrTransient is the failure every scenario uses: a plain error, which every
-// library here (rebound included) treats as retryable and as a breaker failure.
-var ErrTransient = errors.New("transient failure")
+// ErrTransient is the failure every scenario uses: an error marked transient,
+// which every library here treats as retryable and as a breaker failure (the
+// others treat any error so; rebound retries a plain error too, but its
+// breakers count only failures marked or recognised as the service's).
+var ErrTransient = rebound.Transient(errors.New("transient failure"))
 
 // A Case is one library's form of a scenario.
 type Case struct {

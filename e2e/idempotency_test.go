@@ -57,7 +57,11 @@ func (w *statusWriter) WriteHeader(code int) {
 }
 
 func (s *effectServer) handler(store idempotency.Store) http.Handler {
-	orders := idempotency.New(store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m, err := idempotency.New(store, idempotency.Config{})
+	if err != nil {
+		panic(err) // a valid config: a bug in this test
+	}
+	orders := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, "cannot read body", http.StatusBadRequest)
@@ -103,7 +107,10 @@ func TestExactlyOnceUnderLostResponses(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	store := idempotency.NewSQLStore(db, idempotency.SQLite, "")
+	store, err := idempotency.NewSQLStore(db, idempotency.SQLite, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := store.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -226,13 +233,20 @@ func TestInFlightKeyRetriedNotDead(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	store := idempotency.NewSQLStore(db, idempotency.SQLite, "")
+	store, err := idempotency.NewSQLStore(db, idempotency.SQLite, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	release := make(chan struct{})
 	var once sync.Once
 	free := func() { once.Do(func() { close(release) }) }
 	var runs, requests, replayed, conflicts atomic.Int64
-	orders := idempotency.New(store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m, err := idempotency.New(store, idempotency.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if runs.Add(1) == 1 {
 			<-release // outlive the client's read timeout
 		}

@@ -48,7 +48,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	}{
 		{"memory", func(b *testing.B) idempotency.Store { return idempotency.NewMemoryStore() }},
 		{"sqlite", func(b *testing.B) idempotency.Store {
-			return idempotency.NewSQLStore(openSQLite(b, filepath.Join(b.TempDir(), "idem.db")), idempotency.SQLite, "")
+			return newSQLStore(b, openSQLite(b, filepath.Join(b.TempDir(), "idem.db")), idempotency.SQLite, "")
 		}},
 		// synchronous=NORMAL: in WAL mode a commit no longer waits for
 		// fsync; a power cut (not a process crash) may lose the last
@@ -60,16 +60,16 @@ func BenchmarkMiddleware(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { db.Close() })
-			return idempotency.NewSQLStore(db, idempotency.SQLite, "")
+			return newSQLStore(b, db, idempotency.SQLite, "")
 		}},
 	}
 	for _, s := range stores {
 		b.Run(s.name+"/first", func(b *testing.B) {
-			h := idempotency.New(s.new(b), idempotency.Config{PruneInterval: -1}).Handler(inner)
+			h := newMiddleware(b, s.new(b), idempotency.Config{PruneInterval: -1}).Handler(inner)
 			run(b, h, func(i int) string { return `"k` + strconv.Itoa(i) + `"` })
 		})
 		b.Run(s.name+"/replay", func(b *testing.B) {
-			h := idempotency.New(s.new(b), idempotency.Config{PruneInterval: -1}).Handler(inner)
+			h := newMiddleware(b, s.new(b), idempotency.Config{PruneInterval: -1}).Handler(inner)
 			run(b, h, func(int) string { return `"same"` })
 		})
 	}

@@ -20,10 +20,13 @@ func Example() {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"order":%d}`, orders)
 	})
-	m := idempotency.New(idempotency.NewMemoryStore(), idempotency.Config{
+	m, err := idempotency.New(idempotency.NewMemoryStore(), idempotency.Config{
 		// Real servers scope keys to the authenticated client.
 		Principal: func(r *http.Request) string { return r.Header.Get("X-Client-ID") },
 	})
+	if err != nil {
+		panic(err) // a *rebound.ConfigError: a mistake in the code above
+	}
 	h := m.Handler(create)
 
 	for range 2 { // the client sends, loses the answer, and retries
@@ -43,7 +46,11 @@ func Example() {
 
 // The errors a client can get, as RFC 9457 problem details.
 func ExampleMiddleware_Handler_errors() {
-	h := idempotency.New(idempotency.NewMemoryStore(), idempotency.Config{}).Handler(
+	m, err := idempotency.New(idempotency.NewMemoryStore(), idempotency.Config{})
+	if err != nil {
+		panic(err)
+	}
+	h := m.Handler(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			io.WriteString(w, "ok")

@@ -46,7 +46,7 @@ func storeKinds() []storeKind {
 	return []storeKind{
 		{"memory", func(t *testing.T) idempotency.Store { return idempotency.NewMemoryStore() }},
 		{"sqlite", func(t *testing.T) idempotency.Store {
-			return idempotency.NewSQLStore(openSQLite(t, filepath.Join(t.TempDir(), "idem.db")), idempotency.SQLite, "")
+			return newSQLStore(t, openSQLite(t, filepath.Join(t.TempDir(), "idem.db")), idempotency.SQLite, "")
 		}},
 		{"postgres", newPostgresStore},
 	}
@@ -89,7 +89,7 @@ func newPostgresStore(t *testing.T) idempotency.Store {
 		}
 		db.Close()
 	})
-	s := idempotency.NewSQLStore(db, idempotency.Postgres, table)
+	s := newSQLStore(t, db, idempotency.Postgres, table)
 	if err := s.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -118,4 +118,24 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// newMiddleware is idempotency.New for a config the test knows is valid.
+func newMiddleware(t testing.TB, store idempotency.Store, cfg idempotency.Config) *idempotency.Middleware {
+	t.Helper()
+	m, err := idempotency.New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// newSQLStore is idempotency.NewSQLStore for arguments the test knows are valid.
+func newSQLStore(t testing.TB, db *sql.DB, dialect idempotency.Dialect, table string) *idempotency.SQLStore {
+	t.Helper()
+	s, err := idempotency.NewSQLStore(db, dialect, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -21,7 +21,7 @@ import (
 func TestMemoryStoreStaysBoundedUnderManyKeys(t *testing.T) {
 	store := &idempotency.MemoryStore{MaxRecords: 50}
 	var runs atomic.Int64
-	h := idempotency.New(store, idempotency.Config{}).Handler(counting(&runs))
+	h := newMiddleware(t, store, idempotency.Config{}).Handler(counting(&runs))
 	for i := range 1000 {
 		if rec := send(h, "POST", "/", quoted(fmt.Sprint("k", i)), "", ""); rec.Code != http.StatusCreated {
 			t.Fatalf("request %d: %d %s", i, rec.Code, rec.Body)
@@ -42,7 +42,7 @@ func TestMemoryStoreBytesBound(t *testing.T) {
 	const maxBytes = 64 << 10
 	store := &idempotency.MemoryStore{MaxBytes: maxBytes}
 	body := strings.Repeat("x", 1000)
-	h := idempotency.New(store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := newMiddleware(t, store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write([]byte(body))
 	}))
@@ -68,7 +68,7 @@ func TestMemoryStoreFullOfInFlight(t *testing.T) {
 	var runs atomic.Int64
 	started := make(chan struct{}, 3)
 	release := make(chan struct{})
-	h := idempotency.New(store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := newMiddleware(t, store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := runs.Add(1)
 		if strings.HasPrefix(r.URL.Path, "/slow") {
 			started <- struct{}{}
@@ -131,7 +131,7 @@ func TestMemoryStoreEvictsAbandonedInFlight(t *testing.T) {
 func TestMemoryStoreResponseLargerThanBound(t *testing.T) {
 	store := &idempotency.MemoryStore{MaxBytes: 4096}
 	var runs atomic.Int64
-	h := idempotency.New(store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := newMiddleware(t, store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		runs.Add(1)
 		w.Write([]byte(strings.Repeat("x", 8192)))
 	}))

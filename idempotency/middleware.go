@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/rebound-go/rebound"
 )
 
 // Defaults used where a Config field is left at its zero value.
@@ -50,7 +52,9 @@ var neverStored = map[string]bool{
 }
 
 // Config configures a Middleware. The zero value of every field means the
-// documented default.
+// documented default; a negative TTL, LockTimeout, MaxKeyLength,
+// MaxBodyBytes or MaxResponseBytes is a *rebound.ConfigError from New (none
+// of them has a safe "none"), and a negative PruneInterval turns pruning off.
 type Config struct {
 	// Methods that take part in deduplication; requests with other methods
 	// pass through untouched even if they carry a key. Nil means
@@ -73,26 +77,27 @@ type Config struct {
 	// scope among all clients, say so: set it to SharedScope.
 	Principal func(*http.Request) string
 	// TTL is how long a completed response is kept and replayed. Zero
-	// means DefaultTTL (24 h), as the draft suggests.
+	// means DefaultTTL (24 h), as the draft suggests; negative is an error.
 	TTL time.Duration
 	// LockTimeout bounds how long a key stays in flight: after it a new
 	// request with the key may run the handler again, so a crashed process
 	// cannot wedge a key forever. Keep it above the server's longest
 	// handler time (WriteTimeout): a handler that outlives it may run
-	// twice. Zero means DefaultLockTimeout (5 min).
+	// twice. Zero means DefaultLockTimeout (5 min); negative is an error.
 	LockTimeout time.Duration
 	// MaxKeyLength is the longest key accepted; zero means
-	// DefaultMaxKeyLength (255). Longer keys get 400.
+	// DefaultMaxKeyLength (255), negative is an error. Longer keys get 400.
 	MaxKeyLength int
 	// MaxBodyBytes bounds the request body that is read for the
 	// fingerprint; larger bodies get 413. Zero means DefaultMaxBodyBytes
-	// (1 MiB).
+	// (1 MiB); negative is an error.
 	MaxBodyBytes int64
 	// MaxResponseBytes bounds the response body that is stored. A larger
 	// response is still delivered in full to the first client, but not
 	// stored: the key is marked "processed, not stored" and a retry gets
 	// 409 with problem type ProblemNotStored instead of running the
-	// handler a second time. Zero means DefaultMaxResponseBytes (1 MiB).
+	// handler a second time. Zero means DefaultMaxResponseBytes (1 MiB);
+	// negative is an error.
 	MaxResponseBytes int64
 	// StoredHeaders names the response headers stored and replayed. Nil
 	// means DefaultStoredHeaders. Set-Cookie, Authorization and the other
@@ -105,8 +110,9 @@ type Config struct {
 	// that fails after its side effect must answer 2xx or 4xx, or this
 	// func must store that 5xx, or the retry repeats the effect.
 	StoreStatus func(status int) bool
-	// Now is the clock; nil means time.Now. Tests pass a fake.
-	Now func() time.Time
+	// Clock is the time source for expiry and lock timeouts; nil means the
+	// system clock. Tests pass a fake (reboundtest.Clock).
+	Clock rebound.Clock
 	// PruneInterval is how often, at most, a request also prunes expired
 	// records from the store (inline, no goroutine). Zero means
 	// DefaultPruneInterval (10 min); negative disables it (call Prune).
@@ -121,17 +127,18 @@ type Config struct {
 type Middleware struct {
 	store         Store
 	cfg           Config
+	clock         rebound.Clock
 	methods       map[string]bool
 	keep          []string
 	lastPruneNano atomic.Int64
 }
 
-// New returns a Middleware that keeps its records in store. It panics if
-// store is nil, as http.Handle does for a nil handler: a middleware that
-// cannot remember would let every retry run the handler again.
-func New(store Store, cfg Config) *Middleware {
-	if store == nil {
-		panic("idempotency: New with a nil Store")
+// New returns a Middleware that keeps its records in store, or a
+// *rebound.ConfigError when store is nil (a middleware that cannot remember
+// would let every retry run the handler again) or a field of cfg is invalid.
+func New(store Store, cfg Config) (*Middleware, error) {
+	if err := cfg.validate(store); err != nil {
+		return nil, err
 	}
 	if cfg.Methods == nil {
 		cfg.Methods = DefaultMethods
@@ -139,19 +146,19 @@ func New(store Store, cfg Config) *Middleware {
 	if cfg.Principal == nil {
 		cfg.Principal = defaultScope
 	}
-	if cfg.TTL <= 0 {
+	if cfg.TTL == 0 {
 		cfg.TTL = DefaultTTL
 	}
-	if cfg.LockTimeout <= 0 {
+	if cfg.LockTimeout == 0 {
 		cfg.LockTimeout = DefaultLockTimeout
 	}
-	if cfg.MaxKeyLength <= 0 {
+	if cfg.MaxKeyLength == 0 {
 		cfg.MaxKeyLength = DefaultMaxKeyLength
 	}
-	if cfg.MaxBodyBytes <= 0 {
+	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	if cfg.MaxResponseBytes <= 0 {
+	if cfg.MaxResponseBytes == 0 {
 		cfg.MaxResponseBytes = DefaultMaxResponseBytes
 	}
 	if cfg.StoredHeaders == nil {
@@ -160,16 +167,16 @@ func New(store Store, cfg Config) *Middleware {
 	if cfg.StoreStatus == nil {
 		cfg.StoreStatus = func(status int) bool { return status < 500 }
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	if cfg.PruneInterval == 0 {
 		cfg.PruneInterval = DefaultPruneInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Middleware{store: store, cfg: cfg, methods: make(map[string]bool)}
+	m := &Middleware{store: store, cfg: cfg, clock: cfg.Clock, methods: make(map[string]bool)}
+	if m.clock == nil {
+		m.clock = rebound.SystemClock{}
+	}
 	for _, meth := range cfg.Methods {
 		m.methods[meth] = true
 	}
@@ -179,20 +186,45 @@ func New(store Store, cfg Config) *Middleware {
 			m.keep = append(m.keep, h)
 		}
 	}
-	return m
+	return m, nil
+}
+
+// validate reports what New refuses, as a *rebound.ConfigError.
+func (c *Config) validate(store Store) error {
+	bad := func(field, reason string) error {
+		return &rebound.ConfigError{Field: "idempotency." + field, Reason: reason}
+	}
+	switch {
+	case store == nil:
+		return bad("New store", "nil")
+	case c.TTL < 0:
+		return bad("Config.TTL", "negative")
+	case c.LockTimeout < 0:
+		return bad("Config.LockTimeout", "negative")
+	case c.MaxKeyLength < 0:
+		return bad("Config.MaxKeyLength", "negative")
+	case c.MaxBodyBytes < 0:
+		return bad("Config.MaxBodyBytes", "negative")
+	case c.MaxResponseBytes < 0:
+		return bad("Config.MaxResponseBytes", "negative")
+	}
+	return nil
 }
 
 // Prune deletes expired records and timed-out in-flight records from the
 // store, using the configured clock, and returns how many it deleted.
 func (m *Middleware) Prune(ctx context.Context) (int64, error) {
-	return m.store.Prune(ctx, m.cfg.Now())
+	return m.store.Prune(ctx, m.clock.Now())
 }
 
 // Handler wraps next: it is the func(http.Handler) http.Handler that
 // routers' Use methods expect. It panics, when the server is wired rather
 // than on a request, if m was not made by New (a zero Middleware would pass
 // every request through without deduplicating it), or if next is an
-// http.TimeoutHandler.
+// http.TimeoutHandler. These are the package's only panics, kept because
+// that signature has no error to return, as http.ServeMux.Handle panics on
+// a nil handler: a wiring mistake shows at startup, never mid-request.
+// Everything a Config can get wrong is an error from New.
 //
 // http.TimeoutHandler must wrap the middleware, never sit inside it:
 // inside, its 503 at the deadline would release the key while the handler
@@ -246,7 +278,7 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		return
 	}
 	ctx := r.Context()
-	now := m.cfg.Now()
+	now := m.clock.Now()
 	m.maybePrune(ctx, now)
 	scope := m.cfg.Principal(r)
 	token := rand.Text()
@@ -383,7 +415,7 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 // ProblemNotStored instead of a replay); if even that fails the key stays
 // in flight until Config.LockTimeout, and retries get 409 meanwhile.
 func (m *Middleware) complete(ctx context.Context, scope, key, token string, resp *Response) {
-	exp := m.cfg.Now().Add(m.cfg.TTL)
+	exp := m.clock.Now().Add(m.cfg.TTL)
 	err := m.store.Complete(ctx, scope, key, token, resp, exp)
 	if err != nil && !errors.Is(err, ErrNotOwner) {
 		m.cfg.Logger.WarnContext(ctx, "idempotency: storing the response failed; trying again", "err", err)

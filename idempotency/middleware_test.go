@@ -3,16 +3,19 @@ package idempotency_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/idempotency"
 	"github.com/rebound-go/rebound/reboundtest"
 )
@@ -33,7 +36,7 @@ func counting(runs *atomic.Int64) http.Handler {
 
 func testConfig(clock *reboundtest.Clock) idempotency.Config {
 	return idempotency.Config{
-		Now:       clock.Now,
+		Clock:     clock,
 		Principal: func(r *http.Request) string { return r.Header.Get("X-User") },
 	}
 }
@@ -72,7 +75,7 @@ func TestReplay(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store idempotency.Store) {
 		var runs atomic.Int64
 		clock := newFakeClock()
-		h := idempotency.New(store, testConfig(clock)).Handler(counting(&runs))
+		h := newMiddleware(t, store, testConfig(clock)).Handler(counting(&runs))
 
 		first := send(h, "POST", "/orders?x=1", quoted("k-1"), `{"qty":2}`, "alice")
 		if first.Code != http.StatusCreated || first.Header().Get(idempotency.HeaderReplayed) != "" {
@@ -117,7 +120,7 @@ func TestSetCookieNeverStoredEvenIfConfigured(t *testing.T) {
 		var runs atomic.Int64
 		cfg := testConfig(newFakeClock())
 		cfg.StoredHeaders = []string{"Set-Cookie", "X-Debug", "Authorization"}
-		h := idempotency.New(store, cfg).Handler(counting(&runs))
+		h := newMiddleware(t, store, cfg).Handler(counting(&runs))
 		send(h, "POST", "/", quoted("k"), "", "")
 		again := send(h, "POST", "/", quoted("k"), "", "")
 		if again.Header().Get("Set-Cookie") != "" || again.Header().Get("X-Debug") != "not stored" {
@@ -129,7 +132,7 @@ func TestSetCookieNeverStoredEvenIfConfigured(t *testing.T) {
 func TestFingerprintMismatch(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store idempotency.Store) {
 		var runs atomic.Int64
-		h := idempotency.New(store, testConfig(newFakeClock())).Handler(counting(&runs))
+		h := newMiddleware(t, store, testConfig(newFakeClock())).Handler(counting(&runs))
 		send(h, "POST", "/orders", quoted("k"), "a", "")
 		for _, c := range []struct{ method, target, body string }{
 			{"POST", "/orders", "b"},
@@ -154,7 +157,7 @@ func TestFingerprintMismatch(t *testing.T) {
 func TestBadRequests(t *testing.T) {
 	store := idempotency.NewMemoryStore()
 	var runs atomic.Int64
-	h := idempotency.New(store, idempotency.Config{MaxBodyBytes: 10}).Handler(counting(&runs))
+	h := newMiddleware(t, store, idempotency.Config{MaxBodyBytes: 10}).Handler(counting(&runs))
 	cases := []struct {
 		name, method, key, body string
 		status                  int
@@ -211,7 +214,7 @@ func TestBadRequests(t *testing.T) {
 
 func TestOptionalKeyPassesThrough(t *testing.T) {
 	var runs atomic.Int64
-	h := idempotency.New(idempotency.NewMemoryStore(), idempotency.Config{Optional: true}).Handler(counting(&runs))
+	h := newMiddleware(t, idempotency.NewMemoryStore(), idempotency.Config{Optional: true}).Handler(counting(&runs))
 	send(h, "POST", "/", "", "", "")
 	send(h, "POST", "/", "", "", "")
 	if runs.Load() != 2 {
@@ -225,7 +228,7 @@ func TestExpiry(t *testing.T) {
 		clock := newFakeClock()
 		cfg := testConfig(clock)
 		cfg.PruneInterval = -1 // only the explicit Prune below
-		m := idempotency.New(store, cfg)
+		m := newMiddleware(t, store, cfg)
 		h := m.Handler(counting(&runs))
 		send(h, "POST", "/", quoted("k"), "", "")
 		clock.Advance(24*time.Hour - time.Second)
@@ -254,7 +257,7 @@ func TestLazyPrune(t *testing.T) {
 	var runs atomic.Int64
 	store := idempotency.NewMemoryStore()
 	clock := newFakeClock()
-	h := idempotency.New(store, idempotency.Config{Now: clock.Now, PruneInterval: time.Hour}).Handler(counting(&runs))
+	h := newMiddleware(t, store, idempotency.Config{Clock: clock, PruneInterval: time.Hour}).Handler(counting(&runs))
 	send(h, "POST", "/", quoted("a"), "", "")
 	send(h, "POST", "/", quoted("b"), "", "")
 	clock.Advance(25 * time.Hour)
@@ -267,7 +270,7 @@ func TestLazyPrune(t *testing.T) {
 func TestPrincipalIsolation(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store idempotency.Store) {
 		var runs atomic.Int64
-		h := idempotency.New(store, testConfig(newFakeClock())).Handler(counting(&runs))
+		h := newMiddleware(t, store, testConfig(newFakeClock())).Handler(counting(&runs))
 		a := send(h, "POST", "/", quoted("shared"), "x", "alice")
 		b := send(h, "POST", "/", quoted("shared"), "x", "bob")
 		if runs.Load() != 2 || b.Header().Get(idempotency.HeaderReplayed) != "" || b.Body.String() == a.Body.String() {
@@ -286,7 +289,7 @@ func TestPrincipalIsolation(t *testing.T) {
 func TestPanicReleasesKey(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store idempotency.Store) {
 		var runs atomic.Int64
-		h := idempotency.New(store, testConfig(newFakeClock())).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := newMiddleware(t, store, testConfig(newFakeClock())).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if runs.Add(1) == 1 {
 				panic("boom")
 			}
@@ -309,7 +312,7 @@ func TestPanicReleasesKey(t *testing.T) {
 func TestServerErrorNotStored(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store idempotency.Store) {
 		var runs atomic.Int64
-		h := idempotency.New(store, testConfig(newFakeClock())).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := newMiddleware(t, store, testConfig(newFakeClock())).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if runs.Add(1) == 1 {
 				http.Error(w, "overloaded", http.StatusServiceUnavailable)
 				return
@@ -329,12 +332,12 @@ func TestLockTimeoutFreesAbandonedKey(t *testing.T) {
 		clock := newFakeClock()
 		cfg := testConfig(clock)
 		cfg.LockTimeout = time.Minute
-		h := idempotency.New(store, cfg).Handler(counting(&runs))
+		h := newMiddleware(t, store, cfg).Handler(counting(&runs))
 		// A request holds the key and its process "dies": the handler
 		// hangs past the lock timeout.
 		blocked := make(chan struct{})
 		release := make(chan struct{})
-		hang := idempotency.New(store, cfg).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hang := newMiddleware(t, store, cfg).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			close(blocked)
 			<-release
 		}))
@@ -362,7 +365,7 @@ func TestLargeResponseNotStored(t *testing.T) {
 		big := strings.Repeat("x", 100)
 		cfg := testConfig(newFakeClock())
 		cfg.MaxResponseBytes = 64
-		h := idempotency.New(store, cfg).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := newMiddleware(t, store, cfg).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			runs.Add(1)
 			io.WriteString(w, big[:50])
 			io.WriteString(w, big[50:])
@@ -389,7 +392,7 @@ func TestConcurrentSameKey(t *testing.T) {
 		enough := make(chan struct{})
 		var once sync.Once
 		inner := counting(&runs)
-		h := idempotency.New(store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := newMiddleware(t, store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// Hold the key until some others were turned away, so the 409
 			// path is exercised for sure; then let the rest see the replay.
 			select {
@@ -464,12 +467,11 @@ func TestConcurrentSameKey(t *testing.T) {
 	})
 }
 
-// A middleware that cannot remember must not be wired in silently: New with
-// a nil Store and a zero Middleware panic when the server is set up, not on
-// a request and not by passing every request through.
+// A middleware that cannot remember must not be wired in silently: a zero
+// Middleware panics when the server is set up (Handler has no error to
+// return), not on a request and not by passing every request through.
 func TestMisuseFailsAtSetup(t *testing.T) {
 	for name, f := range map[string]func(){
-		"New(nil)":        func() { idempotency.New(nil, idempotency.Config{}) },
 		"zero Middleware": func() { (&idempotency.Middleware{}).Handler(http.NotFoundHandler()) },
 		"nil *Middleware": func() { (*idempotency.Middleware)(nil).Handler(http.NotFoundHandler()) },
 	} {
@@ -482,4 +484,47 @@ func TestMisuseFailsAtSetup(t *testing.T) {
 			f()
 		}()
 	}
+}
+
+// Constructors never panic on bad arguments: they return a
+// *rebound.ConfigError naming the field, as the core's do. A negative value
+// is refused, never silently read as the default.
+func TestConstructorsReturnConfigErrors(t *testing.T) {
+	store := idempotency.NewMemoryStore()
+	for field, cfg := range map[string]idempotency.Config{
+		"idempotency.Config.TTL":              {TTL: -1},
+		"idempotency.Config.LockTimeout":      {LockTimeout: -1},
+		"idempotency.Config.MaxKeyLength":     {MaxKeyLength: -1},
+		"idempotency.Config.MaxBodyBytes":     {MaxBodyBytes: -1},
+		"idempotency.Config.MaxResponseBytes": {MaxResponseBytes: -1},
+	} {
+		m, err := idempotency.New(store, cfg)
+		var ce *rebound.ConfigError
+		if !errors.As(err, &ce) || ce.Field != field || m != nil {
+			t.Errorf("New with %s negative: %v, %v; want a *rebound.ConfigError", field, m, err)
+		}
+	}
+	if _, err := idempotency.New(nil, idempotency.Config{}); !isConfigError(err) {
+		t.Errorf("New(nil store): %v", err)
+	}
+	if _, err := idempotency.New(store, idempotency.Config{PruneInterval: -1}); err != nil {
+		t.Errorf("a negative PruneInterval means no pruning: %v", err)
+	}
+	db := openSQLite(t, filepath.Join(t.TempDir(), "idem.db"))
+	for name, f := range map[string]func() (*idempotency.SQLStore, error){
+		"nil db":  func() (*idempotency.SQLStore, error) { return idempotency.NewSQLStore(nil, idempotency.SQLite, "") },
+		"dialect": func() (*idempotency.SQLStore, error) { return idempotency.NewSQLStore(db, idempotency.Dialect(99), "") },
+		"table name": func() (*idempotency.SQLStore, error) {
+			return idempotency.NewSQLStore(db, idempotency.SQLite, "t; DROP TABLE x")
+		},
+	} {
+		if s, err := f(); !isConfigError(err) || s != nil {
+			t.Errorf("NewSQLStore with a bad %s: %v, %v; want a *rebound.ConfigError", name, s, err)
+		}
+	}
+}
+
+func isConfigError(err error) bool {
+	var ce *rebound.ConfigError
+	return errors.As(err, &ce)
 }

@@ -50,7 +50,7 @@ func TestClientGoneHandlerReturnsImplicit200Stored(t *testing.T) {
 		var runs atomic.Int64
 		started := make(chan struct{}, 1)
 		done := make(chan struct{}, 2)
-		h := idempotency.New(store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := newMiddleware(t, store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if runs.Add(1) == 1 {
 				started <- struct{}{}
 				<-r.Context().Done() // the client went away...
@@ -96,7 +96,7 @@ func TestTimeoutHandlerOutsideMiddleware(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store idempotency.Store) {
 		var runs atomic.Int64
 		done := make(chan struct{}, 2)
-		inner := idempotency.New(store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner := newMiddleware(t, store, idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if runs.Add(1) == 1 {
 				// Outlive the TimeoutHandler: its deadline cancels this
 				// context when it answers 503, whatever the machine's speed.
@@ -143,7 +143,7 @@ func TestTimeoutHandlerOutsideMiddleware(t *testing.T) {
 // deadline while the handler runs on, and a 503 releases the key: the
 // retry would run the handler a second time. Handler refuses that wiring.
 func TestTimeoutHandlerInsideMiddlewareRefused(t *testing.T) {
-	m := idempotency.New(idempotency.NewMemoryStore(), idempotency.Config{})
+	m := newMiddleware(t, idempotency.NewMemoryStore(), idempotency.Config{})
 	defer func() {
 		r := recover()
 		if r == nil || !strings.Contains(fmt.Sprint(r), "TimeoutHandler") {
@@ -162,7 +162,7 @@ func TestTimeoutHandlerInsideMiddlewareRefused(t *testing.T) {
 func TestPanicAfterWritingKeepsKey(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store idempotency.Store) {
 		var runs atomic.Int64
-		h := idempotency.New(store, testConfig(newFakeClock())).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := newMiddleware(t, store, testConfig(newFakeClock())).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if runs.Add(1) == 1 {
 				w.WriteHeader(http.StatusCreated)
 				io.WriteString(w, `{"order":`)
@@ -192,7 +192,7 @@ func TestPanicAfterWritingKeepsKey(t *testing.T) {
 // 5xx: the key is released (the 5xx rule, Config.StoreStatus).
 func TestPanicAfter5xxReleasesKey(t *testing.T) {
 	var runs atomic.Int64
-	h := idempotency.New(idempotency.NewMemoryStore(), idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := newMiddleware(t, idempotency.NewMemoryStore(), idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if runs.Add(1) == 1 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			panic(http.ErrAbortHandler)
@@ -213,7 +213,7 @@ func TestPanicAfter5xxReleasesKey(t *testing.T) {
 // panic(http.ErrAbortHandler)): then the key is released.
 func TestHandlerGivingUpWith5xxReleasesKey(t *testing.T) {
 	var runs atomic.Int64
-	h := idempotency.New(idempotency.NewMemoryStore(), idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := newMiddleware(t, idempotency.NewMemoryStore(), idempotency.Config{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if runs.Add(1) == 1 {
 			if r.Context().Err() != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
@@ -265,7 +265,7 @@ func TestStoreFailureAfterHandlerKeepsKey(t *testing.T) {
 			var runs atomic.Int64
 			store := &failingComplete{Store: idempotency.NewMemoryStore()}
 			store.n.Store(c.failures)
-			h := idempotency.New(store, idempotency.Config{}).Handler(counting(&runs))
+			h := newMiddleware(t, store, idempotency.Config{}).Handler(counting(&runs))
 			if rec := send(h, "POST", "/", quoted("k"), "", ""); rec.Code != http.StatusCreated {
 				t.Fatalf("first: %d", rec.Code)
 			}

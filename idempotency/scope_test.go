@@ -43,7 +43,7 @@ func postAs(t *testing.T, srv *httptest.Server, key string, headers map[string]s
 func TestDefaultScopeSeparatesCredentials(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store idempotency.Store) {
 		var runs atomic.Int64
-		srv := httptest.NewServer(idempotency.New(store, idempotency.Config{}).Handler(counting(&runs)))
+		srv := httptest.NewServer(newMiddleware(t, store, idempotency.Config{}).Handler(counting(&runs)))
 		defer srv.Close()
 		defer srv.Client().CloseIdleConnections()
 
@@ -81,7 +81,7 @@ func TestDefaultScopeSeparatesCredentials(t *testing.T) {
 // still has its retries deduplicated.
 func TestDefaultScopeAnonymousStillDeduplicates(t *testing.T) {
 	var runs atomic.Int64
-	srv := httptest.NewServer(idempotency.New(idempotency.NewMemoryStore(), idempotency.Config{}).Handler(counting(&runs)))
+	srv := httptest.NewServer(newMiddleware(t, idempotency.NewMemoryStore(), idempotency.Config{}).Handler(counting(&runs)))
 	defer srv.Close()
 	defer srv.Client().CloseIdleConnections()
 	_, _, first := postAs(t, srv, "anon", nil)
@@ -93,7 +93,7 @@ func TestDefaultScopeAnonymousStillDeduplicates(t *testing.T) {
 // One scope for everyone is an explicit choice, SharedScope.
 func TestSharedScopeOptIn(t *testing.T) {
 	var runs atomic.Int64
-	srv := httptest.NewServer(idempotency.New(idempotency.NewMemoryStore(), idempotency.Config{Principal: idempotency.SharedScope}).Handler(counting(&runs)))
+	srv := httptest.NewServer(newMiddleware(t, idempotency.NewMemoryStore(), idempotency.Config{Principal: idempotency.SharedScope}).Handler(counting(&runs)))
 	defer srv.Close()
 	defer srv.Client().CloseIdleConnections()
 	postAs(t, srv, "k", map[string]string{"Authorization": "Bearer a"})
@@ -106,7 +106,7 @@ func TestSharedScopeOptIn(t *testing.T) {
 func TestDefaultScopeStoresNoCredential(t *testing.T) {
 	db := openSQLite(t, filepath.Join(t.TempDir(), "idem.db"))
 	var runs atomic.Int64
-	srv := httptest.NewServer(idempotency.New(idempotency.NewSQLStore(db, idempotency.SQLite, ""), idempotency.Config{}).Handler(counting(&runs)))
+	srv := httptest.NewServer(newMiddleware(t, newSQLStore(t, db, idempotency.SQLite, ""), idempotency.Config{}).Handler(counting(&runs)))
 	defer srv.Close()
 	defer srv.Client().CloseIdleConnections()
 	const secret = "s3cr3t-token-value"

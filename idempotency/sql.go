@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rebound-go/rebound"
 )
 
 // Dialect selects the SQL flavour of an SQLStore.
@@ -65,18 +67,20 @@ type SQLStore struct {
 }
 
 // NewSQLStore returns a store that keeps its records in table (DefaultTable
-// if empty; "schema.table" is allowed) of db. It panics if dialect is
-// unknown or table is not a plain SQL identifier: both are programming
-// errors, never client input.
-func NewSQLStore(db *sql.DB, dialect Dialect, table string) *SQLStore {
-	if dialect != SQLite && dialect != Postgres {
-		panic("idempotency: unknown SQL dialect " + strconv.Itoa(int(dialect)))
+// if empty; "schema.table" is allowed) of db, or a *rebound.ConfigError if
+// db is nil, dialect is unknown or table is not a plain SQL identifier.
+func NewSQLStore(db *sql.DB, dialect Dialect, table string) (*SQLStore, error) {
+	switch {
+	case db == nil:
+		return nil, &rebound.ConfigError{Field: "idempotency.NewSQLStore db", Reason: "nil"}
+	case dialect != SQLite && dialect != Postgres:
+		return nil, &rebound.ConfigError{Field: "idempotency.NewSQLStore dialect", Reason: "unknown: " + strconv.Itoa(int(dialect))}
 	}
 	if table == "" {
 		table = DefaultTable
 	}
 	if !tableName.MatchString(table) {
-		panic("idempotency: invalid table name " + strconv.Quote(table))
+		return nil, &rebound.ConfigError{Field: "idempotency.NewSQLStore table", Reason: "not a plain SQL identifier: " + strconv.Quote(table)}
 	}
 	s := &SQLStore{db: db, dialect: dialect, table: table}
 	cols := "fingerprint = ?, state = 1, token = ?, locked_until = ?, expires_at = ?, status = 0, header = NULL, body = NULL"
@@ -89,7 +93,7 @@ func NewSQLStore(db *sql.DB, dialect Dialect, table string) *SQLStore {
 		WHERE scope = ? AND idem_key = ? AND token = ? AND state = 1`)
 	s.qRelease = s.q(`DELETE FROM ` + table + ` WHERE scope = ? AND idem_key = ? AND token = ? AND state = 1`)
 	s.qPrune = s.q(`DELETE FROM ` + table + ` WHERE expires_at <= ? OR (state = 1 AND locked_until <= ?)`)
-	return s
+	return s, nil
 }
 
 // q rewrites ? placeholders to $n for PostgreSQL. The queries are ours and

@@ -24,8 +24,8 @@ func TestSQLiteSurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		store := idempotency.NewSQLStore(db, idempotency.SQLite, "")
-		return db, idempotency.New(store, idempotency.Config{Now: clock.Now}).Handler(counting(&runs))
+		store := newSQLStore(t, db, idempotency.SQLite, "")
+		return db, newMiddleware(t, store, idempotency.Config{Clock: clock}).Handler(counting(&runs))
 	}
 
 	db1, h1 := open()
@@ -49,8 +49,8 @@ func TestSQLiteSurvivesRestart(t *testing.T) {
 // processes would have) race for the same keys; each key is claimed once.
 func TestSQLStoreTwoHandlesOneFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "idem.db")
-	a := idempotency.NewSQLStore(openSQLite(t, path), idempotency.SQLite, "")
-	b := idempotency.NewSQLStore(openSQLite(t, path), idempotency.SQLite, "")
+	a := newSQLStore(t, openSQLite(t, path), idempotency.SQLite, "")
+	b := newSQLStore(t, openSQLite(t, path), idempotency.SQLite, "")
 	clock := newFakeClock()
 	ctx := context.Background()
 	for i := range 20 {
@@ -79,13 +79,13 @@ func TestSQLStoreTwoHandlesOneFile(t *testing.T) {
 func TestSQLStoreRejectsNewerSchema(t *testing.T) {
 	db := openSQLite(t, filepath.Join(t.TempDir(), "idem.db"))
 	ctx := context.Background()
-	if err := idempotency.NewSQLStore(db, idempotency.SQLite, "t1").Init(ctx); err != nil {
+	if err := newSQLStore(t, db, idempotency.SQLite, "t1").Init(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(`UPDATE t1_meta SET version = 99`); err != nil {
 		t.Fatal(err)
 	}
-	if err := idempotency.NewSQLStore(db, idempotency.SQLite, "t1").Init(ctx); err == nil {
+	if err := newSQLStore(t, db, idempotency.SQLite, "t1").Init(ctx); err == nil {
 		t.Fatal("a table of an unknown schema version was accepted")
 	}
 }
@@ -94,10 +94,10 @@ func TestSQLStoreRejectsNewerSchema(t *testing.T) {
 // answers 503 and does not run the handler unchecked.
 func TestStoreFailureFailsClosed(t *testing.T) {
 	db := openSQLite(t, filepath.Join(t.TempDir(), "idem.db"))
-	store := idempotency.NewSQLStore(db, idempotency.SQLite, "")
+	store := newSQLStore(t, db, idempotency.SQLite, "")
 	db.Close()
 	var runs atomic.Int64
-	h := idempotency.New(store, idempotency.Config{}).Handler(counting(&runs))
+	h := newMiddleware(t, store, idempotency.Config{}).Handler(counting(&runs))
 	rec := send(h, "POST", "/", quoted("k"), "", "")
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || runs.Load() != 0 {
 		t.Fatalf("store down: %d Retry-After=%q runs=%d", rec.Code, rec.Header().Get("Retry-After"), runs.Load())

@@ -19,7 +19,8 @@ import (
 )
 
 // Config sets a Run. Job and Store are required; every other zero value is
-// the documented default.
+// the documented default, and a negative number or duration is a
+// *rebound.ConfigError.
 //
 // An attempt is counted when a request may have been sent: an item refused
 // before sending (a breaker open or busy with its probe, its host throttled)
@@ -43,17 +44,34 @@ type Config struct {
 	// item only once the last one's outcome is durable.
 	Concurrency int
 	// MaxAttempts is the most attempts per item, across retries and restarts;
-	// 0 means 5. An item out of attempts is dead.
+	// 0 means Retry.MaxAttempts, and 5 when that is 0 too. An item out of
+	// attempts is dead. It is the one count of attempts: Retry.MaxAttempts
+	// may say the same or nothing, and a different value is a
+	// *rebound.ConfigError rather than silently overridden.
 	MaxAttempts int
 	// Retry is the in-run retry policy for each item (backoff, Retry-After
-	// cap, classifier, logger); its MaxAttempts is replaced by the item's
-	// remaining attempts, and Clock and Budget by those below.
+	// cap, classifier, logger); each run retries an item for its remaining
+	// attempts (see MaxAttempts), on Clock and within Budget below. Its own
+	// Clock and Budget stand in for those when they are nil; set in both
+	// places (differently, for Budget) they are a *rebound.ConfigError, never
+	// silently overridden.
 	Retry rebound.Retry
-	// Breakers holds the circuit breakers; nil means a set with the default
-	// BreakerConfig (5 failures, open 60 s).
+	// Breakers and BreakerKey put the items behind circuit breakers. With
+	// neither set, no item has a breaker: a job has no job-wide breaker by
+	// default, so one failing item never holds back the others. BreakerKey
+	// picks an item's breaker (e.g. its URL's host) from Breakers, or from a
+	// set with the default BreakerConfig (5 failed items in a row, open
+	// 60 s) when Breakers is nil. Breakers without BreakerKey is one breaker
+	// for all the items: for a job that calls a single service.
+	//
+	// A breaker counts an item once, however many attempts it makes, and
+	// counts only failures that show the service failing (see
+	// rebound.BreakerConfig): a handler's plain error that no rule
+	// recognises (rebound.Class.Unknown) is retried but never opens a
+	// breaker; wrap it with rebound.Transient to make it count, as a 503
+	// or a reset connection does.
 	Breakers *rebound.BreakerSet
-	// BreakerKey picks an item's breaker (e.g. its URL's host); nil means one
-	// breaker for the whole job.
+	// BreakerKey picks an item's breaker; see Breakers.
 	BreakerKey func(checkpoint.Item) string
 	// Budget caps retries across all items; nil means the default budget
 	// (retries add at most 20% to the calls of the last 10 s).
@@ -326,14 +344,34 @@ func newRunner(cfg Config, h Handler) (*runner, error) {
 		return nil, &rebound.ConfigError{Field: "job.Config.Store", Reason: "nil"}
 	case h == nil:
 		return nil, &rebound.ConfigError{Field: "handler", Reason: "nil"}
-	case cfg.Concurrency < 0, cfg.MaxAttempts < 0, cfg.LeaseTTL < 0, cfg.Grace < 0, cfg.Timeout < 0, cfg.PollInterval < 0:
-		return nil, &rebound.ConfigError{Field: "job.Config", Reason: "negative concurrency, attempts or duration"}
+	case cfg.MaxAttempts != 0 && cfg.Retry.MaxAttempts != 0 && cfg.MaxAttempts != cfg.Retry.MaxAttempts:
+		return nil, &rebound.ConfigError{Field: "job.Config.Retry.MaxAttempts",
+			Reason: "differs from job.Config.MaxAttempts: set one (it counts an item's attempts across runs)"}
+	}
+	if err := cfg.validateNegatives(); err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.Clock != nil && cfg.Retry.Clock != nil:
+		// Not compared: a Clock's dynamic type need not be comparable.
+		return nil, &rebound.ConfigError{Field: "job.Config.Retry.Clock", Reason: "set along with job.Config.Clock: set one"}
+	case cfg.Budget != nil && cfg.Retry.Budget != nil && cfg.Budget != cfg.Retry.Budget:
+		return nil, &rebound.ConfigError{Field: "job.Config.Retry.Budget", Reason: "differs from job.Config.Budget: set one"}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = cfg.Retry.Clock
+	}
+	if cfg.Budget == nil {
+		cfg.Budget = cfg.Retry.Budget
 	}
 	if err := cfg.Retry.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 8
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = cfg.Retry.MaxAttempts
 	}
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = 5
@@ -353,7 +391,7 @@ func newRunner(cfg Config, h Handler) (*runner, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = rebound.SystemClock{}
 	}
-	if cfg.Breakers == nil {
+	if cfg.Breakers == nil && cfg.BreakerKey != nil {
 		bs, err := rebound.NewBreakerSet(rebound.BreakerConfig{Clock: cfg.Clock, Logger: cfg.Logger}, 0)
 		if err != nil {
 			return nil, err
@@ -368,6 +406,24 @@ func newRunner(cfg Config, h Handler) (*runner, error) {
 		cfg.Budget = b
 	}
 	return &runner{cfg: cfg, h: h, clock: cfg.Clock}, nil
+}
+
+// validateNegatives names the first negative setting: none of them has a
+// meaningful "none" (a zero Timeout already means no attempt timeout).
+func (cfg *Config) validateNegatives() error {
+	for _, f := range []struct {
+		name string
+		neg  bool
+	}{
+		{"Concurrency", cfg.Concurrency < 0}, {"MaxAttempts", cfg.MaxAttempts < 0},
+		{"Timeout", cfg.Timeout < 0}, {"LeaseTTL", cfg.LeaseTTL < 0},
+		{"Grace", cfg.Grace < 0}, {"PollInterval", cfg.PollInterval < 0},
+	} {
+		if f.neg {
+			return &rebound.ConfigError{Field: "job.Config." + f.name, Reason: "negative"}
+		}
+	}
+	return nil
 }
 
 func defaultWorker() string {
@@ -719,7 +775,10 @@ func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, 
 			userOnRetry(e)
 		}
 	}
-	br := r.cfg.Breakers.Get(key)
+	var br *rebound.Breaker
+	if r.cfg.Breakers != nil {
+		br = r.cfg.Breakers.Get(key)
+	}
 	p := rebound.Pipeline{Retry: retry, Breaker: br, Timeout: r.cfg.Timeout}
 	made := 0
 	err := p.Do(workCtx, func(ctx context.Context) error {

@@ -276,7 +276,8 @@ func TestRunBreakerOpenDefersItems(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	h := func(ctx context.Context, task *Task) error { return errors.New("down") }
+	// Marked: a plain error that no rule recognises never opens a breaker.
+	h := func(ctx context.Context, task *Task) error { return rebound.Transient(errors.New("down")) }
 	cfg := Config{Job: "j", Store: st, Concurrency: 1, Breakers: bs, Retry: fastRetry(), MaxAttempts: 5,
 		OnEvent: func(e Event) {
 			if e.Type == EventFailed {
@@ -426,7 +427,7 @@ func TestRunWaitsForDeferredRetry(t *testing.T) {
 	var calls atomic.Int64
 	h := func(ctx context.Context, task *Task) error {
 		if calls.Add(1) == 1 {
-			return errors.New("connection reset")
+			return rebound.Transient(errors.New("connection reset"))
 		}
 		return nil
 	}

@@ -264,7 +264,11 @@ func TestUpdateLostResponseOutcomeUnknown(t *testing.T) {
 func TestUpdateLostResponseDeduplicated(t *testing.T) {
 	s := &etagStore{docs: map[string]doc{}}
 	s.put("/counter", `{"N":1}`)
-	dedup := idempotency.New(idempotency.NewMemoryStore(), idempotency.Config{Methods: []string{http.MethodPut}}).Handler(s)
+	m, err := idempotency.New(idempotency.NewMemoryStore(), idempotency.Config{Methods: []string{http.MethodPut}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dedup := m.Handler(s)
 	var puts atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPut || puts.Add(1) > 1 {

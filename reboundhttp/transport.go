@@ -239,7 +239,14 @@ func (c *call) attempt(ctx context.Context) error {
 	}
 	var permit rebound.Permit
 	if c.br != nil {
-		if permit, err = c.br.Allow(); err != nil {
+		// A retry's failure does not count again (AllowRetry): one call
+		// to one broken URL never opens its host's breaker by itself.
+		if c.n > 1 {
+			permit, err = c.br.AllowRetry()
+		} else {
+			permit, err = c.br.Allow()
+		}
+		if err != nil {
 			return err
 		}
 	}

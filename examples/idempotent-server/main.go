@@ -50,19 +50,25 @@ func run(addr, dbPath string, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	store := idempotency.NewSQLStore(db, idempotency.SQLite, "")
+	store, err := idempotency.NewSQLStore(db, idempotency.SQLite, "")
+	if err != nil {
+		return err
+	}
 	if err := store.Init(ctx); err != nil { // find a bad file now, not on the first order
 		return err
 	}
 
 	const writeTimeout = 30 * time.Second
-	m := idempotency.New(store, idempotency.Config{
+	m, err := idempotency.New(store, idempotency.Config{
 		// A real API sets Principal to return the authenticated client.
 		// This demo has no accounts: the default scopes keys by a hash of
 		// the credentials a request carries (Authorization, Cookie, ...).
 		LockTimeout: 2 * writeTimeout, // longer than any handler may run
 		Logger:      log,
 	})
+	if err != nil {
+		return err
+	}
 
 	var orders atomic.Int64
 	mux := http.NewServeMux()

@@ -99,7 +99,7 @@ func runDemo(ctx context.Context, w io.Writer, opts demoOptions) error {
 	halfOpen := make(chan struct{}, 4)
 	breaker, err := rebound.NewBreaker(rebound.BreakerConfig{
 		Name:             "demo-api",
-		FailureThreshold: 4,
+		FailureThreshold: 3, // failed calls: a call counts once, however many attempts
 		OpenFor:          sc.openFor,
 		OnStateChange: func(name string, from, to rebound.State) {
 			t.transition()
@@ -116,7 +116,7 @@ func runDemo(ctx context.Context, w io.Writer, opts demoOptions) error {
 
 	p.emit(demoEvent{Event: "start", Message: fmt.Sprintf(
 		"rebound demo: a flaky HTTP server on %s, called through a rebound.Pipeline "+
-			"(waits scaled down: backoff from %s, Retry-After x%g, breaker opens after 4 failures for %s, per-attempt timeout %s)",
+			"(waits scaled down: backoff from %s, Retry-After x%g, breaker opens after 3 failed calls for %s, per-attempt timeout %s)",
 		ts.Listener.Addr(), sc.backoff, sc.retryAfter, sc.openFor, sc.timeout)})
 	for i, c := range demoCalls {
 		if err := ctx.Err(); err != nil {

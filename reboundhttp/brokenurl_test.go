@@ -1,0 +1,78 @@
+package reboundhttp_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rebound-go/rebound"
+	"github.com/rebound-go/rebound/reboundhttp"
+)
+
+// The review's example, through the public API only: with the default
+// attempts and breaker, one GET of a broken URL used to open its host's
+// breaker, and the host's healthy endpoint was refused for 60 s. The
+// breaker counts a call once (rebound.Breaker.AllowRetry), so it is served.
+func TestHealthyEndpointOfHostWithBrokenURL(t *testing.T) {
+	var broken atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/broken" {
+			broken.Add(1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	c := client(t, reboundhttp.Config{Retry: rebound.Retry{Backoff: rebound.NoDelay}})
+
+	resp, err := c.Get(srv.URL + "/broken")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || broken.Load() != 5 {
+		t.Fatalf("broken URL: status %d after %d requests, want 503 after all 5 attempts", resp.StatusCode, broken.Load())
+	}
+	resp, err = c.Get(srv.URL + "/ok")
+	if err != nil {
+		t.Fatalf("healthy endpoint refused after the broken call gave up: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthy endpoint: status %d", resp.StatusCode)
+	}
+}
+
+// A host that fails every request still opens its breaker within a bounded
+// number of requests (rebound.BreakerConfig's doc): with the defaults, 5
+// calls, that is 4 × 5 attempts + the 5th call's first = 21 requests for
+// calls made one after another. The 6th call is refused unsent.
+func TestHostThatAlwaysFailsOpensItsBreaker(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	c := client(t, reboundhttp.Config{Retry: rebound.Retry{Backoff: rebound.NoDelay}})
+	calls := 0
+	for ; calls < 100; calls++ {
+		resp, err := c.Get(srv.URL)
+		if err != nil {
+			if !errors.Is(err, rebound.ErrOpen) {
+				t.Fatalf("call %d: %v", calls+1, err)
+			}
+			break
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if calls != 5 || hits.Load() != 21 {
+		t.Fatalf("refused after %d calls and %d requests, want 5 calls and 21 requests", calls, hits.Load())
+	}
+}
