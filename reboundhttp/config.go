@@ -87,7 +87,8 @@ type Config struct {
 	PrepareRetry func(req *http.Request, attempt int) error
 
 	// Breaker configures the circuit breaker kept for each scheme and host;
-	// its zero value opens after 5 consecutive failures for 60 s. Each breaker
+	// its zero value opens after 5 consecutive failed calls (a call's retries
+	// count once) for 60 s. Each breaker
 	// is named by its host; OnStateChange and Logger, when set, see every
 	// transition (Logger defaults to Config.Logger, Clock to Config.Clock).
 	// Ignored when BreakerFor is set.

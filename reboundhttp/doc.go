@@ -115,7 +115,8 @@
 // The zero Config is the mission's default: connect 5 s, TLS handshake 5 s,
 // response headers 30 s, body stall 30 s, 5 attempts with waits of ~1 s, 2 s,
 // 4 s, 8 s (×[0.8, 1.2], capped at 30 s), Retry-After honoured up to 5 min,
-// a breaker per host that opens after 5 consecutive failures for 60 s, and a
+// a breaker per host that opens after 5 consecutive failed calls (a call's
+// retries count once) for 60 s, and a
 // retry budget (retries add at most 20% to the calls of the last 10 s).
 // Timeouts run on real time, like context deadlines; Config.Clock drives the
 // backoff waits and the breakers, so tests replace it with reboundtest.Clock.

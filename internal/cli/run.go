@@ -101,7 +101,7 @@ once, and the state file stays consistent).`,
 	fl.DurationVar(&f.maxWait, "max-backoff", 30*time.Second, "longest wait between attempts")
 	fl.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "TCP connect and TLS handshake timeout")
 	fl.DurationVar(&f.readTimeout, "read-timeout", 30*time.Second, "timeout for the response headers of each attempt")
-	fl.IntVar(&f.breakerFailures, "breaker-failures", 5, "consecutive failures that open a host's circuit breaker")
+	fl.IntVar(&f.breakerFailures, "breaker-failures", 5, "consecutive failed items (an item's retries count once) that open a host's circuit breaker")
 	fl.DurationVar(&f.breakerOpen, "breaker-open", 60*time.Second, "how long an open breaker rejects requests before a probe")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Minute, "how long an item stays with a worker that stopped renewing it (heartbeat every third of it); with a shared state, a dead worker's items return after it")
 	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
