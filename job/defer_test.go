@@ -400,3 +400,59 @@ func TestRunOutOfAttemptsSaysWhy(t *testing.T) {
 		}
 	}
 }
+
+// Without a BreakerKey the runner cannot tell which items share a service,
+// so a long throttle puts off only the throttled item: the job's other items
+// go on (a job-wide hold would black out every healthy item).
+func TestRunThrottleWithoutKeyHoldsOnlyTheItem(t *testing.T) {
+	clock := reboundtest.NewClock(time.Time{})
+	st := memory.New(checkpoint.Config{Clock: clock})
+	throttled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "300")
+		http.Error(w, "slow down", http.StatusTooManyRequests)
+	}))
+	defer throttled.Close()
+	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer healthy.Close()
+	lines := []string{fmt.Sprintf(`{"id":"t","url":"%s/t"}`, throttled.URL)} // first: leased first
+	const healthyItems = 10
+	for i := range healthyItems {
+		lines = append(lines, fmt.Sprintf(`{"id":"h%d","url":"%s/%d"}`, i, healthy.URL, i))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := LoadManifest(ctx, st, "j", writeManifest(t, lines)); err != nil {
+		t.Fatal(err)
+	}
+	var healthyDone, healthyPutOff atomic.Int64
+	_, err := Run(ctx, Config{Job: "j", Store: st, Concurrency: 1, Retry: fastRetry(), Clock: clock, PollInterval: time.Millisecond,
+		OnEvent: func(e Event) {
+			if !strings.HasPrefix(e.ID, "h") {
+				return
+			}
+			switch e.Type {
+			case EventDone:
+				healthyDone.Add(1)
+			case EventFailed:
+				healthyPutOff.Add(1)
+			default:
+				return
+			}
+			if healthyDone.Load()+healthyPutOff.Load() == healthyItems {
+				cancel() // every healthy item has an outcome
+			}
+		}}, HTTPHandler(http.DefaultClient, ""))
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("run ended with %v, want ErrInterrupted", err)
+	}
+	if healthyDone.Load() != healthyItems || healthyPutOff.Load() != 0 {
+		t.Fatalf("%d healthy items done, %d put off; want all %d done", healthyDone.Load(), healthyPutOff.Load(), healthyItems)
+	}
+	it, err := st.Item(context.Background(), "j", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.State != checkpoint.Failed || it.Due.Before(clock.Now().Add(5*time.Minute)) {
+		t.Fatalf("throttled item: %v due in %v; want failed, due after its Retry-After", it.State, it.Due.Sub(clock.Now()))
+	}
+}

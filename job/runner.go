@@ -765,7 +765,11 @@ func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, 
 	retry.OnRetry = func(e rebound.RetryEvent) {
 		if e.Class.Kind == rebound.KindThrottled && e.Wait > maxWorkerWait {
 			task.putOff = r.clock.Now().Add(e.Wait)
-			r.holdOff(key, hold{until: task.putOff, why: "not sent: waiting out a throttle of " + orJob(key) + ": " + e.Err.Error()})
+			if key != "" {
+				// Without a BreakerKey the runner cannot tell which items
+				// share this service: only this item waits, never the job.
+				r.holdOff(key, hold{until: task.putOff, why: "not sent: waiting out a throttle of " + key + ": " + e.Err.Error()})
+			}
 			stop(errPutOff)
 			return
 		}
@@ -847,14 +851,6 @@ func (r *runner) refusedUntil(open *rebound.OpenError, br *rebound.Breaker) time
 		wait = t
 	}
 	return r.clock.Now().Add(wait)
-}
-
-// orJob names a breaker key in messages; the empty key is the whole job's.
-func orJob(key string) string {
-	if key == "" {
-		return "the job's service"
-	}
-	return key
 }
 
 // complete checkpoints an item's outcome and waits until it is durable, so
