@@ -31,7 +31,9 @@ import (
 // whose wait is longer than 2 s is not sat out in the worker, which would
 // keep it from the items of other hosts: the item is put off in the store
 // until then, and every other item of its BreakerKey is put off unsent too
-// when its turn comes, until the same time. Shorter waits, and the backoff
+// when its turn comes, until the same time (without a BreakerKey only the
+// throttled item waits: nothing tells which others share its service).
+// Shorter waits, and the backoff
 // of transient failures (bounded by the breaker), are waited out in the
 // worker.
 type Config struct {
