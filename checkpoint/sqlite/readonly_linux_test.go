@@ -11,43 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/checkpoint/sqlite"
+	"github.com/rebound-go/rebound/internal/readonly"
 )
-
-// readOnlyView returns a view of dir that this process really cannot write,
-// and the reason the kernel gives. Permission bits do not stop root (tests
-// often run as root), so root gets a read-only bind mount instead.
-func readOnlyView(t *testing.T, dir string) (view, reason string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			os.Chmod(filepath.Join(dir, e.Name()), 0o400)
-		}
-		os.Chmod(dir, 0o500)
-		t.Cleanup(func() {
-			os.Chmod(dir, 0o700)
-			for _, e := range entries {
-				os.Chmod(filepath.Join(dir, e.Name()), 0o600)
-			}
-		})
-		return dir, "permission denied"
-	}
-	view = t.TempDir()
-	if err := syscall.Mount(dir, view, "", syscall.MS_BIND, ""); err != nil {
-		t.Skipf("root without a read-only bind mount (%v): permission bits would not stop root", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(view, syscall.MNT_DETACH) })
-	if err := syscall.Mount("", view, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY, ""); err != nil {
-		t.Skipf("cannot make the bind mount read-only: %v", err)
-	}
-	return view, "read-only file system"
-}
 
 // A healthy state on a read-only file system (or without write permission)
 // is not "unusable … delete it": the error says what is wrong and that the
@@ -59,7 +29,7 @@ func TestSQLiteReadOnlyState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	view, reason := readOnlyView(t, dir)
+	view, reason := readonly.View(t, dir)
 	path := filepath.Join(view, "s.db")
 
 	_, err = sqlite.Open(path, checkpoint.Config{})
@@ -138,7 +108,7 @@ func TestSQLiteReadOnlyStateWithWAL(t *testing.T) {
 		t.Fatalf("no WAL to test with: %v %v", fi, err)
 	}
 
-	view, _ := readOnlyView(t, withShm)
+	view, _ := readonly.View(t, withShm)
 	ro, err := sqlite.Open(filepath.Join(view, "s.db"), checkpoint.Config{ReadOnly: true})
 	if err != nil {
 		t.Fatalf("read-only open with -wal and -shm: %v", err)
@@ -148,7 +118,7 @@ func TestSQLiteReadOnlyStateWithWAL(t *testing.T) {
 		t.Fatalf("Stats = %+v, %v; want the 7 items in the WAL", st, err)
 	}
 
-	view, _ = readOnlyView(t, noShm)
+	view, _ = readonly.View(t, noShm)
 	_, err = sqlite.Open(filepath.Join(view, "s.db"), checkpoint.Config{ReadOnly: true})
 	if os.Geteuid() != 0 {
 		return // the folder's permission bits alone: SQLite reads it as it may

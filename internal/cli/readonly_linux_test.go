@@ -6,39 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-)
 
-// readOnlyView returns a view of dir that this process really cannot write,
-// and the reason the kernel gives. Permission bits do not stop root, so
-// root gets a read-only bind mount instead.
-func readOnlyView(t *testing.T, dir string) (view, reason string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			os.Chmod(filepath.Join(dir, e.Name()), 0o400)
-		}
-		os.Chmod(dir, 0o500)
-		t.Cleanup(func() {
-			os.Chmod(dir, 0o700)
-			for _, e := range entries {
-				os.Chmod(filepath.Join(dir, e.Name()), 0o600)
-			}
-		})
-		return dir, "permission denied"
-	}
-	view = t.TempDir()
-	if err := syscall.Mount(dir, view, "", syscall.MS_BIND, ""); err != nil {
-		t.Skipf("root without a read-only bind mount (%v): permission bits would not stop root", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(view, syscall.MNT_DETACH) })
-	if err := syscall.Mount("", view, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY, ""); err != nil {
-		t.Skipf("cannot make the bind mount read-only: %v", err)
-	}
-	return view, "read-only file system"
-}
+	"github.com/rebound-go/rebound/internal/readonly"
+)
 
 // A healthy state on a read-only file system: run refuses it saying what
 // is wrong, never "delete it"; status shows it, opened read-only.
@@ -53,7 +24,7 @@ func TestReadOnlyState(t *testing.T) {
 	if code, _, errOut := cliRun("run", m, "--quiet"); code != ExitFailed {
 		t.Fatalf("first run: exit %d, want 1 (one dead item): %s", code, errOut)
 	}
-	view, reason := readOnlyView(t, filepath.Join(dir, ".rebound"))
+	view, reason := readonly.View(t, filepath.Join(dir, ".rebound"))
 	state := filepath.Join(view, "m.db")
 
 	code, _, errOut := cliRun("run", m, "--quiet", "--retry-dead", "--state", state)
