@@ -22,14 +22,10 @@ var commitRetry = rebound.Retry{
 	Classify:    classify,
 }
 
-// opWeight is what an operation counts toward Config.MaxBatch: its results,
-// plus one for the hand-over.
-func opWeight(op pgOp) int { return len(op.results) + 1 }
-
 // groupCommit is the committer's Commit: it writes one batch, retrying
 // while the connection fails (commitRetry). An error that persists makes
 // the store unusable, so it says so.
-func (s *Store) groupCommit(batch []pgOp) error {
+func (s *Store) groupCommit(batch []spi.Op) error {
 	err := commitRetry.Do(context.Background(), func(ctx context.Context) error {
 		// A connection that went silent (no reset) must not stall
 		// every writer: bound each attempt.
@@ -94,7 +90,7 @@ WHERE i.job = (SELECT id FROM jobs WHERE name = $2) AND i.id = u.id AND
 // row, so a write to an item already in a statement starts the next
 // statement. One statement (the usual case) is atomic on its own and costs
 // one round trip; several go in one transaction.
-func (s *Store) commit(ctx context.Context, batch []pgOp) error {
+func (s *Store) commit(ctx context.Context, batch []spi.Op) error {
 	var chunks []*updateCols
 	cur := map[string]*updateCols{} // job -> its open statement
 	chunk := func(job, id string) *updateCols {
@@ -110,7 +106,7 @@ func (s *Store) commit(ctx context.Context, batch []pgOp) error {
 		return u
 	}
 	for _, op := range batch {
-		for _, r := range op.results {
+		for _, r := range op.Results {
 			if r.Lease == 0 {
 				continue // never leased: no lease token can hold it
 			}
@@ -127,7 +123,7 @@ func (s *Store) commit(ctx context.Context, batch []pgOp) error {
 			}
 			chunk(r.Job, r.ID).add(r.ID, r.Lease, r.State, r.Attempts, cleanText(spi.CutErr(r.Err)), cleanText(r.ErrKind), nextAt, true, r.Progress != nil, prog)
 		}
-		if p := op.prog; p != nil {
+		if p := op.Prog; p != nil {
 			chunk(p.Job, p.ID).add(p.ID, p.Lease, 0, 0, "", "", 0, false, true, p.Data)
 		}
 	}

@@ -92,7 +92,7 @@ type Store struct {
 	schema string
 	opts   checkpoint.Config
 
-	gc *groupcommit.Committer[pgOp] // Complete and SaveProgress; sticky error
+	gc *groupcommit.Committer[spi.Op] // Complete and SaveProgress; sticky error
 }
 
 var (
@@ -100,12 +100,6 @@ var (
 	_ checkpoint.JobLocker    = (*Store)(nil)
 	_ checkpoint.WorkerLister = (*Store)(nil)
 )
-
-// pgOp is one hand-over to the committer: results or a progress record.
-type pgOp struct {
-	results []checkpoint.Result
-	prog    *groupcommit.ProgressOp
-}
 
 // IsDSN reports whether s names a PostgreSQL database (postgres:// or
 // postgresql:// URL) rather than a file.
@@ -154,9 +148,9 @@ func Open(ctx context.Context, dsn string, opts checkpoint.Config) (*Store, erro
 		pool.Close()
 		return nil, err
 	}
-	s.gc = groupcommit.New(groupcommit.Config[pgOp]{
+	s.gc = groupcommit.New(groupcommit.Config[spi.Op]{
 		Commit:    s.groupCommit,
-		Weight:    opWeight,
+		Weight:    spi.Weight,
 		MaxBatch:  opts.MaxBatch,
 		QueueSize: opts.QueueSize,
 		ErrClosed: checkpoint.ErrClosed,
@@ -568,27 +562,20 @@ func (s *Store) jobID(ctx context.Context, job string) (int64, error) {
 // Complete implements checkpoint.Store. It copies results; the caller may
 // reuse them.
 func (s *Store) Complete(ctx context.Context, results []checkpoint.Result) error {
-	for _, r := range results {
-		if err := spi.ValidateResult(r); err != nil {
-			return err
-		}
+	op, ok, err := spi.CompleteOp(results)
+	if !ok {
+		return err
 	}
-	if len(results) == 0 {
-		return nil
-	}
-	return s.gc.Send(ctx, pgOp{results: append([]checkpoint.Result(nil), results...)})
+	return s.gc.Send(ctx, op)
 }
 
 // SaveProgress implements checkpoint.Store.
 func (s *Store) SaveProgress(ctx context.Context, job, id string, lease int64, p checkpoint.Progress) error {
-	if err := spi.ValidateProgress(p); err != nil {
-		return err
-	}
-	op, err := groupcommit.NewProgressOp(job, id, lease, p)
+	op, err := spi.ProgressOp(job, id, lease, p)
 	if err != nil {
 		return err
 	}
-	return s.gc.Send(ctx, pgOp{prog: op})
+	return s.gc.Send(ctx, op)
 }
 
 // Flush implements checkpoint.Store.

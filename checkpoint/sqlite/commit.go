@@ -13,55 +13,38 @@ import (
 	"github.com/rebound-go/rebound/checkpoint/internal/spi"
 )
 
-// sqlOp is one hand-over to the committer: results or a progress record.
-type sqlOp struct {
-	results []checkpoint.Result
-	prog    *groupcommit.ProgressOp
-}
-
 // Complete implements checkpoint.Store. It copies results; the caller may reuse them.
 func (s *Store) Complete(ctx context.Context, results []checkpoint.Result) error {
-	for _, r := range results {
-		if err := spi.ValidateResult(r); err != nil {
-			return err
-		}
+	op, ok, err := spi.CompleteOp(results)
+	if !ok {
+		return err
 	}
-	if len(results) == 0 {
-		return nil
-	}
-	return s.gc.Send(ctx, sqlOp{results: append([]checkpoint.Result(nil), results...)})
+	return s.gc.Send(ctx, op)
 }
 
 // SaveProgress implements checkpoint.Store.
 func (s *Store) SaveProgress(ctx context.Context, job, id string, lease int64, p checkpoint.Progress) error {
-	if err := spi.ValidateProgress(p); err != nil {
-		return err
-	}
-	op, err := groupcommit.NewProgressOp(job, id, lease, p)
+	op, err := spi.ProgressOp(job, id, lease, p)
 	if err != nil {
 		return err
 	}
-	return s.gc.Send(ctx, sqlOp{prog: op})
+	return s.gc.Send(ctx, op)
 }
 
 // Flush implements checkpoint.Store.
 func (s *Store) Flush(ctx context.Context) error { return s.gc.Flush(ctx) }
 
-// opWeight is what an operation counts toward Config.MaxBatch: its results,
-// plus one for the hand-over.
-func opWeight(op sqlOp) int { return len(op.results) + 1 }
-
 // groupCommit is the committer's Commit: it writes one batch in one
 // transaction (an empty batch, of flushes only, commits an empty one).
 // Its error makes the store unusable, so it says so.
-func (s *Store) groupCommit(batch []sqlOp) error {
+func (s *Store) groupCommit(batch []spi.Op) error {
 	if err := s.commit(batch); err != nil {
 		return fmt.Errorf("checkpoint: %s: group commit failed, its results are lost and the store is unusable (reopen it): %w", s.path, err)
 	}
 	return nil
 }
 
-func (s *Store) commit(batch []sqlOp) error {
+func (s *Store) commit(batch []spi.Op) error {
 	ctx := context.Background()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -73,7 +56,7 @@ func (s *Store) commit(batch []sqlOp) error {
 	now := s.now()
 	nowN := now.UnixNano()
 	for _, op := range batch {
-		for _, r := range op.results {
+		for _, r := range op.Results {
 			if r.Lease == 0 {
 				continue // never leased: no lease token can hold it
 			}
@@ -101,7 +84,7 @@ func (s *Store) commit(batch []sqlOp) error {
 				return err
 			}
 		}
-		if p := op.prog; p != nil {
+		if p := op.Prog; p != nil {
 			jid, err := s.jobID(ctx, tx, p.Job)
 			if errors.Is(err, checkpoint.ErrNoJob) {
 				continue

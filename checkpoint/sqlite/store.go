@@ -59,7 +59,7 @@ type Store struct {
 	// version 1 opened read-only (it has no such column and cannot get it).
 	uidCol string
 
-	gc *groupcommit.Committer[sqlOp] // Complete and SaveProgress; sticky error
+	gc *groupcommit.Committer[spi.Op] // Complete and SaveProgress; sticky error
 
 	run runLock
 }
@@ -106,9 +106,9 @@ func Open(path string, cfg checkpoint.Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.gc = groupcommit.New(groupcommit.Config[sqlOp]{
+	s.gc = groupcommit.New(groupcommit.Config[spi.Op]{
 		Commit:    s.groupCommit,
-		Weight:    opWeight,
+		Weight:    spi.Weight,
 		MaxBatch:  cfg.MaxBatch,
 		QueueSize: cfg.QueueSize,
 		ErrClosed: checkpoint.ErrClosed,
