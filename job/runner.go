@@ -818,9 +818,13 @@ func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, 
 		// Before the interrupt test: an item the breaker refused waits for
 		// it whether or not the run goes on. Not a failure of the item:
 		// it will be tried again.
+		// One text per host (the refusal's "next probe in" would make
+		// every item's differ), so a status display counts them as one.
 		res.State, res.NextAt, res.ErrKind = checkpoint.Failed, r.refusedUntil(open, br), rebound.KindTransient.String()
+		res.Err = redact.Text(breakerReason(key))
 	case context.Cause(workCtx) == errPutOff:
 		res.State, res.NextAt = checkpoint.Failed, task.putOff
+		res.Err = ReasonThrottled + ": " + res.Err
 	case workCtx.Err() != nil || runCtx.Err() != nil:
 		res.State, res.Err = checkpoint.Failed, "interrupted: "+res.Err
 	case errors.Is(err, rebound.ErrBudgetExhausted):
