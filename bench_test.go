@@ -71,7 +71,7 @@ func BenchmarkBreakerOpenReject(b *testing.B) {
 	// Open long enough for the whole benchmark (the first period is 1 s by default).
 	br := rebound.MustBreaker(rebound.BreakerConfig{FailureThreshold: 1, FirstOpenFor: time.Minute})
 	ctx := context.Background()
-	_ = br.Do(ctx, func(context.Context) error { return errFlaky })
+	_ = br.Do(ctx, func(context.Context) error { return rebound.Transient(errFlaky) }) // a plain error would not count
 	if br.State() != rebound.StateOpen {
 		b.Fatal("breaker not open")
 	}
