@@ -30,7 +30,10 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show a job's progress: counts per state, throughput, common errors, dead items",
 		Long: `status reads a job's state file and shows how far it got: items per state,
 attempts, throughput, the most common errors, and the dead items with their
-reasons. Give the manifest (as for 'rebound run'), or --state and --job.
+reasons. Items that wait to be tried again are counted as deferred, by
+reason: their host's circuit breaker is open, their host throttled (asked
+callers to wait), or after a failure; they are never dead. Give the manifest
+(as for 'rebound run'), or --state and --job.
 With a shared PostgreSQL state it also lists every worker: its live leases,
 the items it finished and its rate.`,
 		Example: `  rebound status users.jsonl
