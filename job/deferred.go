@@ -20,8 +20,10 @@ const (
 
 // Defer groups, as DeferGroup returns them.
 const (
+	// GroupBreakerOpen: the item's host's circuit breaker refused it.
 	GroupBreakerOpen = "breaker open"
-	GroupThrottled   = "throttled"
+	// GroupThrottled: the item's host asked callers to wait.
+	GroupThrottled = "throttled"
 )
 
 // DeferGroup says why an item that the store keeps as Failed waits, from its

@@ -63,8 +63,9 @@ type Config struct {
 	// default, so one failing item never holds back the others. BreakerKey
 	// picks an item's breaker (e.g. its URL's host) from Breakers, or from a
 	// set with the default BreakerConfig (5 failed items in a row, open
-	// 1 s, growing to 60 s while probes fail) when Breakers is nil. Breakers without BreakerKey is one breaker
-	// for all the items: for a job that calls a single service.
+	// 1 s, growing to 60 s while probes fail) when Breakers is nil.
+	// Breakers without BreakerKey is one breaker for all the items: for a
+	// job that calls a single service.
 	//
 	// A breaker counts an item once, however many attempts it makes, and
 	// counts only failures that show the service failing (see
