@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -173,6 +176,9 @@ type deferredCounts struct {
 	BreakerOpen int64 `json:"breaker_open"`  // their host's circuit breaker is open
 	Throttled   int64 `json:"throttled"`     // their host asked callers to wait
 	Other       int64 `json:"after_failure"` // a backoff after a failure, the retry budget, an interrupted run
+	// BreakerHosts counts the items of BreakerOpen per host, where the
+	// reason names it.
+	BreakerHosts map[string]int64 `json:"breaker_open_hosts,omitempty"`
 }
 
 // groupDeferred counts the failed items by job.DeferGroup from the error
@@ -185,6 +191,12 @@ func groupDeferred(failed int64, all []checkpoint.ErrorCount, n int) (deferredCo
 		switch job.DeferGroup(e.Kind, e.Err) {
 		case job.GroupBreakerOpen:
 			d.BreakerOpen += e.Count
+			if host := breakerHost(e.Err); host != "" {
+				if d.BreakerHosts == nil {
+					d.BreakerHosts = map[string]int64{}
+				}
+				d.BreakerHosts[host] += e.Count
+			}
 		case job.GroupThrottled:
 			d.Throttled += e.Count
 		default:
@@ -197,6 +209,21 @@ func groupDeferred(failed int64, all []checkpoint.ErrorCount, n int) (deferredCo
 	// is going on: never show a negative count.
 	d.Other = max(failed-d.BreakerOpen-d.Throttled, 0)
 	return d, top
+}
+
+// breakerHost is the host a breaker-open reason names: "deferred: circuit
+// breaker open for HOST", or an earlier version's "circuit breaker HOST
+// open: …"; "" when it names none.
+func breakerHost(reason string) string {
+	if h, ok := strings.CutPrefix(reason, job.ReasonBreakerOpen+" for "); ok {
+		return redact.Printable(h)
+	}
+	if rest, ok := strings.CutPrefix(reason, "circuit breaker "); ok {
+		if h, _, ok := strings.Cut(rest, " "); ok && h != "open:" && h != "half-open:" {
+			return redact.Printable(h)
+		}
+	}
+	return ""
 }
 
 // writeJSON prints status --json: one indented object.
@@ -261,6 +288,9 @@ func (r *statusReport) writeText(out io.Writer) {
 			if g.n > 0 {
 				fmt.Fprintf(tw, "%s\t%d\n", g.name, g.n)
 			}
+			if g.name == "  breaker open" {
+				writeHosts(tw, d.BreakerHosts, 5)
+			}
 		}
 	}
 	fmt.Fprintf(tw, "dead\t%d\n", s.Dead)
@@ -289,6 +319,23 @@ func (r *statusReport) writeText(out io.Writer) {
 		for _, d := range r.dead {
 			fmt.Fprintf(out, "  %s  after %d attempt(s): %s\n", redact.Printable(d.ID), d.Attempts, redact.Text(d.Err))
 		}
+	}
+}
+
+// writeHosts writes the n hosts with the most items, most first.
+func writeHosts(w io.Writer, hosts map[string]int64, n int) {
+	keys := slices.SortedFunc(maps.Keys(hosts), func(a, b string) int {
+		if c := cmp.Compare(hosts[b], hosts[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	for i, h := range keys {
+		if i == n {
+			fmt.Fprintf(w, "      (%d more hosts)\t\n", len(keys)-n)
+			break
+		}
+		fmt.Fprintf(w, "      %s\t%d\n", h, hosts[h])
 	}
 }
 

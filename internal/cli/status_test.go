@@ -82,7 +82,9 @@ func TestStatusGroupsDeferredItems(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("status: exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"deferred, will retry  12", "  breaker open        7", "  throttled           3", "  after a failure     2", "dead                  1"} {
+	for _, want := range []string{"deferred, will retry     12", "  breaker open           7",
+		"      https://a.example  4", "      https://b.example  2", "      https://c.example  1",
+		"  throttled              3", "  after a failure        2", "dead                     1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
@@ -95,14 +97,15 @@ func TestStatusGroupsDeferredItems(t *testing.T) {
 	code, out, _ = cliRun("status", "--state", path, "--job", "j", "--json")
 	var v struct {
 		Failed    int64            `json:"failed"`
-		Deferred  map[string]int64 `json:"deferred"`
+		Deferred  deferredCounts   `json:"deferred"`
 		TopErrors []map[string]any `json:"top_errors"`
 		DeadItems []map[string]any `json:"dead_items"`
 	}
 	if err := json.Unmarshal([]byte(out), &v); code != ExitOK || err != nil {
 		t.Fatalf("status --json: exit %d, %v: %s", code, err, out)
 	}
-	if v.Failed != 12 || v.Deferred["breaker_open"] != 7 || v.Deferred["throttled"] != 3 || v.Deferred["after_failure"] != 2 {
+	if v.Failed != 12 || v.Deferred.BreakerOpen != 7 || v.Deferred.Throttled != 3 || v.Deferred.Other != 2 ||
+		fmt.Sprint(v.Deferred.BreakerHosts) != "map[https://a.example:4 https://b.example:2 https://c.example:1]" {
 		t.Errorf("status --json: failed %d, deferred %v; want 12 = 7 breaker open + 3 throttled + 2 after a failure", v.Failed, v.Deferred)
 	}
 	for _, e := range v.TopErrors {
@@ -112,5 +115,20 @@ func TestStatusGroupsDeferredItems(t *testing.T) {
 	}
 	if len(v.DeadItems) != 1 {
 		t.Errorf("dead items %v, want the one 429 that ran out of attempts", v.DeadItems)
+	}
+}
+
+func TestBreakerHost(t *testing.T) {
+	for reason, want := range map[string]string{
+		"deferred: circuit breaker open for https://a.example":           "https://a.example",
+		"deferred: circuit breaker open":                                 "",
+		"circuit breaker https://b.example open: next probe in 41.2s":    "https://b.example",
+		"circuit breaker https://b.example half-open: probe in progress": "https://b.example",
+		"circuit breaker open: next probe in 1s":                         "",
+		"circuit breaker half-open: probe in progress":                   "",
+	} {
+		if got := breakerHost(reason); got != want {
+			t.Errorf("breakerHost(%q) = %q, want %q", reason, got, want)
+		}
 	}
 }
