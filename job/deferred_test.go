@@ -67,3 +67,33 @@ func TestDeferredReasonsGroup(t *testing.T) {
 		}
 	}
 }
+
+// A failed probe does not make its item the next probe too: due a poll
+// after the items the breaker refused unsent, it leaves the next probe to
+// them, so probing a down host every few seconds spreads over the items
+// instead of using up the first one's attempts.
+func TestFailedProbeLeavesTheNextProbeToAnotherItem(t *testing.T) {
+	clock := reboundtest.NewClock(time.Time{})
+	ctx := context.Background()
+	st := memory.New(checkpoint.Config{Clock: clock})
+	bs := tripped(t, clock, "h")
+	h := func(ctx context.Context, t *Task) error { return rebound.Transient(errors.New("503")) }
+	r, err := newRunner(Config{Job: "j", Store: st, Clock: clock, Breakers: bs, PollInterval: time.Second,
+		BreakerKey: func(checkpoint.Item) string { return "h" }}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute) // half-open: the next item is the probe
+	probe, unsent := r.runItem(ctx, func(error) {}, ctx, checkpoint.Item{ID: "1", Attempts: 1}, "h")
+	if unsent || probe.State != checkpoint.Failed || probe.Attempts != 1 {
+		t.Fatalf("probe: unsent %v, %v after %d attempts", unsent, probe.State, probe.Attempts)
+	}
+	other, unsent := r.runItem(ctx, func(error) {}, ctx, checkpoint.Item{ID: "2", Attempts: 1}, "h")
+	if !unsent || other.State != checkpoint.Failed {
+		t.Fatalf("refused item: unsent %v, %v", unsent, other.State)
+	}
+	until := bs.Get("h").NextProbe()
+	if !other.NextAt.Equal(until) || !probe.NextAt.Equal(until.Add(time.Second)) {
+		t.Errorf("refused item due %v, failed probe due %v; want the probe time %v and a poll after it", other.NextAt, probe.NextAt, until)
+	}
+}

@@ -823,6 +823,15 @@ func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, 
 		// every item's differ), so a status display counts them as one.
 		res.State, res.NextAt, res.ErrKind = checkpoint.Failed, r.refusedUntil(open, br), rebound.KindTransient.String()
 		res.Err = redact.Text(breakerReason(key))
+		if made > 0 {
+			// Sent, and refused after: its failure opened the breaker,
+			// or it was the probe that failed. Due a poll after the
+			// host's other items, it leaves the next probe to one of
+			// them: probing a down host every few seconds must not spend
+			// the attempts of one item (the first added, which the store
+			// would hand out first every time).
+			res.NextAt = res.NextAt.Add(r.cfg.PollInterval)
+		}
 	case context.Cause(workCtx) == errPutOff:
 		res.State, res.NextAt = checkpoint.Failed, task.putOff
 		res.Err = ReasonThrottled + ": " + res.Err
