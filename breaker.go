@@ -109,8 +109,8 @@ type BreakerConfig struct {
 	// 1 (1: every open period lasts FirstOpenFor).
 	OpenGrowth float64
 	// HalfOpenProbes is how many calls a half-open breaker lets through at
-	// once; 0 means 1. The first probe to succeed SuccessThreshold times
-	// closes the breaker; any probe that fails opens it again.
+	// once; 0 means 1. SuccessThreshold successful probes close the
+	// breaker; any probe that fails opens it again, for a longer period.
 	HalfOpenProbes int
 	// SuccessThreshold is how many probe successes close the breaker; 0 means 1.
 	SuccessThreshold int
