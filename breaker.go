@@ -40,8 +40,8 @@ func (s State) String() string {
 // 1.2 times as long (1 s, 1.2 s, 1.44 s, ... up to 60 s).
 //
 // What counts. Only failures that show the service failing count: transient
-// ones (a refused or reset connection, a timeout, a 502, 503 or 504 without
-// Retry-After). A throttled answer (a 429, a 503 with Retry-After, an error
+// ones (a refused or reset connection, a timeout, a 502, a 504, a 503
+// without Retry-After). A throttled answer (a 429, a 503 with Retry-After, an error
 // marked Throttled) is a request to slow down from a service that is up, not
 // a sign that it is failing: it never opens the breaker, nor resets its
 // count (pacing, and Retry's wait for the Retry-After, answer it instead).
