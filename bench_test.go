@@ -68,9 +68,10 @@ func BenchmarkBreakerClosed(b *testing.B) {
 }
 
 func BenchmarkBreakerOpenReject(b *testing.B) {
-	br := rebound.MustBreaker(rebound.BreakerConfig{FailureThreshold: 1})
+	// Open long enough for the whole benchmark (the first period is 1 s by default).
+	br := rebound.MustBreaker(rebound.BreakerConfig{FailureThreshold: 1, FirstOpenFor: time.Minute})
 	ctx := context.Background()
-	_ = br.Do(ctx, func(context.Context) error { return errFlaky })
+	_ = br.Do(ctx, func(context.Context) error { return rebound.Transient(errFlaky) }) // a plain error would not count
 	if br.State() != rebound.StateOpen {
 		b.Fatal("breaker not open")
 	}

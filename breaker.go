@@ -35,15 +35,31 @@ func (s State) String() string {
 }
 
 // BreakerConfig sets a Breaker. Its zero value is the mission's default:
-// open after 5 consecutive failed calls, stay open 60 s, then let one probe
-// through; its success closes the breaker.
+// open after 5 consecutive failed calls, first for 1 s, then let one probe
+// through; its success closes the breaker, its failure opens it again for
+// 1.2 times as long (1 s, 1.2 s, 1.44 s, ... up to 60 s).
 //
 // What counts. Only failures that show the service failing count: transient
-// and throttled ones (a refused or reset connection, a timeout, a 502, 503,
-// 504 or 429). A permanent error (a 4xx, a bad certificate) is the caller's
-// fault and shows the service is alive, so it counts as a success. A call
-// cancelled by its caller, and an error no rule recognised (Class.Unknown: a
-// plain application error), count as nothing.
+// ones (a refused or reset connection, a timeout, a 502, a 504, a 503
+// without Retry-After). A throttled answer (a 429, a 503 with Retry-After, an error
+// marked Throttled) is a request to slow down from a service that is up, not
+// a sign that it is failing: it never opens the breaker, nor resets its
+// count (pacing, and Retry's wait for the Retry-After, answer it instead).
+// A permanent error (a 4xx, a bad certificate) is the caller's fault and
+// shows the service is alive, so it counts as a success. A call cancelled by
+// its caller, and an error no rule recognised (Class.Unknown: a plain
+// application error), count as nothing. While half-open, a probe that ends
+// throttled, cancelled or unrecognised decides nothing: its place goes to
+// the next caller.
+//
+// Open periods. The first opening lasts FirstOpenFor (1 s), short enough
+// that calls flow again soon after a brief outage ends. Each probe that
+// fails opens the breaker again for OpenGrowth (1.2) times the last period,
+// up to OpenFor (60 s), so a service that stays down is probed less and
+// less often; a close starts over from FirstOpenFor. With the defaults a
+// breaker is probed 8 times in the first 20 s of an outage and lets calls
+// through again at most about 5 s after an outage of 20 s ends (the next
+// period is 1 s plus 0.2 times the outage so far).
 //
 // Calls, not attempts. The breaker counts a logical call's failures once: the
 // retries of one call (Retry, Pipeline, reboundhttp ask for them with
@@ -80,10 +96,21 @@ type BreakerConfig struct {
 	// 0 means 10. With a count window it must not exceed WindowCalls.
 	MinCalls int
 
-	// OpenFor is how long the breaker stays open; 0 means 60 s.
+	// OpenFor is the longest the breaker stays open before it lets a probe
+	// through (the open period after many failed probes); 0 means 60 s.
 	OpenFor time.Duration
+	// FirstOpenFor is how long the breaker stays open when it opens from
+	// closed; 0 means 1 s, or OpenFor when that is shorter. Set it to
+	// OpenFor for a fixed open period. Larger than OpenFor is a
+	// *ConfigError.
+	FirstOpenFor time.Duration
+	// OpenGrowth multiplies the open period each time a probe fails and the
+	// breaker opens again, up to OpenFor; 0 means 1.2. It must be at least
+	// 1 (1: every open period lasts FirstOpenFor).
+	OpenGrowth float64
 	// HalfOpenProbes is how many calls a half-open breaker lets through at
-	// once; 0 means 1.
+	// once; 0 means 1. SuccessThreshold successful probes close the
+	// breaker; any probe that fails opens it again, for a longer period.
 	HalfOpenProbes int
 	// SuccessThreshold is how many probe successes close the breaker; 0 means 1.
 	SuccessThreshold int
@@ -110,6 +137,13 @@ func (c *BreakerConfig) validate() error {
 		return &ConfigError{"BreakerConfig.MinCalls", "negative"}
 	case c.OpenFor < 0:
 		return &ConfigError{"BreakerConfig.OpenFor", "negative"}
+	case c.FirstOpenFor < 0:
+		return &ConfigError{"BreakerConfig.FirstOpenFor", "negative"}
+	case c.FirstOpenFor > 0 && c.OpenFor > 0 && c.FirstOpenFor > c.OpenFor,
+		c.FirstOpenFor > defaultOpenFor && c.OpenFor == 0:
+		return &ConfigError{"BreakerConfig.FirstOpenFor", "longer than OpenFor, the longest open period"}
+	case c.OpenGrowth != 0 && !(c.OpenGrowth >= 1) || math.IsInf(c.OpenGrowth, 0):
+		return &ConfigError{"BreakerConfig.OpenGrowth", "must be at least 1 (and finite), or 0 for the default 1.2"}
 	case c.HalfOpenProbes < 0:
 		return &ConfigError{"BreakerConfig.HalfOpenProbes", "negative"}
 	case c.SuccessThreshold < 0:
@@ -123,6 +157,13 @@ func (c *BreakerConfig) validate() error {
 	}
 	return nil
 }
+
+// The open periods' defaults (see BreakerConfig).
+const (
+	defaultOpenFor      = 60 * time.Second
+	defaultFirstOpenFor = time.Second
+	defaultOpenGrowth   = 1.2
+)
 
 // orDefault returns v, or def when v is zero.
 func orDefault(v, def int) int {
@@ -143,14 +184,17 @@ func orDefault(v, def int) int {
 // clock (in consecutive mode and count-window mode) and allocates nothing; a
 // rejection is two atomic loads. State changes take a mutex, and the end of the
 // open period is a timer (Clock.AfterFunc), so rejecting needs no clock either.
-// A generation number in the state word drops the verdicts of calls that
-// began before a state change.
+// The length of the next open period is worked out when the breaker opens
+// (see BreakerConfig's open periods); nothing runs in between. A generation
+// number in the state word drops the verdicts of calls that began before a
+// state change.
 type Breaker struct {
 	word   atomic.Uint64 // state in the low 2 bits, generation above
 	consec atomic.Int64  // consecutive failures (consecutive mode)
 	_      [48]byte      // the hot words above on their own cache line
 
 	probes    atomic.Int64 // probes admitted in this half-open period
+	period    atomic.Int64 // the current (or last) open period, ns; 0 before the first opening
 	successes atomic.Int64 // probe successes in this half-open period
 	openErr   atomic.Pointer[OpenError]
 	busyErr   *OpenError // rejection while half-open probes are all out
@@ -172,7 +216,13 @@ func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
 		cfg.FailureThreshold = 5
 	}
 	if cfg.OpenFor == 0 {
-		cfg.OpenFor = 60 * time.Second
+		cfg.OpenFor = defaultOpenFor
+	}
+	if cfg.FirstOpenFor == 0 {
+		cfg.FirstOpenFor = min(defaultFirstOpenFor, cfg.OpenFor)
+	}
+	if cfg.OpenGrowth == 0 {
+		cfg.OpenGrowth = defaultOpenGrowth
 	}
 	if cfg.HalfOpenProbes == 0 {
 		cfg.HalfOpenProbes = 1
@@ -215,15 +265,31 @@ func (b *Breaker) Name() string { return b.cfg.Name }
 // State returns the current state.
 func (b *Breaker) State() State { return State(b.word.Load() & 3) }
 
-// OpenFor returns how long the breaker stays open before it lets a probe
-// through (BreakerConfig.OpenFor; 60 s if that was zero). A caller refused
-// while the probe is out (OpenError.Until is zero) can wait as long: by then
-// the breaker is closed, or open again with a known end.
+// OpenFor returns the breaker's current open period: while open, how long
+// this open period lasts; while half-open, the period that just ended; while
+// closed, the period the next opening would last (BreakerConfig.FirstOpenFor).
+// A caller refused while the probe is out (OpenError.Until is zero) can wait
+// as long: by then the breaker is closed, or open again with a known end.
+// It is never more than BreakerConfig.OpenFor, the longest period.
 func (b *Breaker) OpenFor() time.Duration {
-	if b.cfg.OpenFor == 0 {
-		return 60 * time.Second // a zero Breaker
+	if b.State() != StateClosed {
+		if p := b.period.Load(); p > 0 {
+			return time.Duration(p)
+		}
 	}
-	return b.cfg.OpenFor
+	return b.firstOpenFor()
+}
+
+// NextProbe returns when an open breaker lets its next probe through (the
+// end of its open period, on its Clock); zero when it is not open.
+func (b *Breaker) NextProbe() time.Time {
+	if b.State() != StateOpen {
+		return time.Time{}
+	}
+	if e := b.openErr.Load(); e != nil { // stored before the state word
+		return e.Until
+	}
+	return time.Time{}
 }
 
 // The settings below read a zero Breaker's zero config as the defaults, as
@@ -233,6 +299,39 @@ func (b *Breaker) failureThreshold() int64 { return int64(orDefault(b.cfg.Failur
 func (b *Breaker) halfOpenProbes() int64   { return int64(orDefault(b.cfg.HalfOpenProbes, 1)) }
 func (b *Breaker) successThreshold() int64 { return int64(orDefault(b.cfg.SuccessThreshold, 1)) }
 func (b *Breaker) clk() Clock              { return clockOr(b.clock) }
+
+func (b *Breaker) maxOpenFor() time.Duration {
+	if b.cfg.OpenFor == 0 {
+		return defaultOpenFor
+	}
+	return b.cfg.OpenFor
+}
+
+func (b *Breaker) firstOpenFor() time.Duration {
+	if b.cfg.FirstOpenFor == 0 {
+		return min(defaultFirstOpenFor, b.maxOpenFor())
+	}
+	return b.cfg.FirstOpenFor
+}
+
+// nextOpenFor is the length of an open period that begins now, from the
+// state the breaker leaves: the first period from closed, the last one
+// grown by OpenGrowth (up to OpenFor) after a failed probe. Called under mu.
+func (b *Breaker) nextOpenFor(from State) time.Duration {
+	last := time.Duration(b.period.Load())
+	if from != StateHalfOpen || last <= 0 {
+		return b.firstOpenFor()
+	}
+	growth := b.cfg.OpenGrowth
+	if growth == 0 {
+		growth = defaultOpenGrowth
+	}
+	longest := b.maxOpenFor()
+	if next := float64(last) * growth; next < float64(longest) {
+		return max(time.Duration(next), last)
+	}
+	return max(longest, last)
+}
 
 // busy returns the rejection while half-open probes are all out.
 func (b *Breaker) busy() error {
@@ -305,6 +404,13 @@ func (b *Breaker) done(w uint64, retry bool, err error, c Class) {
 	switch {
 	case c.Kind == KindPermanent && !errors.Is(err, context.Canceled):
 		b.onSuccess(w)
+	case c.Kind == KindThrottled:
+		// A request to slow down from a service that is up: no verdict
+		// either way (see BreakerConfig). A probe's place goes to the next
+		// caller.
+		if State(w&3) == StateHalfOpen && b.word.Load() == w {
+			b.probes.Add(-1)
+		}
 	case c.Kind.Retryable() && !c.Unknown && !(retry && State(w&3) == StateClosed):
 		b.onFailure(w)
 	case c.Kind.Retryable() && !c.Unknown:
@@ -371,7 +477,8 @@ func (b *Breaker) transition(from uint64, to State) {
 	next := (from>>2+1)<<2 | uint64(to)
 	switch to {
 	case StateOpen:
-		clock, openFor := b.clk(), b.OpenFor()
+		clock, openFor := b.clk(), b.nextOpenFor(State(from&3))
+		b.period.Store(int64(openFor))
 		until := clock.Now().Add(openFor)
 		b.openErr.Store(&OpenError{Name: b.cfg.Name, Until: until, clock: clock})
 		b.timer = clock.AfterFunc(openFor, func() { b.transition(next, StateHalfOpen) })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,7 +43,9 @@ func okCall(context.Context) error  { return nil }
 func TestBreakerConsecutiveStateMachine(t *testing.T) {
 	clk := reboundtest.NewClock(time.Time{})
 	rec := &recorder{}
-	b, err := rebound.NewBreaker(rebound.BreakerConfig{Name: "api", Clock: clk, OnStateChange: rec.on})
+	// A fixed open period of 60 s: the growth has tests of its own.
+	b, err := rebound.NewBreaker(rebound.BreakerConfig{Name: "api", Clock: clk, OnStateChange: rec.on,
+		FirstOpenFor: time.Minute, OpenGrowth: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,6 +273,13 @@ func TestBreakerConfigErrors(t *testing.T) {
 		"window time":     {WindowTime: -1},
 		"min calls":       {MinCalls: -1},
 		"open for":        {OpenFor: -1},
+		"first open for":  {FirstOpenFor: -1},
+		"first > max":     {FirstOpenFor: 2 * time.Second, OpenFor: time.Second},
+		"first > default": {FirstOpenFor: 2 * time.Minute},
+		"growth < 1":      {OpenGrowth: 0.5},
+		"growth negative": {OpenGrowth: -2},
+		"growth inf":      {OpenGrowth: math.Inf(1)},
+		"growth nan":      {OpenGrowth: math.NaN()},
 		"probes":          {HalfOpenProbes: -1},
 		"success > probe": {SuccessThreshold: 2},
 		// A count window smaller than MinCalls never lets the rate count:
@@ -501,8 +511,8 @@ func TestZeroBreakerIsTheDefault(t *testing.T) {
 	if !errors.As(err, &open) || calls != 1 || b.State() != rebound.StateOpen {
 		t.Fatalf("5th call: err %v after %d attempts, breaker %s: want it open after the 5th failed call", err, calls, b.State())
 	}
-	if r := open.Remaining(); r <= 50*time.Second || r > time.Minute {
-		t.Errorf("open for %v more, want the default 60 s", r)
+	if r := open.Remaining(); r <= 500*time.Millisecond || r > time.Second {
+		t.Errorf("open for %v more, want the default first period of 1 s", r)
 	}
 	if _, err := b.Allow(); !errors.Is(err, rebound.ErrOpen) {
 		t.Errorf("Allow on the open zero Breaker: %v", err)
@@ -513,11 +523,262 @@ func TestZeroBreakerIsTheDefault(t *testing.T) {
 }
 
 // TestBreakerOpenFor: callers refused while a probe is out wait OpenFor, so
-// it must report the default when the config left it zero.
+// a closed breaker must report the period its next opening would last: the
+// default first period when the config left it zero, never the longest.
 func TestBreakerOpenFor(t *testing.T) {
-	for _, tc := range []struct{ set, want time.Duration }{{0, time.Minute}, {5 * time.Second, 5 * time.Second}} {
-		if got := rebound.MustBreaker(rebound.BreakerConfig{OpenFor: tc.set}).OpenFor(); got != tc.want {
-			t.Errorf("OpenFor with BreakerConfig.OpenFor %v = %v, want %v", tc.set, got, tc.want)
+	for _, tc := range []struct{ max, first, want time.Duration }{
+		{0, 0, time.Second},
+		{5 * time.Second, 0, time.Second},
+		{500 * time.Millisecond, 0, 500 * time.Millisecond}, // the default first period, capped
+		{5 * time.Second, 5 * time.Second, 5 * time.Second},
+		{0, 3 * time.Second, 3 * time.Second},
+	} {
+		b := rebound.MustBreaker(rebound.BreakerConfig{OpenFor: tc.max, FirstOpenFor: tc.first})
+		if got := b.OpenFor(); got != tc.want {
+			t.Errorf("OpenFor with BreakerConfig.OpenFor %v, FirstOpenFor %v = %v, want %v", tc.max, tc.first, got, tc.want)
 		}
+	}
+}
+
+// tripOpen fails calls until b opens.
+func tripOpen(t *testing.T, b *rebound.Breaker) {
+	t.Helper()
+	for i := 0; b.State() == rebound.StateClosed; i++ {
+		if i > 100 {
+			t.Fatal("the breaker never opened")
+		}
+		_ = b.Do(context.Background(), failing)
+	}
+}
+
+// openPeriod is how long b, open now, stays open: its refusal's Remaining,
+// which must agree with OpenFor and NextProbe.
+func openPeriod(t *testing.T, b *rebound.Breaker, clk *reboundtest.Clock) time.Duration {
+	t.Helper()
+	_, err := b.Allow()
+	var oe *rebound.OpenError
+	if !errors.As(err, &oe) {
+		t.Fatalf("state %s, Allow: %v; want an open breaker", b.State(), err)
+	}
+	if b.OpenFor() != oe.Remaining() || !b.NextProbe().Equal(oe.Until) || !oe.Until.Equal(clk.Now().Add(oe.Remaining())) {
+		t.Fatalf("OpenFor %v, NextProbe %v, refusal until %v (in %v)", b.OpenFor(), b.NextProbe(), oe.Until, oe.Remaining())
+	}
+	return oe.Remaining()
+}
+
+// The open period starts at FirstOpenFor, grows by OpenGrowth with every
+// failed probe up to OpenFor, and starts over after a close.
+func TestBreakerOpenPeriodsGrow(t *testing.T) {
+	clk := reboundtest.NewClock(time.Time{})
+	ctx := context.Background()
+	b := rebound.MustBreaker(rebound.BreakerConfig{Clock: clk, FirstOpenFor: time.Second, OpenGrowth: 2, OpenFor: 10 * time.Second})
+	defer b.Stop()
+	if !b.NextProbe().IsZero() {
+		t.Errorf("closed breaker: NextProbe %v, want zero", b.NextProbe())
+	}
+	tripOpen(t, b)
+	var got []time.Duration
+	for range 6 {
+		d := openPeriod(t, b, clk)
+		got = append(got, d)
+		clk.Advance(d - time.Millisecond)
+		if b.State() != rebound.StateOpen {
+			t.Fatalf("half-open %v early", time.Millisecond)
+		}
+		clk.Advance(time.Millisecond)
+		if b.State() != rebound.StateHalfOpen || !b.NextProbe().IsZero() || b.OpenFor() != d {
+			t.Fatalf("after the period: %s, NextProbe %v, OpenFor %v (want half-open, zero, %v)", b.State(), b.NextProbe(), b.OpenFor(), d)
+		}
+		_ = b.Do(ctx, failing) // the probe fails
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("open periods %v, want %v", got, want)
+	}
+	// A successful probe closes the breaker and resets the growth.
+	clk.Advance(10 * time.Second)
+	if err := b.Do(ctx, okCall); err != nil || b.State() != rebound.StateClosed {
+		t.Fatalf("probe: %v, state %s", err, b.State())
+	}
+	if b.OpenFor() != time.Second {
+		t.Errorf("closed: OpenFor %v, want the first period again", b.OpenFor())
+	}
+	tripOpen(t, b)
+	if d := openPeriod(t, b, clk); d != time.Second {
+		t.Errorf("after a close the breaker opened for %v, want the first period, 1 s", d)
+	}
+}
+
+// With the defaults: 1 s, then 1.2 times as long per failed probe, up to
+// 60 s; during a 20 s outage a breaker that keeps probing sees the end
+// within 5 s, and probes at most 10 times.
+func TestBreakerDefaultOpenPeriods(t *testing.T) {
+	clk := reboundtest.NewClock(time.Time{})
+	ctx := context.Background()
+	b := rebound.MustBreaker(rebound.BreakerConfig{Clock: clk})
+	defer b.Stop()
+	tripOpen(t, b)
+	var (
+		elapsed, longest time.Duration
+		probes           int
+		periods          []time.Duration
+	)
+	for range 40 {
+		d := openPeriod(t, b, clk)
+		periods = append(periods, d)
+		if d < longest {
+			t.Fatalf("periods shrank: %v", periods)
+		}
+		longest = d
+		if elapsed < 20*time.Second {
+			if end := elapsed + d; end > 20*time.Second && end-20*time.Second > 5*time.Second {
+				t.Errorf("an outage ending at 20 s is seen at %v, more than 5 s later", end)
+			}
+		}
+		clk.Advance(d)
+		elapsed += d
+		if elapsed <= 20*time.Second {
+			probes++
+		}
+		_ = b.Do(ctx, failing)
+	}
+	if periods[0] != time.Second || periods[1] != 1200*time.Millisecond || longest != time.Minute {
+		t.Errorf("periods %v: want 1s, 1.2s, ... up to 1m", periods)
+	}
+	if probes > 10 {
+		t.Errorf("%d probes in the first 20 s of an outage, want at most 10", probes)
+	}
+}
+
+// A service that recovers is called again at the end of the current open
+// period, not the longest one.
+func TestBreakerRecoversAfterTheCurrentPeriod(t *testing.T) {
+	clk := reboundtest.NewClock(time.Time{})
+	ctx := context.Background()
+	b := rebound.MustBreaker(rebound.BreakerConfig{Clock: clk, OpenFor: time.Hour})
+	defer b.Stop()
+	tripOpen(t, b)
+	clk.Advance(time.Second)
+	_ = b.Do(ctx, failing) // still down
+	clk.Advance(1200 * time.Millisecond)
+	if err := b.Do(ctx, okCall); err != nil || b.State() != rebound.StateClosed {
+		t.Fatalf("2.2 s after opening, the probe: %v, state %s; want closed", err, b.State())
+	}
+	for i := range 100 {
+		if err := b.Do(ctx, okCall); err != nil {
+			t.Fatalf("call %d after recovery: %v", i, err)
+		}
+	}
+}
+
+// Several probes may be out at once; the first success closes the breaker,
+// any failure reopens it with the next, longer period.
+func TestBreakerHalfOpenProbes(t *testing.T) {
+	clk := reboundtest.NewClock(time.Time{})
+	b := rebound.MustBreaker(rebound.BreakerConfig{Clock: clk, HalfOpenProbes: 3, OpenGrowth: 2})
+	defer b.Stop()
+	tripOpen(t, b)
+	clk.Advance(time.Second)
+	var ps []rebound.Permit
+	for i := range 3 {
+		p, err := b.Allow()
+		if err != nil {
+			t.Fatalf("probe %d refused: %v", i, err)
+		}
+		ps = append(ps, p)
+	}
+	if _, err := b.Allow(); !errors.Is(err, rebound.ErrOpen) {
+		t.Fatalf("a 4th probe: %v, want refused", err)
+	}
+	ps[0].Done(errReset, rebound.Classify(errReset))
+	if d := openPeriod(t, b, clk); d != 2*time.Second {
+		t.Fatalf("reopened for %v, want 2s", d)
+	}
+	ps[1].Done(nil, rebound.Class{}) // a late verdict from the earlier period
+	if b.State() != rebound.StateOpen {
+		t.Fatalf("a success from the earlier half-open period changed the state to %s", b.State())
+	}
+	clk.Advance(2 * time.Second)
+	p, _ := b.Allow()
+	p.Done(nil, rebound.Class{})
+	if b.State() != rebound.StateClosed {
+		t.Fatalf("state %s after a successful probe, want closed", b.State())
+	}
+}
+
+// Throttled answers (429, 503 with Retry-After, Throttled) ask the caller to
+// slow down: however many, they never open the breaker, nor hide failures
+// that do.
+func TestBreakerThrottledNeverOpens(t *testing.T) {
+	clk := reboundtest.NewClock(time.Time{})
+	ctx := context.Background()
+	b := rebound.MustBreaker(rebound.BreakerConfig{Clock: clk})
+	defer b.Stop()
+	throttled := []error{
+		rebound.Throttled(errors.New("slow down"), time.Second),
+		rebound.Throttled(errors.New("slow down"), 0),
+	}
+	for i := range 1000 {
+		_ = b.Do(ctx, func(context.Context) error { return throttled[i%2] })
+		p, err := b.Allow()
+		if err != nil {
+			t.Fatalf("call %d refused after only throttled answers: %v", i, err)
+		}
+		for _, c := range []rebound.Class{rebound.ClassifyStatus(429, true, 0), rebound.ClassifyStatus(503, false, time.Second)} {
+			p.Done(errors.New("throttled"), c)
+			if p, err = b.AllowRetry(); err != nil {
+				t.Fatalf("retry refused: %v", err)
+			}
+		}
+		p.Done(errors.New("throttled"), rebound.ClassifyStatus(429, false, time.Second))
+	}
+	if b.State() != rebound.StateClosed {
+		t.Fatalf("state %s after only throttled answers", b.State())
+	}
+	// Throttled answers between failures do not reset the count: 5
+	// failed calls (a 503 without Retry-After) still open it.
+	for i := range 5 {
+		p, err := b.Allow()
+		if err != nil {
+			t.Fatalf("call %d refused: %v", i, err)
+		}
+		p.Done(errors.New("503"), rebound.ClassifyStatus(503, true, 0))
+		if i < 4 {
+			p, _ = b.Allow()
+			p.Done(errors.New("429"), rebound.ClassifyStatus(429, true, 0))
+		}
+	}
+	if b.State() != rebound.StateOpen {
+		t.Fatalf("state %s after 5 failed calls among throttled ones, want open", b.State())
+	}
+	// A throttled probe decides nothing: the next caller probes.
+	clk.Advance(time.Second)
+	p, err := b.Allow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Done(errors.New("429"), rebound.ClassifyStatus(429, true, 0))
+	if b.State() != rebound.StateHalfOpen {
+		t.Fatalf("state %s after a throttled probe, want still half-open", b.State())
+	}
+	if p, err = b.Allow(); err != nil {
+		t.Fatalf("next probe refused after a throttled one: %v", err)
+	}
+	p.Done(nil, rebound.Class{})
+	if b.State() != rebound.StateClosed {
+		t.Fatalf("state %s, want closed", b.State())
+	}
+}
+
+// The same in failure-rate mode: throttled calls are not in the window.
+func TestBreakerThrottledNotInRateWindow(t *testing.T) {
+	b := rebound.MustBreaker(rebound.BreakerConfig{Clock: reboundtest.NewClock(time.Time{}), FailureRate: 0.5, WindowCalls: 10})
+	defer b.Stop()
+	for i := range 200 {
+		p, err := b.Allow()
+		if err != nil {
+			t.Fatalf("call %d refused: %v", i, err)
+		}
+		p.Done(errors.New("429"), rebound.ClassifyStatus(429, true, 0))
 	}
 }

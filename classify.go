@@ -23,7 +23,8 @@ const (
 	// breaker (unless Class.Unknown says no rule recognised it).
 	KindTransient
 	// KindThrottled is the server asking the caller to slow down (429, or 503
-	// with Retry-After): retry no sooner than Class.RetryAfter; counts against a breaker.
+	// with Retry-After): retry no sooner than Class.RetryAfter. It never
+	// counts against a breaker: the service is up, and busy.
 	KindThrottled
 	// KindPermanent is a fault that retrying cannot fix (400, 401, 403, 404, a bad
 	// certificate, a cancelled context): stop at once. It never trips a breaker,

@@ -8,7 +8,10 @@
 // Every config's zero value is the documented default, taken from the
 // mission's numbers: 5 attempts, waits of 1 s doubling to at most 30 s with a
 // random factor in [0.8, 1.2], a breaker that opens after 5 consecutive
-// failed calls for 60 s, and a budget that lets retries add at most 20% load.
+// failed calls, first for 1 s, then for 1.2 times as long after each failed
+// probe up to 60 s, and a budget that lets retries add at most 20% load.
+// Throttling (a 429, a 503 with Retry-After) slows the retries down and never
+// opens a breaker.
 //
 // A breaker counts calls, not attempts: the retries of one call add nothing
 // to its count (Breaker.AllowRetry), so one call to one broken URL never

@@ -105,12 +105,19 @@ func ExampleBreaker() {
 	err := b.Do(ctx, fail)
 	fmt.Println(err, errors.Is(err, rebound.ErrOpen))
 
-	clk.Advance(60 * time.Second)
+	clk.Advance(time.Second) // the first open period
+	_ = b.Do(ctx, fail)      // the probe fails: open again, 1.2 times as long
+	fmt.Println(b.Do(ctx, fail))
+
+	clk.Advance(1200 * time.Millisecond)
 	err = b.Do(ctx, func(ctx context.Context) error { return nil }) // the probe
 	fmt.Println("probe:", err, "state:", b.State())
 	// Output:
 	// breaker payments: closed -> open
-	// circuit breaker payments open: next probe in 1m0s true
+	// circuit breaker payments open: next probe in 1s true
+	// breaker payments: open -> half-open
+	// breaker payments: half-open -> open
+	// circuit breaker payments open: next probe in 1.2s
 	// breaker payments: open -> half-open
 	// breaker payments: half-open -> closed
 	// probe: <nil> state: closed

@@ -94,7 +94,7 @@ var Success = []Case{
 			Retry: rebound.Retry{MaxAttempts: maxAttempts, Backoff: rebound.Backoff{
 				Initial: initialWait, Multiplier: 2, Max: maxWait, // jitter: ×[0.8, 1.2] is the zero value
 			}},
-			Breaker: rebound.MustBreaker(rebound.BreakerConfig{FailureThreshold: failureThreshold, OpenFor: openFor}),
+			Breaker: rebound.MustBreaker(rebound.BreakerConfig{FailureThreshold: failureThreshold, FirstOpenFor: openFor, OpenFor: openFor}),
 		}
 		fn := func(context.Context) error { return op() }
 		return func() error { return p.Do(ctx, fn) }
@@ -208,7 +208,7 @@ var FailTwiceThenSucceed = []Case{
 // is safe for concurrent use if op is (BreakerClosedParallel).
 var BreakerClosed = []Case{
 	{Lib: "rebound", Build: func(op func() error) func() error {
-		br := rebound.MustBreaker(rebound.BreakerConfig{FailureThreshold: failureThreshold, OpenFor: openFor})
+		br := rebound.MustBreaker(rebound.BreakerConfig{FailureThreshold: failureThreshold, FirstOpenFor: openFor, OpenFor: openFor})
 		fn := func(context.Context) error { return op() }
 		return func() error { return br.Do(ctx, fn) }
 	}},
@@ -232,7 +232,7 @@ var BreakerClosed = []Case{
 // which must then return ErrOpen without calling op.
 var BreakerOpenReject = []Case{
 	{Lib: "rebound", ErrOpen: rebound.ErrOpen, Build: func(op func() error) func() error {
-		br := rebound.MustBreaker(rebound.BreakerConfig{FailureThreshold: 1, OpenFor: openFor})
+		br := rebound.MustBreaker(rebound.BreakerConfig{FailureThreshold: 1, FirstOpenFor: openFor, OpenFor: openFor})
 		_ = br.Do(ctx, func(context.Context) error { return ErrTransient })
 		fn := func(context.Context) error { return op() }
 		return func() error { return br.Do(ctx, fn) }

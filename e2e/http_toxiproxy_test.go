@@ -320,7 +320,7 @@ func TestToxicDeadHostOpensOnlyItsBreaker(t *testing.T) {
 		Retry:                 rebound.Retry{MaxAttempts: 3, Backoff: rebound.NoDelay},
 		// A call counts once, however many attempts: the second call's
 		// first timeout opens the breaker.
-		Breaker: rebound.BreakerConfig{FailureThreshold: 2, OpenFor: time.Hour},
+		Breaker: rebound.BreakerConfig{FailureThreshold: 2, FirstOpenFor: time.Hour, OpenFor: time.Hour},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -84,7 +84,7 @@ func closed(ch <-chan struct{}) func() bool {
 // for a minute: the host failed just before the run.
 func tripped(t *testing.T, clock *reboundtest.Clock, key string) *rebound.BreakerSet {
 	t.Helper()
-	bs, err := rebound.NewBreakerSet(rebound.BreakerConfig{FailureThreshold: 1, OpenFor: time.Minute, Clock: clock}, 0)
+	bs, err := rebound.NewBreakerSet(rebound.BreakerConfig{FailureThreshold: 1, FirstOpenFor: time.Minute, Clock: clock}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,5 +454,34 @@ func TestRunThrottleWithoutKeyHoldsOnlyTheItem(t *testing.T) {
 	}
 	if it.State != checkpoint.Failed || it.Due.Before(clock.Now().Add(5*time.Minute)) {
 		t.Fatalf("throttled item: %v due in %v; want failed, due after its Retry-After", it.State, it.Due.Sub(clock.Now()))
+	}
+}
+
+// An item refused while a half-open breaker's probe is out waits the
+// breaker's current open period (1 s after its first opening), not the
+// longest one (OpenFor, a minute here): the host may be back by then.
+func TestRefusedUntilUsesTheCurrentOpenPeriod(t *testing.T) {
+	clock := reboundtest.NewClock(time.Time{})
+	br := rebound.MustBreaker(rebound.BreakerConfig{FailureThreshold: 1, OpenFor: time.Minute, Clock: clock})
+	defer br.Stop()
+	_ = br.Do(context.Background(), func(context.Context) error { return rebound.Transient(errors.New("reset")) })
+	r := &runner{cfg: Config{PollInterval: time.Millisecond}, clock: clock}
+	_, err := br.Allow()
+	var open *rebound.OpenError
+	if !errors.As(err, &open) {
+		t.Fatalf("Allow: %v, want open", err)
+	}
+	if got, want := r.refusedUntil(open, br), clock.Now().Add(time.Second); !got.Equal(want) {
+		t.Errorf("refused by the open breaker: wait until %v, want the end of its first period, %v", got, want)
+	}
+	clock.Advance(time.Second)
+	if _, err := br.Allow(); err != nil { // the probe, still out
+		t.Fatal(err)
+	}
+	if _, err = br.Allow(); !errors.As(err, &open) || !open.Until.IsZero() {
+		t.Fatalf("second caller: %v, want refused while the probe is out", err)
+	}
+	if got, want := r.refusedUntil(open, br), clock.Now().Add(time.Second); !got.Equal(want) {
+		t.Errorf("refused while the probe is out: wait until %v, want the current period later, %v", got, want)
 	}
 }

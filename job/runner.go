@@ -63,8 +63,9 @@ type Config struct {
 	// default, so one failing item never holds back the others. BreakerKey
 	// picks an item's breaker (e.g. its URL's host) from Breakers, or from a
 	// set with the default BreakerConfig (5 failed items in a row, open
-	// 60 s) when Breakers is nil. Breakers without BreakerKey is one breaker
-	// for all the items: for a job that calls a single service.
+	// 1 s, growing to 60 s while probes fail) when Breakers is nil.
+	// Breakers without BreakerKey is one breaker for all the items: for a
+	// job that calls a single service.
 	//
 	// A breaker counts an item once, however many attempts it makes, and
 	// counts only failures that show the service failing (see
@@ -818,9 +819,22 @@ func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, 
 		// Before the interrupt test: an item the breaker refused waits for
 		// it whether or not the run goes on. Not a failure of the item:
 		// it will be tried again.
+		// One text per host (the refusal's "next probe in" would make
+		// every item's differ), so a status display counts them as one.
 		res.State, res.NextAt, res.ErrKind = checkpoint.Failed, r.refusedUntil(open, br), rebound.KindTransient.String()
+		res.Err = redact.Text(breakerReason(key))
+		if made > 0 {
+			// Sent, and refused after: its failure opened the breaker,
+			// or it was the probe that failed. Due a poll after the
+			// host's other items, it leaves the next probe to one of
+			// them: probing a down host every few seconds must not spend
+			// the attempts of one item (the first added, which the store
+			// would hand out first every time).
+			res.NextAt = res.NextAt.Add(r.cfg.PollInterval)
+		}
 	case context.Cause(workCtx) == errPutOff:
 		res.State, res.NextAt = checkpoint.Failed, task.putOff
+		res.Err = ReasonThrottled + ": " + res.Err
 	case workCtx.Err() != nil || runCtx.Err() != nil:
 		res.State, res.Err = checkpoint.Failed, "interrupted: "+res.Err
 	case errors.Is(err, rebound.ErrBudgetExhausted):

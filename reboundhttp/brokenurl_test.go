@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/reboundhttp"
@@ -74,5 +75,65 @@ func TestHostThatAlwaysFailsOpensItsBreaker(t *testing.T) {
 	}
 	if calls != 5 || hits.Load() != 21 {
 		t.Fatalf("refused after %d calls and %d requests, want 5 calls and 21 requests", calls, hits.Load())
+	}
+}
+
+// A host that only throttles (429, and 503 with Retry-After) is up and asks
+// callers to slow down: however many calls end throttled, its breaker never
+// opens (the answer is the server's, not a refusal). The same host answering
+// 503 without Retry-After, a failure, opens it within the bound above.
+func TestThrottlingHostNeverOpensItsBreaker(t *testing.T) {
+	var hits, failing atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := hits.Add(1)
+		switch {
+		case failing.Load() != 0:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case n%2 == 0:
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		default:
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	}))
+	defer srv.Close()
+	// Retry-After is honoured up to 1 ns here: the test does not wait. No
+	// retry budget: every call makes its 5 attempts.
+	c := client(t, reboundhttp.Config{DisableBudget: true,
+		Retry: rebound.Retry{Backoff: rebound.NoDelay, MaxRetryAfter: time.Nanosecond}})
+	get := func() (int, error) {
+		resp, err := c.Get(srv.URL)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	for i := range 50 {
+		code, err := get()
+		if err != nil {
+			t.Fatalf("call %d of a throttling host refused: %v", i+1, err)
+		}
+		if code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable {
+			t.Fatalf("call %d: status %d", i+1, code)
+		}
+	}
+	if hits.Load() != 250 {
+		t.Fatalf("%d requests for 50 calls of 5 attempts", hits.Load())
+	}
+	failing.Store(1)
+	hits.Store(0)
+	calls := 0
+	for ; calls < 100; calls++ {
+		if _, err := get(); err != nil {
+			if !errors.Is(err, rebound.ErrOpen) {
+				t.Fatalf("call %d: %v", calls+1, err)
+			}
+			break
+		}
+	}
+	if calls != 5 || hits.Load() != 21 {
+		t.Fatalf("failing host: refused after %d calls and %d requests, want 5 calls and 21 requests", calls, hits.Load())
 	}
 }

@@ -88,7 +88,8 @@ type Config struct {
 
 	// Breaker configures the circuit breaker kept for each scheme and host;
 	// its zero value opens after 5 consecutive failed calls (a call's retries
-	// count once) for 60 s. Each breaker
+	// count once) for 1 s, growing to 60 s while probes fail; throttled
+	// answers (429, 503 with Retry-After) never open it. Each breaker
 	// is named by its host; OnStateChange and Logger, when set, see every
 	// transition (Logger defaults to Config.Logger, Clock to Config.Clock).
 	// Ignored when BreakerFor is set.

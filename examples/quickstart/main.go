@@ -22,7 +22,7 @@ func main() {
 	// made once, reused by every attempt.
 	client, _ := reboundhttp.NewBaseClient(reboundhttp.Config{}) // the zero Config is valid
 
-	breaker, _ := rebound.NewBreaker(rebound.BreakerConfig{}) // 5 failures → open 60 s
+	breaker, _ := rebound.NewBreaker(rebound.BreakerConfig{}) // 5 failures → open 1 s, growing to 60 s
 	p := rebound.Pipeline{
 		Retry:   rebound.Retry{Name: "fetch status"}, // 5 attempts, 1 s ×2 ≤ 30 s, ×[0.8, 1.2]
 		Breaker: breaker,

@@ -30,9 +30,12 @@ a 404, then an outage long enough to open the circuit breaker, then recovery)
 and calls it through a rebound.Pipeline with a plain net/http client, printing
 every attempt, its classification, each wait and each breaker transition.
 
-Waits are scaled down (backoff from 100ms, Retry-After ×0.1, breaker open 2s,
-per-attempt timeout 300ms) so the demo takes a few seconds; the real defaults
-are 1s, Retry-After as sent, 60s and what your Pipeline says.
+Waits are scaled down (backoff from 100ms, Retry-After ×0.1, breaker open
+first for 500ms, growing to at most 6s while probes fail, per-attempt timeout
+300ms) so the demo takes a few seconds; the real defaults are 1s, Retry-After
+as sent, open first for 1s growing to 60s, and what your Pipeline says.
+A 503 with Retry-After (throttling) never counts against the breaker; the
+outage's plain 503s do.
 
 Then a durable batch job: 3,000 POSTs from a JSONL manifest to a flaky API,
 checkpointed in SQLite, interrupted a third of the way as Ctrl-C would, and
@@ -56,8 +59,9 @@ type demoOptions struct {
 
 // demoScale holds the demo's shortened times.
 type demoScale struct {
-	backoff, maxBackoff, openFor, timeout time.Duration
-	retryAfter                            float64 // factor applied to the server's Retry-After
+	backoff, maxBackoff, timeout time.Duration
+	firstOpen, maxOpen           time.Duration // the breaker's first and longest open periods
+	retryAfter                   float64       // factor applied to the server's Retry-After
 }
 
 // responseError turns a failed response into reboundhttp's classified
@@ -79,9 +83,11 @@ type demoCall struct {
 }
 
 func runDemo(ctx context.Context, w io.Writer, opts demoOptions) error {
-	sc := demoScale{backoff: 100 * time.Millisecond, maxBackoff: time.Second, openFor: 2 * time.Second, timeout: 300 * time.Millisecond, retryAfter: 0.1}
+	sc := demoScale{backoff: 100 * time.Millisecond, maxBackoff: time.Second, firstOpen: 500 * time.Millisecond, maxOpen: 6 * time.Second,
+		timeout: 300 * time.Millisecond, retryAfter: 0.1}
 	if opts.fast {
-		sc = demoScale{backoff: 5 * time.Millisecond, maxBackoff: 50 * time.Millisecond, openFor: 300 * time.Millisecond, timeout: 300 * time.Millisecond, retryAfter: 0.01}
+		sc = demoScale{backoff: 5 * time.Millisecond, maxBackoff: 50 * time.Millisecond, firstOpen: 300 * time.Millisecond, maxOpen: time.Second,
+			timeout: 300 * time.Millisecond, retryAfter: 0.01}
 	}
 	p := &demoPrinter{w: w, json: opts.json, quiet: opts.quiet, start: time.Now()}
 
@@ -100,7 +106,8 @@ func runDemo(ctx context.Context, w io.Writer, opts demoOptions) error {
 	breaker, err := rebound.NewBreaker(rebound.BreakerConfig{
 		Name:             "demo-api",
 		FailureThreshold: 3, // failed calls: a call counts once, however many attempts
-		OpenFor:          sc.openFor,
+		FirstOpenFor:     sc.firstOpen,
+		OpenFor:          sc.maxOpen,
 		OnStateChange: func(name string, from, to rebound.State) {
 			t.transition()
 			p.emit(demoEvent{Event: "breaker", Message: name, From: from.String(), To: to.String()})
@@ -116,15 +123,16 @@ func runDemo(ctx context.Context, w io.Writer, opts demoOptions) error {
 
 	p.emit(demoEvent{Event: "start", Message: fmt.Sprintf(
 		"rebound demo: a flaky HTTP server on %s, called through a rebound.Pipeline "+
-			"(waits scaled down: backoff from %s, Retry-After x%g, breaker opens after 3 failed calls for %s, per-attempt timeout %s)",
-		ts.Listener.Addr(), sc.backoff, sc.retryAfter, sc.openFor, sc.timeout)})
+			"(waits scaled down: backoff from %s, Retry-After x%g, breaker opens after 3 failed calls for %s, "+
+			"x1.2 longer after each failed probe up to %s, per-attempt timeout %s)",
+		ts.Listener.Addr(), sc.backoff, sc.retryAfter, sc.firstOpen, sc.maxOpen, sc.timeout)})
 	for i, c := range demoCalls {
 		if err := ctx.Err(); err != nil {
 			return withCode(ExitInterrupted, err)
 		}
 		n := i + 1
 		if n == 10 && breaker.State() == rebound.StateOpen {
-			if err := awaitHalfOpen(ctx, p, breaker, halfOpen, sc.openFor); err != nil {
+			if err := awaitHalfOpen(ctx, p, breaker, halfOpen); err != nil {
 				return err
 			}
 		}
@@ -150,7 +158,7 @@ func runDemo(ctx context.Context, w io.Writer, opts demoOptions) error {
 // demoCalls is the demo's script: what the server does for each call.
 var demoCalls = []demoCall{
 	{"healthy", "ok", nil},
-	{"503 with Retry-After: 1, then healthy", "ok", []string{"503-retry-after"}},
+	{"503 with Retry-After: 1 (throttled: slows the retry, never counts against the breaker), then healthy", "ok", []string{"503-retry-after"}},
 	{"connection reset (RST), then healthy", "ok", []string{"reset"}},
 	{"an answer slower than the per-attempt timeout, then healthy", "ok", []string{"slow"}},
 	{"404 Not Found: the caller's fault, never retried", "404", nil},
@@ -165,8 +173,8 @@ var demoCalls = []demoCall{
 
 // awaitHalfOpen lets the breaker's open period end; the transition is
 // signalled on halfOpen, not polled.
-func awaitHalfOpen(ctx context.Context, p *demoPrinter, breaker *rebound.Breaker, halfOpen <-chan struct{}, openFor time.Duration) error {
-	p.emit(demoEvent{Event: "wait", Message: fmt.Sprintf("waiting for the breaker's open period (%s) to end", openFor)})
+func awaitHalfOpen(ctx context.Context, p *demoPrinter, breaker *rebound.Breaker, halfOpen <-chan struct{}) error {
+	p.emit(demoEvent{Event: "wait", Message: fmt.Sprintf("waiting for the breaker's open period (%s) to end", breaker.OpenFor())})
 	for breaker.State() == rebound.StateOpen {
 		select {
 		case <-halfOpen:

@@ -68,7 +68,10 @@ Failures are classified: connection errors, timeouts, 408, 429 and 5xx but
 501 are retried with jittered exponential backoff (Retry-After honoured;
 a wait over 2 s puts the host's items off in the state, freeing the workers);
 501 and other 4xx make the item dead at once. A circuit breaker per host stops sending to a
-host that keeps failing. --attempts counts requests that may have been sent:
+host that keeps failing (a 429 or a 503 with Retry-After is throttling, not
+failure: it never opens one); it opens for 1s first, longer while its probes
+fail, up to --breaker-open, and the display names each open host, when it
+probes next and how many items wait for it. --attempts counts requests that may have been sent:
 an item held back by a breaker or a throttled host spends none. 'rebound
 status' shows the dead items and why; --retry-dead gives them another chance.
 A redirect that would re-send a POST as a GET (301, 302, 303), loop, or lead
@@ -102,7 +105,7 @@ once, and the state file stays consistent).`,
 	fl.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "TCP connect and TLS handshake timeout")
 	fl.DurationVar(&f.readTimeout, "read-timeout", 30*time.Second, "timeout for the response headers of each attempt")
 	fl.IntVar(&f.breakerFailures, "breaker-failures", 5, "consecutive failed items (an item's retries count once) that open a host's circuit breaker")
-	fl.DurationVar(&f.breakerOpen, "breaker-open", 60*time.Second, "how long an open breaker rejects requests before a probe")
+	fl.DurationVar(&f.breakerOpen, "breaker-open", 60*time.Second, "longest an open breaker rejects requests before a probe (it opens for 1s first, 1.2 times longer after each failed probe)")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Minute, "how long an item stays with a worker that stopped renewing it (heartbeat every third of it); with a shared state, a dead worker's items return after it")
 	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
 	fl.BoolVar(&f.json, "json", false, "write one JSON event per line to stdout (item outcomes, retries with wait_ms, summary)")
@@ -246,14 +249,22 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	// process at once, so stop catching signals then.
 	context.AfterFunc(ctx, func() { signal.Reset(os.Interrupt, syscall.SIGTERM) })
 
-	p := &runProgress{}
+	p := &runProgress{board: newBreakerBoard()}
 	if f.json {
 		p.json = newJSONLines(stdout)
 	}
 	remaining := before.Pending + before.Leased + before.Failed
 	p.bar = newCounter(stderr, name, remaining, f.quiet || f.json, func() string {
-		return fmt.Sprintf("retries %d, open breakers %d", p.retries.Load(), p.openBreakers.Load())
+		return fmt.Sprintf("retries %d, open breakers %d", p.retries.Load(), p.openBreakers.Load()) + p.board.summary(time.Now())
 	})
+	if p.bar.enabled && p.bar.bar == nil {
+		// Not a terminal: a line per host whose breaker holds its items,
+		// when it opens and every 5 s while it stays open.
+		p.plain = stderr
+		stopLines := p.board.every(stderr, 5*time.Second)
+		defer stopLines() // before the summary too, below
+		p.stopLines = stopLines
+	}
 	if jb.Resumed && !f.quiet && !f.json {
 		fmt.Fprintf(stderr, "rebound: resuming %s: %d done, %d dead, %d to go\n", name, before.Done, before.Dead, remaining)
 	}
@@ -266,6 +277,9 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 		return usageErr(err)
 	}
 	sum, runErr := job.Run(ctx, cfg, job.HTTPHandler(client, filepath.Dir(manifest)))
+	if p.stopLines != nil {
+		p.stopLines()
+	}
 	p.bar.finish()
 	report(stdout, stderr, p.json, name, sum, f.quiet)
 	switch {
@@ -361,7 +375,10 @@ func prepareJob(ctx context.Context, st stateStore, name, manifest, statePath st
 type runProgress struct {
 	retries, openBreakers atomic.Int64
 	bar                   *counter
-	json                  *jsonLines // nil without --json
+	json                  *jsonLines    // nil without --json
+	board                 *breakerBoard // the hosts whose breaker is not closed
+	plain                 io.Writer     // where plain host lines go; nil on a terminal, with --json or --quiet
+	stopLines             func()        // stops the plain host lines
 }
 
 // breakerChanged counts the open breakers and reports the change.
@@ -372,13 +389,32 @@ func (p *runProgress) breakerChanged(host string, from, to rebound.State) {
 	case to == rebound.StateClosed:
 		p.openBreakers.Add(-1)
 	}
-	if p.json != nil {
-		p.json.write(map[string]string{"event": "breaker", "host": redact.Printable(host), "from": from.String(), "to": to.String()})
+	h := hostState{host: host, state: to, waiting: p.board.waitingFor(host)}
+	var nextProbe *int64 // ms until the next probe, while open
+	if to == rebound.StateOpen && p.board.set != nil {
+		if t := p.board.set.Get(host).NextProbe(); !t.IsZero() {
+			h.nextProbe = max(time.Until(t), 0)
+			nextProbe = waitMS(h.nextProbe)
+		}
+	}
+	switch {
+	case p.json != nil:
+		ev := map[string]any{"event": "breaker", "host": redact.Printable(host), "from": from.String(), "to": to.String(),
+			"state": to.String(), "items_waiting": h.waiting}
+		if nextProbe != nil {
+			ev["next_probe_ms"] = *nextProbe
+		}
+		p.json.write(ev)
+	case p.plain != nil && to == rebound.StateOpen:
+		fmt.Fprintf(p.plain, "rebound: %s\n", h.line())
+	case p.plain != nil && to == rebound.StateClosed:
+		fmt.Fprintf(p.plain, "rebound: host %s: closed, its items go on\n", redact.Printable(host))
 	}
 }
 
 // event counts an item event and reports it (but the start of an attempt).
 func (p *runProgress) event(e job.Event) {
+	p.board.event(e)
 	switch e.Type {
 	case job.EventRetry:
 		p.retries.Add(1)
@@ -400,6 +436,7 @@ func runConfig(name string, st checkpoint.Store, f *runFlags, p *runProgress) (j
 	if err != nil {
 		return job.Config{}, usageErr(err)
 	}
+	p.board.set = breakers
 	cfg := job.Config{
 		Job: name, Store: st, Concurrency: f.concurrency, MaxAttempts: f.attempts, LeaseTTL: f.leaseTTL,
 		// A file has one worker: items a crashed run held come back at
@@ -407,7 +444,7 @@ func runConfig(name string, st checkpoint.Store, f *runFlags, p *runProgress) (j
 		// store has others alive: theirs come back when their leases
 		// expire.
 		Retry:    rebound.Retry{Backoff: backoffFor(f.wait, f.maxWait)},
-		Breakers: breakers, BreakerKey: hostOf, Grace: f.grace,
+		Breakers: breakers, BreakerKey: p.board.key, Grace: f.grace,
 		OnEvent: p.event,
 	}
 	if err := cfg.Retry.Validate(); err != nil {

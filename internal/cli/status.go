@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,6 +21,7 @@ import (
 	"github.com/rebound-go/rebound/checkpoint/postgres"
 	"github.com/rebound-go/rebound/checkpoint/sqlite"
 	"github.com/rebound-go/rebound/internal/redact"
+	"github.com/rebound-go/rebound/job"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -29,7 +33,10 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show a job's progress: counts per state, throughput, common errors, dead items",
 		Long: `status reads a job's state file and shows how far it got: items per state,
 attempts, throughput, the most common errors, and the dead items with their
-reasons. Give the manifest (as for 'rebound run'), or --state and --job.
+reasons. Items that wait to be tried again are counted as deferred, by
+reason: their host's circuit breaker is open, their host throttled (asked
+callers to wait), or after a failure; they are never dead. Give the manifest
+(as for 'rebound run'), or --state and --job.
 With a shared PostgreSQL state it also lists every worker: its live leases,
 the items it finished and its rate.`,
 		Example: `  rebound status users.jsonl
@@ -101,12 +108,13 @@ func openStatusStore(cmd *cobra.Command, path string) (stateStore, error) {
 
 // statusReport is everything status shows about a job.
 type statusReport struct {
-	name    string
-	stats   checkpoint.Stats
-	top     []checkpoint.ErrorCount
-	dead    []checkpoint.Item
-	workers []checkpoint.WorkerStat
-	rate    float64 // items per second; 0 when too few to tell
+	name     string
+	stats    checkpoint.Stats
+	deferred deferredCounts
+	top      []checkpoint.ErrorCount // errors but those of deferred items
+	dead     []checkpoint.Item
+	workers  []checkpoint.WorkerStat
+	rate     float64 // items per second; 0 when too few to tell
 }
 
 func showStatus(cmd *cobra.Command, st stateStore, name string, asJSON bool, deadLimit int) error {
@@ -132,9 +140,13 @@ func readStatus(ctx context.Context, st stateStore, name string, deadLimit int) 
 		}
 		return nil, err
 	}
-	if r.top, err = st.TopErrors(ctx, name, 5); err != nil {
+	// Every error group, to count the deferred items by why they wait;
+	// their reasons are one text per host, so the groups are few.
+	all, err := st.TopErrors(ctx, name, errorGroupsRead)
+	if err != nil {
 		return nil, err
 	}
+	r.deferred, r.top = groupDeferred(r.stats.Failed, all, 5)
 	if deadLimit > 0 { // stores refuse a limit below 1; --dead 0 lists none
 		if r.dead, err = st.Dead(ctx, name, deadLimit); err != nil {
 			return nil, err
@@ -154,6 +166,66 @@ func readStatus(ctx context.Context, st stateStore, name string, deadLimit int) 
 	return r, nil
 }
 
+// errorGroupsRead is how many (kind, error) groups status reads to count the
+// deferred items: beyond it, the rarest groups count as "after a failure".
+const errorGroupsRead = 1000
+
+// deferredCounts splits the Failed items (which wait to be tried again,
+// never dead) by why they wait.
+type deferredCounts struct {
+	BreakerOpen int64 `json:"breaker_open"`  // their host's circuit breaker is open
+	Throttled   int64 `json:"throttled"`     // their host asked callers to wait
+	Other       int64 `json:"after_failure"` // a backoff after a failure, the retry budget, an interrupted run
+	// BreakerHosts counts the items of BreakerOpen per host, where the
+	// reason names it.
+	BreakerHosts map[string]int64 `json:"breaker_open_hosts,omitempty"`
+}
+
+// groupDeferred counts the failed items by job.DeferGroup from the error
+// groups all (most common first), and returns the first n groups that are
+// not a deferral: the errors worth showing as errors.
+func groupDeferred(failed int64, all []checkpoint.ErrorCount, n int) (deferredCounts, []checkpoint.ErrorCount) {
+	var d deferredCounts
+	var top []checkpoint.ErrorCount
+	for _, e := range all {
+		switch job.DeferGroup(e.Kind, e.Err) {
+		case job.GroupBreakerOpen:
+			d.BreakerOpen += e.Count
+			if host := breakerHost(e.Err); host != "" {
+				if d.BreakerHosts == nil {
+					d.BreakerHosts = map[string]int64{}
+				}
+				d.BreakerHosts[host] += e.Count
+			}
+		case job.GroupThrottled:
+			d.Throttled += e.Count
+		default:
+			if len(top) < n {
+				top = append(top, e)
+			}
+		}
+	}
+	// Counts read apart from Stats may disagree by a few items when a run
+	// is going on: never show a negative count.
+	d.Other = max(failed-d.BreakerOpen-d.Throttled, 0)
+	return d, top
+}
+
+// breakerHost is the host a breaker-open reason names: "deferred: circuit
+// breaker open for HOST", or an earlier version's "circuit breaker HOST
+// open: …"; "" when it names none.
+func breakerHost(reason string) string {
+	if h, ok := strings.CutPrefix(reason, job.ReasonBreakerOpen+" for "); ok {
+		return redact.Printable(h)
+	}
+	if rest, ok := strings.CutPrefix(reason, "circuit breaker "); ok {
+		if h, _, ok := strings.Cut(rest, " "); ok && h != "open:" && h != "half-open:" {
+			return redact.Printable(h)
+		}
+	}
+	return ""
+}
+
 // writeJSON prints status --json: one indented object.
 func (r *statusReport) writeJSON(out io.Writer) error {
 	type deadItem struct {
@@ -170,6 +242,7 @@ func (r *statusReport) writeJSON(out io.Writer) error {
 		Leased     int64            `json:"leased"`
 		Done       int64            `json:"done"`
 		Failed     int64            `json:"failed"`
+		Deferred   deferredCounts   `json:"deferred"`
 		Dead       int64            `json:"dead"`
 		Attempts   int64            `json:"attempts"`
 		PerSecond  float64          `json:"items_per_second"`
@@ -179,7 +252,7 @@ func (r *statusReport) writeJSON(out io.Writer) error {
 		LastUpdate time.Time        `json:"last_done,omitzero"`
 		Workers    []workerJSON     `json:"workers,omitempty"`
 	}{Job: r.name, Total: s.Items(), Pending: s.Pending, Leased: s.Leased, Done: s.Done, Failed: s.Failed,
-		Dead: s.Dead, Attempts: s.Attempts, PerSecond: r.rate, TopErrors: []errorCountJSON{},
+		Deferred: r.deferred, Dead: s.Dead, Attempts: s.Attempts, PerSecond: r.rate, TopErrors: []errorCountJSON{},
 		Complete: s.Pending+s.Leased+s.Failed == 0, LastUpdate: s.LastDone, DeadItems: []deadItem{}}
 	for _, e := range r.top {
 		v.TopErrors = append(v.TopErrors, errorCountJSON{e.Kind, redact.Text(e.Err), e.Count})
@@ -205,7 +278,21 @@ func (r *statusReport) writeText(out io.Writer) {
 	fmt.Fprintf(tw, "done\t%d\n", s.Done)
 	fmt.Fprintf(tw, "pending\t%d\n", s.Pending)
 	fmt.Fprintf(tw, "in flight\t%d\n", s.Leased)
-	fmt.Fprintf(tw, "failed, will retry\t%d\n", s.Failed)
+	// Failed items wait to be tried again: deferred, by why, never dead.
+	fmt.Fprintf(tw, "deferred, will retry\t%d\n", s.Failed)
+	if d := r.deferred; s.Failed > 0 {
+		for _, g := range []struct {
+			name string
+			n    int64
+		}{{"  breaker open", d.BreakerOpen}, {"  throttled", d.Throttled}, {"  after a failure", d.Other}} {
+			if g.n > 0 {
+				fmt.Fprintf(tw, "%s\t%d\n", g.name, g.n)
+			}
+			if g.name == "  breaker open" {
+				writeHosts(tw, d.BreakerHosts, 5)
+			}
+		}
+	}
 	fmt.Fprintf(tw, "dead\t%d\n", s.Dead)
 	fmt.Fprintf(tw, "attempts\t%d\n", s.Attempts)
 	if r.rate > 0 {
@@ -232,6 +319,23 @@ func (r *statusReport) writeText(out io.Writer) {
 		for _, d := range r.dead {
 			fmt.Fprintf(out, "  %s  after %d attempt(s): %s\n", redact.Printable(d.ID), d.Attempts, redact.Text(d.Err))
 		}
+	}
+}
+
+// writeHosts writes the n hosts with the most items, most first.
+func writeHosts(w io.Writer, hosts map[string]int64, n int) {
+	keys := slices.SortedFunc(maps.Keys(hosts), func(a, b string) int {
+		if c := cmp.Compare(hosts[b], hosts[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	for i, h := range keys {
+		if i == n {
+			fmt.Fprintf(w, "      (%d more hosts)\t\n", len(keys)-n)
+			break
+		}
+		fmt.Fprintf(w, "      %s\t%d\n", h, hosts[h])
 	}
 }
 
