@@ -8,8 +8,10 @@ import (
 // Op is one hand-over to a store's group committer: the results of one
 // Complete call, or one SaveProgress record.
 type Op struct {
+	// Results are the outcomes of one Complete call, copied.
 	Results []checkpoint.Result
-	Prog    *groupcommit.ProgressOp
+	// Prog is one SaveProgress record, already encoded.
+	Prog *groupcommit.ProgressOp
 }
 
 // Weight is what an Op counts toward a store's MaxBatch: its results, plus
