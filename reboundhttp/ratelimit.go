@@ -64,7 +64,7 @@ const maxAnnounced = rebound.RetryAfterCeiling
 // Malformed fields are ignored (ok false when nothing usable is left).
 func ParseRateLimit(h http.Header, now time.Time) (a Announcement, ok bool) {
 	a.Remaining = -1
-	if v := h.Values("RateLimit-Policy"); len(v) > 0 {
+	if v := h["Ratelimit-Policy"]; len(v) > 0 {
 		if ps, err := ParseRateLimitPolicy(strings.Join(v, ", ")); err == nil {
 			for _, p := range ps {
 				// The strictest policy: the fewest requests per second.
@@ -74,7 +74,7 @@ func ParseRateLimit(h http.Header, now time.Time) (a Announcement, ok bool) {
 			}
 		}
 	}
-	if v := h.Values("RateLimit"); len(v) > 0 {
+	if v := h["Ratelimit"]; len(v) > 0 {
 		if items, err := parseSFList(strings.Join(v, ", ")); err == nil {
 			for _, it := range items {
 				r, okR := it.param("r")
@@ -90,14 +90,21 @@ func ParseRateLimit(h http.Header, now time.Time) (a Announcement, ok bool) {
 		}
 	}
 	if a.Remaining < 0 {
-		for _, prefix := range [...]string{"X-RateLimit-", "RateLimit-"} {
-			rem, okRem := leadingInt(h.Get(prefix + "Remaining"))
-			reset, okReset := parseReset(h.Get(prefix+"Reset"), now)
-			if !okRem || !okReset {
+		// Canonical keys, indexed directly: no allocation per response.
+		for _, k := range [...][3]string{
+			{"X-Ratelimit-Remaining", "X-Ratelimit-Reset", "X-Ratelimit-Limit"},
+			{"Ratelimit-Remaining", "Ratelimit-Reset", "Ratelimit-Limit"},
+		} {
+			rem, okRem := leadingInt(first(h, k[0]))
+			if !okRem {
+				continue
+			}
+			reset, okReset := parseReset(first(h, k[1]), now)
+			if !okReset {
 				continue
 			}
 			a.Remaining, a.Reset = rem, reset
-			if lim, ok := leadingInt(h.Get(prefix + "Limit")); ok && lim > 0 && a.Quota == 0 {
+			if lim, ok := leadingInt(first(h, k[2])); ok && lim > 0 && a.Quota == 0 {
 				// The window is unsaid; the reset is the most it can be.
 				a.Quota, a.Window = lim, reset
 			}
@@ -106,6 +113,13 @@ func ParseRateLimit(h http.Header, now time.Time) (a Announcement, ok bool) {
 	}
 	_, _, ok = a.Pace()
 	return a, ok
+}
+
+func first(h http.Header, k string) string {
+	if v := h[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // parseReset reads an X-RateLimit-Reset: seconds until, or a Unix time.

@@ -105,7 +105,7 @@ func FuzzParseRateLimit(f *testing.F) {
 		for k, v := range map[string]string{"RateLimit-Policy": policy, "RateLimit": rl,
 			"X-RateLimit-Limit": limit, "X-RateLimit-Remaining": remaining, "X-RateLimit-Reset": reset} {
 			if v != "" {
-				h[k] = []string{v}
+				h.Set(k, v)
 			}
 		}
 		a, ok := reboundhttp.ParseRateLimit(h, rlNow)
