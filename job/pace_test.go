@@ -1,0 +1,102 @@
+package job
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rebound-go/rebound/checkpoint"
+	"github.com/rebound-go/rebound/checkpoint/memory"
+)
+
+// perHost counts the items in flight per key and remembers the most.
+type perHost struct {
+	mu      sync.Mutex
+	now     map[string]int
+	highest map[string]int
+}
+
+func (p *perHost) enter(k string) func() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.now == nil {
+		p.now, p.highest = map[string]int{}, map[string]int{}
+	}
+	p.now[k]++
+	p.highest[k] = max(p.highest[k], p.now[k])
+	return func() {
+		p.mu.Lock()
+		p.now[k]--
+		p.mu.Unlock()
+	}
+}
+
+func hostOfID(it checkpoint.Item) string { return it.ID[:1] }
+
+// MaxPerHost bounds each host's items in flight, whatever Concurrency is.
+func TestMaxPerHostBoundsEachHost(t *testing.T) {
+	st := memory.New(checkpoint.Config{})
+	var ids []string
+	for i := range 40 {
+		ids = append(ids, fmt.Sprintf("a%02d", i), fmt.Sprintf("b%02d", i))
+	}
+	addJob(t, st, ids...)
+	var ph perHost
+	sum, err := Run(context.Background(), Config{Job: "j", Store: st, Concurrency: 8, MaxPerHost: 2,
+		BreakerKey: hostOfID, Retry: fastRetry()}, func(_ context.Context, task *Task) error {
+		defer ph.enter(task.ID[:1])()
+		time.Sleep(200 * time.Microsecond) // lets items overlap; nothing is timed
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Stats.Done != 80 {
+		t.Fatalf("%+v", sum.Stats)
+	}
+	for k, n := range ph.highest {
+		if n > 2 {
+			t.Errorf("host %s had %d items in flight, want at most MaxPerHost 2", k, n)
+		}
+	}
+}
+
+// A full bulkhead puts the item off unsent: it spends no attempt.
+func TestBulkheadPutsItemsOffUnsent(t *testing.T) {
+	st := &writeCounter{Store: memory.New(checkpoint.Config{})}
+	var ids []string
+	for i := range 12 {
+		ids = append(ids, fmt.Sprintf("a%02d", i))
+	}
+	addJob(t, st, ids...)
+	var throttledEvents atomic.Int64
+	release := make(chan struct{})
+	var entered atomic.Int64
+	sum, err := Run(context.Background(), Config{Job: "j", Store: st, Concurrency: 4, MaxPerHost: 1,
+		MaxWaitingPerHost: -1, BreakerKey: hostOfID, Retry: fastRetry(), MaxAttempts: 1, PollInterval: time.Millisecond,
+		OnEvent: func(e Event) {
+			if e.Type == EventFailed && e.Kind == "throttled" {
+				if throttledEvents.Add(1) == 1 {
+					close(release)
+				}
+			}
+		}}, func(_ context.Context, task *Task) error {
+		if entered.Add(1) == 1 {
+			<-release // hold the host's one slot until an item was refused
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// MaxAttempts 1: an item charged for its refusal would be dead.
+	if sum.Stats.Done != 12 || sum.Stats.Dead != 0 {
+		t.Fatalf("%+v, want all 12 done with one attempt each", sum.Stats)
+	}
+	if st.defers.Load() == 0 {
+		t.Error("no item was put off by the full bulkhead")
+	}
+}
