@@ -38,6 +38,8 @@ type runFlags struct {
 	maxWait, grace, leaseTTL          time.Duration
 	breakerFailures                   int
 	breakerOpen                       time.Duration
+	rate                              string
+	burst, maxPerHost                 int
 }
 
 func newRunCmd() *cobra.Command {
@@ -68,7 +70,11 @@ Failures are classified: connection errors, timeouts, 408, 429 and 5xx but
 501 are retried with jittered exponential backoff (Retry-After honoured;
 a wait over 2 s puts the host's items off in the state, freeing the workers);
 501 and other 4xx make the item dead at once. A circuit breaker per host stops sending to a
-host that keeps failing. --attempts counts requests that may have been sent:
+host that keeps failing. Each host is paced: the requests in flight to it
+adapt (up to --max-per-host) to 429s, timeouts and slow answers, a
+Retry-After pauses the whole host, limits it announces (RateLimit,
+X-RateLimit-*) are kept to, and --rate caps it; items of a host with no
+room wait without using a worker or an attempt. --attempts counts requests that may have been sent:
 an item held back by a breaker or a throttled host spends none. 'rebound
 status' shows the dead items and why; --retry-dead gives them another chance.
 A redirect that would re-send a POST as a GET (301, 302, 303), loop, or lead
@@ -101,6 +107,9 @@ once, and the state file stays consistent).`,
 	fl.DurationVar(&f.maxWait, "max-backoff", 30*time.Second, "longest wait between attempts")
 	fl.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "TCP connect and TLS handshake timeout")
 	fl.DurationVar(&f.readTimeout, "read-timeout", 30*time.Second, "timeout for the response headers of each attempt")
+	fl.StringVar(&f.rate, "rate", "", "most requests per second to each host, e.g. 100/s or 600/m (default: none; the pacing still adapts to 429s and announced limits)")
+	fl.IntVar(&f.burst, "burst", 1, "with --rate: how many requests may start at once after a quiet spell (a token bucket of this size)")
+	fl.IntVar(&f.maxPerHost, "max-per-host", 0, "most requests in flight to one host (default: --concurrency); the limit adapts below it")
 	fl.IntVar(&f.breakerFailures, "breaker-failures", 5, "consecutive failed items (an item's retries count once) that open a host's circuit breaker")
 	fl.DurationVar(&f.breakerOpen, "breaker-open", 60*time.Second, "how long an open breaker rejects requests before a probe")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Minute, "how long an item stays with a worker that stopped renewing it (heartbeat every third of it); with a shared state, a dead worker's items return after it")
@@ -252,7 +261,7 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	}
 	remaining := before.Pending + before.Leased + before.Failed
 	p.bar = newCounter(stderr, name, remaining, f.quiet || f.json, func() string {
-		return fmt.Sprintf("retries %d, open breakers %d", p.retries.Load(), p.openBreakers.Load())
+		return fmt.Sprintf("retries %d, open breakers %d", p.retries.Load(), p.openBreakers.Load()) + p.pacingLine()
 	})
 	if jb.Resumed && !f.quiet && !f.json {
 		fmt.Fprintf(stderr, "rebound: resuming %s: %d done, %d dead, %d to go\n", name, before.Done, before.Dead, remaining)
@@ -267,6 +276,7 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	}
 	sum, runErr := job.Run(ctx, cfg, job.HTTPHandler(client, filepath.Dir(manifest)))
 	p.bar.finish()
+	p.writePacing()
 	report(stdout, stderr, p.json, name, sum, f.quiet)
 	switch {
 	case errors.Is(runErr, job.ErrInterrupted):
@@ -361,7 +371,8 @@ func prepareJob(ctx context.Context, st stateStore, name, manifest, statePath st
 type runProgress struct {
 	retries, openBreakers atomic.Int64
 	bar                   *counter
-	json                  *jsonLines // nil without --json
+	json                  *jsonLines        // nil without --json
+	pacers                *rebound.PacerSet // per-host pacing, for the display
 }
 
 // breakerChanged counts the open breakers and reports the change.
@@ -413,6 +424,14 @@ func runConfig(name string, st checkpoint.Store, f *runFlags, p *runProgress) (j
 	if err := cfg.Retry.Validate(); err != nil {
 		return job.Config{}, usageErr(err)
 	}
+	if cfg.Rate, err = parseRate(f.rate); err != nil {
+		return job.Config{}, usageErr(err)
+	}
+	cfg.Burst, cfg.MaxPerHost = f.burst, f.maxPerHost
+	if cfg.Pacers, err = job.NewPacers(cfg); err != nil {
+		return job.Config{}, usageErr(err)
+	}
+	p.pacers = cfg.Pacers
 	return cfg, nil
 }
 
