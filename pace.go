@@ -142,23 +142,25 @@ type Pacer struct {
 	throttled int64
 	changed   chan struct{} // closed when a slot frees; nil when nobody waits
 
-	minLat   time.Duration // lowest latency seen since minLatAt
-	minLatAt time.Time
-	avgLat   time.Duration // smoothed latency
-	lastCut  time.Time     // last multiplicative decrease of the limit
+	longLat time.Duration // latency smoothed over many answers: the baseline
+	avgLat  time.Duration // latency smoothed over the last few answers
+	lastCut time.Time     // last multiplicative decrease of the limit
 
 	pausedUntil time.Time
+	pauseEnded  time.Time // when the last pause ended (or ends)
 
 	// The adaptive rate, engaged by throttling: at most one request every
 	// interval (0: none). tat is when the next may start.
 	interval      time.Duration
 	rateSlowStart bool
-	rateStepAt    time.Time // last change of interval
-	rateCutAt     time.Time // last decrease of the rate
+	rateStepAt    time.Time     // last change of interval
+	rateCutAt     time.Time     // last decrease of the rate
+	badInterval   time.Duration // the interval the last throttle came at: approached slowly
 	lastThrottle  time.Time
 	tat           time.Time
 	okWin         [10]int32 // successes per 100 ms over the last second
 	okWinAt       time.Time // start of okWin's newest bucket
+	okStart       time.Time // the first success
 
 	annInterval time.Duration // announced spacing, until annUntil
 	annUntil    time.Time
@@ -337,17 +339,17 @@ func (pp PacePermit) Done(now time.Time, c Class) {
 	p.mu.Unlock()
 }
 
-// Observe feeds the verdict on one request to the algorithm, as Done does,
-// but keeps the slot: for a caller that sends its retries under one
-// permit. The next request's latency counts from now.
-func (pp *PacePermit) Observe(now time.Time, c Class) {
+// Observe feeds the verdict on one request, sent at start and judged at
+// now, to the algorithm, as Done does, but keeps the slot: for a caller
+// that sends its retries under one permit (the waits between them are not
+// the server's latency, so each request says when it started).
+func (pp *PacePermit) Observe(start, now time.Time, c Class) {
 	if pp.p == nil {
 		return
 	}
 	pp.p.mu.Lock()
-	pp.p.observeLocked(now, pp.start, c)
+	pp.p.observeLocked(now, start, c)
 	pp.p.mu.Unlock()
-	pp.start = now
 }
 
 // Release hands the permit back without a verdict (the caller gave up, or
@@ -363,9 +365,8 @@ func (pp PacePermit) Release() {
 // per answer, and the limit reacts again within one round trip when the
 // overload goes on (self-clocked, like TCP's once-per-window rule).
 const (
-	latencySlack   = 2 // the latency may reach this multiple of the lowest before it counts as overload
+	latencySlack   = 2 // the recent latency may reach this multiple of the long average before it counts as overload
 	latencyFloor   = 5 * time.Millisecond
-	minLatWindow   = 30 * time.Second
 	rateStep       = 500 * time.Millisecond
 	rateQuiet      = 10 * time.Second // without throttling this long, the rate slow-starts again
 	minInterval    = 100 * time.Microsecond
@@ -395,15 +396,16 @@ func (p *Pacer) observeLocked(now, start time.Time, c Class) {
 func (p *Pacer) onSuccess(now, start time.Time) {
 	lat := now.Sub(start)
 	p.countOK(now)
-	if p.minLat == 0 || lat < p.minLat || now.Sub(p.minLatAt) > minLatWindow {
-		p.minLat, p.minLatAt = lat, now
-	}
 	if p.avgLat == 0 {
-		p.avgLat = lat
+		p.avgLat, p.longLat = lat, lat
 	} else {
 		p.avgLat += (lat - p.avgLat) / 8
+		p.longLat += (lat - p.longLat) / 64
 	}
-	if p.avgLat > latencySlack*p.minLat && p.avgLat-p.minLat > latencyFloor {
+	// A gradient against a long average, not the lowest latency ever seen
+	// (one lucky answer, or a client busy elsewhere, would pin the limit
+	// down); as Netflix's Gradient2 does.
+	if p.avgLat > latencySlack*p.longLat && p.avgLat-p.longLat > latencyFloor {
 		p.cut(now, start, latencyFactor) // queueing at the server: back off before it throttles
 	} else if !p.fixed && float64(p.inflight) >= p.limit/2 {
 		// Grow only a limit that is in use: an idle one says nothing.
@@ -416,12 +418,18 @@ func (p *Pacer) onSuccess(now, start time.Time) {
 	}
 	if p.interval > 0 && now.Sub(p.rateStepAt) >= rateStep {
 		if now.Sub(p.lastThrottle) >= rateQuiet {
-			p.rateSlowStart = true
+			p.rateSlowStart, p.badInterval = true, 0
 		}
 		p.rateStepAt = now
-		if p.rateSlowStart {
+		switch {
+		case p.rateSlowStart:
 			p.interval /= 2
-		} else {
+		case p.interval <= p.badInterval*21/20 && p.interval >= p.badInterval*19/20:
+			// Within 5% of the rate throttled last: every throttle
+			// costs the host's whole Retry-After, so creep past it
+			// (CUBIC's plateau, roughly), then probe faster beyond.
+			p.interval = p.interval * 100 / 101
+		default:
 			p.interval = p.interval * 20 / 21 // about +5% per step
 		}
 		if p.interval < minInterval {
@@ -441,23 +449,43 @@ func (p *Pacer) cut(now, start time.Time, factor float64) {
 	p.limit = max(p.limit*factor, 1)
 }
 
-// slowRate engages or lowers the adaptive rate after a throttled answer.
+// slowRate engages or lowers the adaptive rate after a throttled answer:
+// to 90% of the rate the server answered with success since it last
+// paused the host (at most the last second), and never up.
 func (p *Pacer) slowRate(now, start time.Time) {
 	if !start.After(p.rateCutAt) {
 		return // granted before the last decrease, which answered it
 	}
 	p.rateCutAt, p.rateStepAt = now, now
-	if p.interval == 0 {
-		// First throttle: start from the successes of the last second,
-		// a rate the server surely allows, and double from there.
-		ok := p.okLastSecond(now)
-		p.interval = time.Second / time.Duration(max(ok, 1))
-		p.rateSlowStart = true
+	est, ok := p.okRate(now)
+	if ok < 10 {
+		// Too few answers to tell what the server allows.
+		if p.interval == 0 {
+			p.interval, p.rateSlowStart, p.badInterval = time.Second/time.Duration(max(ok, 1)), true, 0
+			return
+		}
+		p.rateSlowStart, p.badInterval = false, p.interval
+		p.interval = min(time.Duration(float64(p.interval)/rateFactor), time.Second)
 		return
 	}
 	p.rateSlowStart = false
-	p.interval = time.Duration(float64(p.interval) / rateFactor)
-	p.interval = min(p.interval, time.Second)
+	estIv := time.Duration(float64(time.Second) / est)
+	p.badInterval = max(estIv, p.interval)
+	p.interval = min(max(time.Duration(float64(time.Second)/(est*0.9)), p.interval), time.Second)
+}
+
+// okRate is the rate of successes since the host's last pause ended,
+// over at most the last second (at least one 100 ms bucket).
+func (p *Pacer) okRate(now time.Time) (perSecond float64, count int) {
+	p.rollWin(now)
+	since := max(p.pauseEnded.Sub(now), p.okStart.Sub(now), -time.Second) // negative: how far back
+	n := min(max(int(-since/okBucket)+1, 1), len(p.okWin))
+	ok := 0
+	for _, v := range p.okWin[:n] {
+		ok += int(v)
+	}
+	span := now.Sub(p.okWinAt) + time.Duration(n-1)*okBucket
+	return float64(ok) / max(span, okBucket).Seconds(), ok
 }
 
 // countOK counts a success in the current 100 ms bucket.
@@ -467,9 +495,9 @@ func (p *Pacer) countOK(now time.Time) {
 }
 
 func (p *Pacer) rollWin(now time.Time) {
-	const bucket = 100 * time.Millisecond
+	const bucket = okBucket
 	if p.okWinAt.IsZero() {
-		p.okWinAt = now
+		p.okWinAt, p.okStart = now, now
 		return
 	}
 	n := int(now.Sub(p.okWinAt) / bucket)
@@ -485,18 +513,11 @@ func (p *Pacer) rollWin(now time.Time) {
 	p.okWinAt = p.okWinAt.Add(time.Duration(n) * bucket)
 }
 
-func (p *Pacer) okLastSecond(now time.Time) int {
-	p.rollWin(now)
-	n := 0
-	for _, v := range p.okWin {
-		n += int(v)
-	}
-	return n
-}
+const okBucket = 100 * time.Millisecond
 
 func (p *Pacer) pauseLocked(until time.Time) {
 	if until.After(p.pausedUntil) {
-		p.pausedUntil = until
+		p.pausedUntil, p.pauseEnded = until, until
 		p.tat = until
 	}
 }

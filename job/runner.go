@@ -94,10 +94,12 @@ type Config struct {
 	// Burst is Rate's bucket size; 0 means 1 (evenly spaced).
 	Burst int
 	// MaxWaitingPerHost is the bulkhead: how many workers may wait for one
-	// key's pacing at once; 0 means half of Concurrency (at least 1),
-	// negative means none wait. Further items of that key are put off
-	// unsent (a poll interval later), so one slow host cannot take every
-	// worker.
+	// key's pacing at once; 0 means Concurrency, negative means none wait.
+	// Further items of that key are put off unsent (a poll interval
+	// later). In a job that calls several hosts, set it below Concurrency
+	// so that one slow or paced host cannot take every worker; each
+	// put-off is a store write, which is why the default lets a job that
+	// calls one host keep its workers waiting instead.
 	MaxWaitingPerHost int
 	// Pacers, when set, is the pacing of each key, used as it is (then
 	// MaxPerHost, Rate, Burst and MaxWaitingPerHost are ignored); share it
@@ -487,7 +489,7 @@ func NewPacers(cfg Config) (*rebound.PacerSet, error) {
 	case cfg.MaxWaitingPerHost < 0:
 		pc.MaxQueue = -1
 	default:
-		pc.MaxQueue = max(conc/2, 1)
+		pc.MaxQueue = conc
 	}
 	if cfg.BreakerKey == nil {
 		pc.Fixed = true
@@ -895,8 +897,9 @@ func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, 
 		made++
 		task.Attempt = prior + made
 		r.emit(Event{Type: EventStart, ID: it.ID, Attempt: task.Attempt})
+		sent := r.clock.Now()
 		err := r.h(ctx, task)
-		r.observe(ctx, pp, err)
+		r.observe(ctx, pp, sent, err)
 		return err
 	})
 	res.Attempts = prior + made
@@ -964,7 +967,7 @@ func (r *runner) pace(ctx context.Context, key string) (pp rebound.PacePermit, u
 
 // observe feeds one attempt's outcome to its key's pacing (an adaptive
 // one: with a BreakerKey); a cancelled attempt says nothing of the host.
-func (r *runner) observe(ctx context.Context, pp *rebound.PacePermit, err error) {
+func (r *runner) observe(ctx context.Context, pp *rebound.PacePermit, sent time.Time, err error) {
 	if r.cfg.BreakerKey == nil || ctx.Err() != nil {
 		return
 	}
@@ -976,7 +979,7 @@ func (r *runner) observe(ctx context.Context, pp *rebound.PacePermit, err error)
 			c = rebound.Classify(err)
 		}
 	}
-	pp.Observe(r.clock.Now(), c)
+	pp.Observe(sent, r.clock.Now(), c)
 }
 
 // refusedUntil is when an item the breaker refused may be tried again: the

@@ -20,10 +20,11 @@ type Announcement struct {
 	Remaining int64
 	// Reset is how long until the quota is renewed; 0 when not said.
 	Reset time.Duration
-	// Quota and Window are the policy (RateLimit-Policy, or an
-	// X-RateLimit-Limit with a Reset): Quota requests per Window; zero
+	// Quota is the policy's number of requests per Window
+	// (RateLimit-Policy, or an X-RateLimit-Limit with a Reset); zero
 	// when not said.
-	Quota  int64
+	Quota int64
+	// Window is the span Quota is counted over; zero when not said.
 	Window time.Duration
 }
 
