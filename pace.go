@@ -461,7 +461,13 @@ func (p *Pacer) slowRate(now, start time.Time) {
 	if ok < 10 {
 		// Too few answers to tell what the server allows.
 		if p.interval == 0 {
-			p.interval, p.rateSlowStart, p.badInterval = time.Second/time.Duration(max(ok, 1)), true, 0
+			// Half of what the (now halved) limit allows at the latency
+			// seen, doubling from there while answers succeed.
+			iv := time.Second / time.Duration(max(ok, 1))
+			if p.avgLat > 0 {
+				iv = min(iv, time.Duration(2*float64(p.avgLat)/p.limit))
+			}
+			p.interval, p.rateSlowStart, p.badInterval = max(iv, minInterval), true, 0
 			return
 		}
 		p.rateSlowStart, p.badInterval = false, p.interval

@@ -76,4 +76,7 @@ func TestRunPacingFlags(t *testing.T) {
 	if code, _, errOut := cliRun("run", m, "--rate", "fast"); code != ExitUsage || !strings.Contains(errOut, "--rate") {
 		t.Errorf("--rate fast: exit %d, %s", code, errOut)
 	}
+	if code, _, errOut := cliRun("run", m, "--max-per-host", "-1"); code != ExitUsage || !strings.Contains(errOut, "MaxPerHost") {
+		t.Errorf("--max-per-host -1: exit %d, %s", code, errOut)
+	}
 }
