@@ -2,7 +2,10 @@ package job
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -98,5 +101,45 @@ func TestBulkheadPutsItemsOffUnsent(t *testing.T) {
 	}
 	if st.defers.Load() == 0 {
 		t.Error("no item was put off by the full bulkhead")
+	}
+}
+
+// A server that announces its quota is spent for an hour is not sent the
+// host's other items: they are put off unsent until the reset, with no
+// attempt spent and no 429 drawn.
+func TestAnnouncedLimitPutsTheHostOff(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("X-RateLimit-Remaining", "0")
+		w.Header().Set("X-RateLimit-Reset", "3600")
+	}))
+	defer srv.Close()
+	st := memory.New(checkpoint.Config{})
+	ctx := context.Background()
+	if _, err := st.OpenJob(ctx, "j", checkpoint.JobMeta{Fingerprint: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	var items []checkpoint.Item
+	for i := range 4 {
+		items = append(items, checkpoint.Item{ID: fmt.Sprint(i), Payload: []byte(`{"url":"` + srv.URL + `/` + fmt.Sprint(i) + `"}`)})
+	}
+	if err := st.AddItems(ctx, "j", items); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var putOff atomic.Int64
+	sum, err := Run(runCtx, Config{Job: "j", Store: st, Concurrency: 1, BreakerKey: hostKey, Retry: fastRetry(),
+		OnEvent: func(e Event) {
+			if e.Type == EventFailed && e.Kind == "throttled" && putOff.Add(1) == 3 {
+				cancel()
+			}
+		}}, HTTPHandler(srv.Client(), ""))
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("%v (%+v)", err, sum)
+	}
+	if n := hits.Load(); n != 1 || sum.Done != 1 {
+		t.Errorf("%d requests, %d done; want 1 and 1: the others wait for the announced reset", n, sum.Done)
 	}
 }
