@@ -37,5 +37,12 @@
 //   - Config structs are named Config (BreakerConfig, BudgetConfig here),
 //     constructors NewX.
 //
+// Pacer paces the requests to one host (PacerSet: one per host): a limit on
+// requests in flight that grows while they succeed and shrinks on
+// throttling, timeouts and rising latency, a host-wide pause for a
+// Retry-After, announced limits, an adaptive rate once throttled, a
+// bulkhead (BulkheadError), and a user-set rate through RateLimiter, which
+// golang.org/x/time/rate's *rate.Limiter satisfies.
+//
 // The package uses the standard library only.
 package rebound

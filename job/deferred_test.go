@@ -35,7 +35,7 @@ func TestDeferredReasonsGroup(t *testing.T) {
 	var reasons []string
 	for i := range 3 {
 		it := checkpoint.Item{ID: string(rune('a' + i)), Attempts: 1}
-		res, unsent := r.runItem(ctx, func(error) {}, ctx, it, "https://api.example")
+		res, unsent := r.runItem(ctx, func(error) {}, ctx, it, "https://api.example", &rebound.PacePermit{})
 		if !unsent || res.State != checkpoint.Failed || res.Err != "deferred: circuit breaker open for https://api.example" {
 			t.Fatalf("refused item: unsent %v, %v %q", unsent, res.State, res.Err)
 		}
@@ -51,7 +51,7 @@ func TestDeferredReasonsGroup(t *testing.T) {
 	throttle = true
 	r.cfg.Breakers = nil
 	itemCtx, stop := context.WithCancelCause(ctx)
-	res, _ := r.runItem(itemCtx, stop, ctx, checkpoint.Item{ID: "t", Attempts: 1}, "https://api.example")
+	res, _ := r.runItem(itemCtx, stop, ctx, checkpoint.Item{ID: "t", Attempts: 1}, "https://api.example", &rebound.PacePermit{})
 	stop(nil)
 	if res.State != checkpoint.Failed || DeferGroup(res.ErrKind, res.Err) != GroupThrottled {
 		t.Fatalf("throttled item: %v %q (%s), want failed in the throttled group", res.State, res.Err, res.ErrKind)
@@ -84,11 +84,11 @@ func TestFailedProbeLeavesTheNextProbeToAnotherItem(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Minute) // half-open: the next item is the probe
-	probe, unsent := r.runItem(ctx, func(error) {}, ctx, checkpoint.Item{ID: "1", Attempts: 1}, "h")
+	probe, unsent := r.runItem(ctx, func(error) {}, ctx, checkpoint.Item{ID: "1", Attempts: 1}, "h", &rebound.PacePermit{})
 	if unsent || probe.State != checkpoint.Failed || probe.Attempts != 1 {
 		t.Fatalf("probe: unsent %v, %v after %d attempts", unsent, probe.State, probe.Attempts)
 	}
-	other, unsent := r.runItem(ctx, func(error) {}, ctx, checkpoint.Item{ID: "2", Attempts: 1}, "h")
+	other, unsent := r.runItem(ctx, func(error) {}, ctx, checkpoint.Item{ID: "2", Attempts: 1}, "h", &rebound.PacePermit{})
 	if !unsent || other.State != checkpoint.Failed {
 		t.Fatalf("refused item: unsent %v, %v", unsent, other.State)
 	}
@@ -97,3 +97,4 @@ func TestFailedProbeLeavesTheNextProbeToAnotherItem(t *testing.T) {
 		t.Errorf("refused item due %v, failed probe due %v; want the probe time %v and a poll after it", other.NextAt, probe.NextAt, until)
 	}
 }
+

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -59,6 +60,10 @@ func HTTPHandler(client *http.Client, dir string) Handler {
 			return err
 		}
 		defer resp.Body.Close()
+		if a, ok := reboundhttp.ParseRateLimit(resp.Header, time.Now()); ok {
+			rem, span, _ := a.Pace()
+			t.Announce(rem, span) // kept to before the first 429
+		}
 		if err := reboundhttp.UnfollowedRedirect(hreq, resp); err != nil {
 			return err
 		}

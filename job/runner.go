@@ -16,6 +16,7 @@ import (
 	"github.com/rebound-go/rebound"
 	"github.com/rebound-go/rebound/checkpoint"
 	"github.com/rebound-go/rebound/internal/redact"
+	"golang.org/x/time/rate"
 )
 
 // Config sets a Run. Job and Store are required; every other zero value is
@@ -76,6 +77,37 @@ type Config struct {
 	Breakers *rebound.BreakerSet
 	// BreakerKey picks an item's breaker; see Breakers.
 	BreakerKey func(checkpoint.Item) string
+	// MaxPerHost bounds the items in flight per BreakerKey (a host); 0
+	// means Concurrency. Within it, each key's limit adapts (see
+	// rebound.Pacer): it grows while items succeed and shrinks on
+	// throttling, timeouts and rising latency; a Retry-After pauses all the
+	// key's items, and limits a handler reports (Task.Announce) are kept
+	// to. An item whose key has no room waits for it without taking an
+	// attempt: briefly (at most 2 s) in its worker, else put off unsent in
+	// the store. Without a BreakerKey the pacing does not adapt: the whole
+	// job is one key, for MaxPerHost and Rate only.
+	MaxPerHost int
+	// Rate caps the requests per second of each BreakerKey (a host), with
+	// bursts of up to Burst; 0 means no cap. It is a token bucket
+	// (golang.org/x/time/rate): a burst of Burst items may start at once
+	// after a quiet spell, then one every 1/Rate s.
+	Rate float64
+	// Burst is Rate's bucket size; 0 means 1 (evenly spaced).
+	Burst int
+	// MaxWaitingPerHost is the bulkhead: how many workers may wait for one
+	// key's pacing at once; 0 means Concurrency, negative means none wait.
+	// Further items of that key are put off unsent (a poll interval
+	// later). In a job that calls several hosts, set it below Concurrency
+	// so that one slow or paced host cannot take every worker; each
+	// put-off is a store write, which is why the default lets a job that
+	// calls one host keep its workers waiting instead.
+	MaxWaitingPerHost int
+	// Pacers, when set, is the pacing of each key, used as it is (then
+	// MaxPerHost, Rate, Burst and MaxWaitingPerHost are ignored); share it
+	// to watch it (rebound.PacerSet.Each). See NewPacers.
+	Pacers *rebound.PacerSet
+	// DisablePacing turns the per-key pacing off.
+	DisablePacing bool
 	// Budget caps retries across all items; nil means the default budget
 	// (retries add at most 20% to the calls of the last 10 s).
 	Budget *rebound.Budget
@@ -179,6 +211,18 @@ type Task struct {
 	store  checkpoint.Store
 	lease  int64
 	putOff time.Time // when a long throttled wait ends (errPutOff)
+	clock  rebound.Clock
+	pacer  *rebound.Pacer // the item's key's pacing; nil when off or unkeyed
+}
+
+// Announce tells the pacing of the item's host what its server announced:
+// remaining requests allowed over the next span (see
+// rebound.Pacer.Announce and reboundhttp.ParseRateLimit). A no-op without
+// a BreakerKey or with pacing off.
+func (t *Task) Announce(remaining int, span time.Duration) {
+	if t.pacer != nil {
+		t.pacer.Announce(t.clock.Now(), remaining, span)
+	}
 }
 
 // SaveProgress records partial work so a retry or a restart resumes from it.
@@ -408,7 +452,54 @@ func newRunner(cfg Config, h Handler) (*runner, error) {
 		}
 		cfg.Budget = b
 	}
+	if cfg.Pacers == nil && !cfg.DisablePacing {
+		ps, err := NewPacers(cfg)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Pacers = ps
+	}
+	if cfg.DisablePacing {
+		cfg.Pacers = nil
+	}
 	return &runner{cfg: cfg, h: h, clock: cfg.Clock}, nil
+}
+
+// NewPacers returns the per-key pacing cfg describes (MaxPerHost, Rate,
+// Burst, MaxWaitingPerHost, Concurrency and Clock): what Run builds when
+// Config.Pacers is nil. Build it yourself to watch it while the job runs.
+func NewPacers(cfg Config) (*rebound.PacerSet, error) {
+	if err := cfg.validateNegatives(); err != nil {
+		return nil, err
+	}
+	conc := cfg.Concurrency
+	if conc == 0 {
+		conc = 8
+	}
+	pc := rebound.PaceConfig{MaxLimit: conc, Clock: cfg.Clock}
+	if pc.Clock == nil {
+		pc.Clock = cfg.Retry.Clock
+	}
+	if cfg.MaxPerHost > 0 {
+		pc.MaxLimit = min(cfg.MaxPerHost, conc)
+	}
+	pc.InitialLimit = min(8, pc.MaxLimit)
+	switch {
+	case cfg.MaxWaitingPerHost > 0:
+		pc.MaxQueue = cfg.MaxWaitingPerHost
+	case cfg.MaxWaitingPerHost < 0:
+		pc.MaxQueue = -1
+	default:
+		pc.MaxQueue = conc
+	}
+	if cfg.BreakerKey == nil {
+		pc.Fixed = true
+	}
+	if cfg.Rate > 0 {
+		r, burst := rate.Limit(cfg.Rate), max(cfg.Burst, 1)
+		pc.Rate = func(string) rebound.RateLimiter { return rate.NewLimiter(r, burst) }
+	}
+	return rebound.NewPacerSet(pc)
 }
 
 // validateNegatives names the first negative setting: none of them has a
@@ -421,6 +512,7 @@ func (cfg *Config) validateNegatives() error {
 		{"Concurrency", cfg.Concurrency < 0}, {"MaxAttempts", cfg.MaxAttempts < 0},
 		{"Timeout", cfg.Timeout < 0}, {"LeaseTTL", cfg.LeaseTTL < 0},
 		{"Grace", cfg.Grace < 0}, {"PollInterval", cfg.PollInterval < 0},
+		{"MaxPerHost", cfg.MaxPerHost < 0}, {"Rate", cfg.Rate < 0 || cfg.Rate != cfg.Rate}, {"Burst", cfg.Burst < 0},
 	} {
 		if f.neg {
 			return &rebound.ConfigError{Field: "job.Config." + f.name, Reason: "negative"}
@@ -568,12 +660,23 @@ func (r *runner) work(ctx, workCtx context.Context, w *workers) {
 			w.wake()
 			continue
 		}
+		pp, until, why, ok := r.pace(ctx, key)
+		if !ok {
+			// Its host has no room now: put it off unsent, without
+			// taking a worker for the wait.
+			r.complete(workCtx, it, checkpoint.Result{Job: r.cfg.Job, ID: it.ID, Lease: it.Lease,
+				State: checkpoint.Failed, NextAt: until, Attempts: it.Attempts - 1,
+				Err: why, ErrKind: rebound.KindThrottled.String()}, true)
+			w.wake()
+			continue
+		}
 		w.inflight.Add(1)
 		itemCtx, stop := context.WithCancelCause(workCtx)
 		if v, ok := r.live.Load(it.ID); ok && v.(*liveLease).token == it.Lease {
 			v.(*liveLease).stop.Store(&stop)
 		}
-		res, unsent := r.runItem(itemCtx, stop, ctx, it, key)
+		res, unsent := r.runItem(itemCtx, stop, ctx, it, key, &pp)
+		pp.Release()
 		stop(nil)
 		r.complete(workCtx, it, res, unsent)
 		w.inflight.Add(-1)
@@ -743,7 +846,7 @@ func (r *runner) heartbeat(ctx context.Context, done chan<- struct{}) {
 // key. unsent reports that no request went out (the breaker refused the
 // first attempt): the outcome is a deferral, whose attempt the store must
 // give back.
-func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, runCtx context.Context, it checkpoint.Item, key string) (res checkpoint.Result, unsent bool) {
+func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, runCtx context.Context, it checkpoint.Item, key string, pp *rebound.PacePermit) (res checkpoint.Result, unsent bool) {
 	prior := it.Attempts - 1 // Lease counted this lease as an attempt
 	res = checkpoint.Result{Job: r.cfg.Job, ID: it.ID, Lease: it.Lease}
 	remaining := r.cfg.MaxAttempts - prior
@@ -759,7 +862,10 @@ func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, 
 		return res, false
 	}
 	task := &Task{Job: r.cfg.Job, ID: it.ID, Payload: it.Payload, Key: IdempotencyKey(r.job, it.ID),
-		Progress: it.Progress, store: r.cfg.Store, lease: it.Lease}
+		Progress: it.Progress, store: r.cfg.Store, lease: it.Lease, clock: r.clock}
+	if r.cfg.Pacers != nil && r.cfg.BreakerKey != nil {
+		task.pacer = r.cfg.Pacers.Get(key)
+	}
 	retry := r.cfg.Retry
 	retry.MaxAttempts, retry.Clock, retry.Budget = remaining, r.clock, r.cfg.Budget
 	userOnRetry := retry.OnRetry
@@ -792,7 +898,10 @@ func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, 
 		made++
 		task.Attempt = prior + made
 		r.emit(Event{Type: EventStart, ID: it.ID, Attempt: task.Attempt})
-		return r.h(ctx, task)
+		sent := r.clock.Now()
+		err := r.h(ctx, task)
+		r.observe(ctx, pp, sent, err)
+		return err
 	})
 	res.Attempts = prior + made
 	unsent = made == 0 // the breaker refused the first attempt
@@ -845,6 +954,46 @@ func (r *runner) runItem(workCtx context.Context, stop context.CancelCauseFunc, 
 		res.State, res.NextAt = checkpoint.Failed, r.clock.Now().Add(time.Second)
 	}
 	return res, unsent
+}
+
+// pace takes a slot of key's pacing for an item, waiting for it in the
+// worker only when that is short: a host paused for longer than
+// maxWorkerWait, or a bulkhead already full, puts the item off unsent
+// (ok false, until when, why as the item's reason).
+func (r *runner) pace(ctx context.Context, key string) (pp rebound.PacePermit, until time.Time, why string, ok bool) {
+	if r.cfg.Pacers == nil {
+		return pp, until, "", true
+	}
+	pc := r.cfg.Pacers.Get(key)
+	now := r.clock.Now()
+	if u, paused := pc.PausedUntil(now); paused && u.Sub(now) > maxWorkerWait {
+		return pp, u, ReasonThrottled + ": " + key + " asked callers to wait", false
+	}
+	pp, err := pc.Acquire(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return pp, now, "not sent: interrupted", false
+		}
+		return pp, now.Add(r.cfg.PollInterval), ReasonThrottled + ": " + redact.Text(err.Error()), false
+	}
+	return pp, time.Time{}, "", true
+}
+
+// observe feeds one attempt's outcome to its key's pacing (an adaptive
+// one: with a BreakerKey); a cancelled attempt says nothing of the host.
+func (r *runner) observe(ctx context.Context, pp *rebound.PacePermit, sent time.Time, err error) {
+	if r.cfg.BreakerKey == nil || ctx.Err() != nil {
+		return
+	}
+	var c rebound.Class
+	if err != nil {
+		if r.cfg.Retry.Classify != nil {
+			c = r.cfg.Retry.Classify(err)
+		} else {
+			c = rebound.Classify(err)
+		}
+	}
+	pp.Observe(sent, r.clock.Now(), c)
 }
 
 // refusedUntil is when an item the breaker refused may be tried again: the

@@ -109,6 +109,26 @@ type Config struct {
 	// DisableBreaker turns the per-host breakers off.
 	DisableBreaker bool
 
+	// Pacing configures the pacing kept for each scheme and host (see
+	// rebound.Pacer): a limit on the requests in flight that grows while
+	// they succeed and shrinks on 429s, timeouts and rising latency; a
+	// Retry-After on a 429 or 503 pauses every request to the host, not
+	// only its own; announced limits (ParseRateLimit) are kept to before
+	// the first 429. Its zero value adapts up to 64 requests in flight per
+	// host (Pacing.MaxLimit, the per-host maximum), and lets up to 1024
+	// more callers wait per host (Pacing.MaxQueue, the bulkhead; 0 here
+	// means 1024, negative means none wait): beyond that a call fails at
+	// once, unsent, with a *rebound.BulkheadError (errors.Is
+	// rebound.ErrBulkheadFull, throttled, never charged to the breaker).
+	// Pacing.Rate sets a rate per host (a *rate.Limiter from
+	// golang.org/x/time/rate fits rebound.RateLimiter). A caller waits
+	// in the host's queue, its context's deadline honoured; backoff waits
+	// between attempts hold no slot. Pacing.Clock defaults to Clock.
+	Pacing rebound.PaceConfig
+	// DisablePacing turns the per-host pacing off: no limit, no host-wide
+	// pause, no bulkhead.
+	DisablePacing bool
+
 	// Budget is the retry budget; nil means one of rebound's default
 	// (rebound.BudgetConfig{}) for this Transport. Share one Budget between
 	// Transports that call the same services.
@@ -142,6 +162,11 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Retry.Validate(); err != nil {
 		return err
+	}
+	if !c.DisablePacing {
+		if err := c.Pacing.Validate(); err != nil {
+			return err
+		}
 	}
 	if c.Retry.Classify != nil {
 		return &rebound.ConfigError{Field: "reboundhttp.Config.Retry.Classify", Reason: "set Config.Classify, which sees the response too"}

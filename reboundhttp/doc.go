@@ -82,6 +82,21 @@
 // with a Client.Timeout, net/http starts two goroutines per request for any
 // RoundTripper that is not its own *http.Transport (this one included).
 //
+// # Pacing
+//
+// Each host also has a rebound.Pacer (Config.Pacing): every attempt takes a
+// slot first, so at most the host's current limit is in flight (adapted
+// between 1 and 64 by default: it grows while answers succeed and shrinks on
+// 429s, timeouts and rising latency). A Retry-After on a 429 or 503 pauses
+// every call to the host until then, not only the one that got it, and
+// after a throttle the host is paced to a rate that grows back while
+// answers succeed. Limits the server announces (RateLimit,
+// RateLimit-Policy, X-RateLimit-*: see ParseRateLimit) are kept to before
+// the first 429. A caller waits for its slot within its context; backoff
+// waits hold none. Past Config.Pacing.MaxQueue waiting callers (1024 per
+// host by default) a call is refused at once, unsent, with a
+// *rebound.BulkheadError: throttled, never charged to the breaker.
+//
 // # Redirects
 //
 // The Transport never follows redirects; the Client NewClient returns

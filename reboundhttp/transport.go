@@ -30,6 +30,7 @@ type Transport struct {
 	prepare    func(*http.Request, int) error
 	sets       [2]*rebound.BreakerSet        // http, https (others go in [0] keyed with their scheme)
 	breakerFor func(string) *rebound.Breaker // Config.BreakerFor
+	pacers     [2]*rebound.PacerSet          // http, https, keyed as sets; nil when pacing is off
 	stall      time.Duration                 // for a body wrapper; 0 when off or done by our connections
 	clock      rebound.Clock
 	logger     *slog.Logger
@@ -99,7 +100,56 @@ func NewTransport(base http.RoundTripper, cfg Config) (*Transport, error) {
 			t.sets[i], _ = rebound.NewBreakerSet(bc, cfg.MaxHosts) // validated above
 		}
 	}
+	if !cfg.DisablePacing {
+		pc := cfg.Pacing
+		if pc.Clock == nil {
+			pc.Clock = cfg.Clock
+		}
+		if pc.MaxQueue == 0 {
+			pc.MaxQueue = DefaultMaxQueuePerHost
+		}
+		for i := range t.pacers {
+			t.pacers[i], _ = rebound.NewPacerSet(pc) // validated above
+		}
+	}
 	return t, nil
+}
+
+// DefaultMaxQueuePerHost is how many callers may wait for one host's
+// pacing when Config.Pacing.MaxQueue is 0.
+const DefaultMaxQueuePerHost = 1024
+
+// Pacers calls f for each per-host Pacer the Transport keeps, keyed
+// "scheme://host", for status displays (Pacer.Stats).
+func (t *Transport) Pacers(f func(key string, p *rebound.Pacer)) {
+	for i, s := range t.pacers {
+		if s == nil {
+			continue
+		}
+		s.Each(func(k string, p *rebound.Pacer) {
+			if i == 1 {
+				k = "https://" + k
+			} else if !hasScheme(k) {
+				k = "http://" + k
+			}
+			f(k, p)
+		})
+	}
+}
+
+// pacer returns the Pacer for u's scheme and host, or nil when pacing is
+// off; keyed like breaker, so the lookup builds no string.
+func (t *Transport) pacer(u *url.URL) *rebound.Pacer {
+	if t.pacers[0] == nil {
+		return nil
+	}
+	switch u.Scheme {
+	case "https":
+		return t.pacers[1].Get(u.Host)
+	case "http":
+		return t.pacers[0].Get(u.Host)
+	}
+	return t.pacers[0].Get(u.Scheme + "://" + u.Host)
 }
 
 // retryFor is cfg.Retry with the Config's defaults filled in.
@@ -213,6 +263,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		keyed = true
 	}
 	c.replayable = c.rewindable && (rebound.IdempotentMethod(req.Method) || keyed)
+	if c.pc = t.pacer(req.URL); c.pc != nil {
+		// The first slot is taken here: a full bulkhead refuses the call
+		// at once, unsent, rather than spending its attempts.
+		var err error
+		if c.pp, err = c.pc.Acquire(req.Context()); err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		c.held = true
+	}
 	return c.finish(t.retry.Do(req.Context(), c.attempt))
 }
 
@@ -228,6 +288,45 @@ type call struct {
 	sent       bool           // req.Body went to the base RoundTripper, which closes it
 	rewindable bool
 	replayable bool
+	pc         *rebound.Pacer     // the host's pacing, nil when off
+	pp         rebound.PacePermit // the slot of the attempt under way
+	held       bool               // pp is taken and not yet handed back
+}
+
+// pace takes a pacing slot for the attempt, unless the call already
+// holds one (the first attempt's, taken in RoundTrip).
+func (c *call) pace(ctx context.Context) error {
+	if c.pc == nil || c.held {
+		return nil
+	}
+	pp, err := c.pc.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	c.pp, c.held = pp, true
+	return nil
+}
+
+// paced hands the attempt's slot back with its verdict; a zero Class and
+// a nil res for a caller that gave up (no verdict). A response's announced
+// limits are kept to from now on.
+func (c *call) paced(ctx context.Context, res *http.Response, class rebound.Class) {
+	if !c.held {
+		return
+	}
+	c.held = false
+	now := c.t.clock.Now()
+	if res != nil {
+		if a, ok := ParseRateLimit(res.Header, now); ok {
+			rem, over, _ := a.Pace()
+			c.pc.Announce(now, rem, over)
+		}
+	}
+	if ctx.Err() != nil {
+		c.pp.Release()
+		return
+	}
+	c.pp.Done(now, class)
 }
 
 // attempt is one attempt, for rebound.Retry.
@@ -236,6 +335,9 @@ func (c *call) attempt(ctx context.Context) error {
 	r, err := c.request()
 	if err != nil {
 		return err
+	}
+	if err := c.pace(ctx); err != nil {
+		return err // unsent: no verdict on the host
 	}
 	var permit rebound.Permit
 	if c.br != nil {
@@ -247,6 +349,10 @@ func (c *call) attempt(ctx context.Context) error {
 			permit, err = c.br.Allow()
 		}
 		if err != nil {
+			if c.held {
+				c.held = false
+				c.pp.Release() // unsent: no verdict on the host
+			}
 			return err
 		}
 	}
@@ -259,7 +365,7 @@ func (c *call) attempt(ctx context.Context) error {
 	if err != nil {
 		return c.failed(ctx, permit, err)
 	}
-	return c.answered(permit, res)
+	return c.answered(ctx, permit, res)
 }
 
 // request returns what attempt c.n sends: the first request, or a fresh
@@ -306,6 +412,7 @@ func (c *call) failed(ctx context.Context, permit rebound.Permit, err error) err
 	} else {
 		permit.Done(err, class)
 	}
+	c.paced(ctx, nil, class)
 	if class.Kind.Retryable() && ctx.Err() == nil {
 		if !c.rewindable {
 			return &notReplayableError{c.req.Method, RedactURL(c.req.URL), "its body cannot be rewound (Request.GetBody is nil)", err}
@@ -322,7 +429,7 @@ func (c *call) failed(ctx context.Context, permit rebound.Permit, err error) err
 
 // answered judges an attempt that got a response: the answer, or a
 // *StatusError to retry.
-func (c *call) answered(permit rebound.Permit, res *http.Response) error {
+func (c *call) answered(ctx context.Context, permit rebound.Permit, res *http.Response) error {
 	t := c.t
 	if t.stall > 0 && res.Body != nil && res.Body != http.NoBody && res.StatusCode != http.StatusSwitchingProtocols {
 		res.Body = &stallBody{rc: res.Body, d: t.stall}
@@ -331,6 +438,7 @@ func (c *call) answered(permit rebound.Permit, res *http.Response) error {
 	if t.classify == nil {
 		if res.StatusCode < 400 {
 			permit.Done(nil, rebound.Class{})
+			c.paced(ctx, res, rebound.Class{})
 			c.resp = res
 			return nil
 		}
@@ -339,6 +447,7 @@ func (c *call) answered(permit rebound.Permit, res *http.Response) error {
 		class := t.classify(res, nil)
 		if class.Kind == rebound.KindNone {
 			permit.Done(nil, rebound.Class{})
+			c.paced(ctx, res, rebound.Class{})
 			c.resp = res
 			return nil
 		}
@@ -347,6 +456,7 @@ func (c *call) answered(permit rebound.Permit, res *http.Response) error {
 	}
 	class := se.Class()
 	permit.Done(errStatus, class)
+	c.paced(ctx, res, class)
 	if !class.Kind.Retryable() || !c.replayable {
 		c.resp = res // the answer, or a request we may not repeat
 		return nil
@@ -363,6 +473,10 @@ func (c *call) answered(permit rebound.Permit, res *http.Response) error {
 
 // finish turns the retry's outcome into RoundTrip's results.
 func (c *call) finish(err error) (*http.Response, error) {
+	if c.held {
+		c.pp.Release() // the retry stopped before the first attempt
+		c.held = false
+	}
 	if err == nil {
 		return c.resp, nil
 	}

@@ -38,6 +38,8 @@ type runFlags struct {
 	maxWait, grace, leaseTTL          time.Duration
 	breakerFailures                   int
 	breakerOpen                       time.Duration
+	rate                              string
+	burst, maxPerHost                 int
 }
 
 func newRunCmd() *cobra.Command {
@@ -71,7 +73,11 @@ a wait over 2 s puts the host's items off in the state, freeing the workers);
 host that keeps failing (a 429 or a 503 with Retry-After is throttling, not
 failure: it never opens one); it opens for 1s first, longer while its probes
 fail, up to --breaker-open, and the display names each open host, when it
-probes next and how many items wait for it. --attempts counts requests that may have been sent:
+probes next and how many items wait for it. Each host is paced: the requests
+in flight to it adapt (up to --max-per-host) to 429s, timeouts and slow
+answers, a Retry-After pauses the whole host, limits it announces (RateLimit,
+X-RateLimit-*) are kept to, and --rate caps it; items of a host with no room
+wait without using a worker or an attempt. --attempts counts requests that may have been sent:
 an item held back by a breaker or a throttled host spends none. 'rebound
 status' shows the dead items and why; --retry-dead gives them another chance.
 A redirect that would re-send a POST as a GET (301, 302, 303), loop, or lead
@@ -104,6 +110,9 @@ once, and the state file stays consistent).`,
 	fl.DurationVar(&f.maxWait, "max-backoff", 30*time.Second, "longest wait between attempts")
 	fl.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "TCP connect and TLS handshake timeout")
 	fl.DurationVar(&f.readTimeout, "read-timeout", 30*time.Second, "timeout for the response headers of each attempt")
+	fl.StringVar(&f.rate, "rate", "", "most requests per second to each host, e.g. 100/s or 600/m (default: none; the pacing still adapts to 429s and announced limits)")
+	fl.IntVar(&f.burst, "burst", 1, "with --rate: how many requests may start at once after a quiet spell (a token bucket of this size)")
+	fl.IntVar(&f.maxPerHost, "max-per-host", 0, "most requests in flight to one host (default: --concurrency); the limit adapts below it")
 	fl.IntVar(&f.breakerFailures, "breaker-failures", 5, "consecutive failed items (an item's retries count once) that open a host's circuit breaker")
 	fl.DurationVar(&f.breakerOpen, "breaker-open", 60*time.Second, "longest an open breaker rejects requests before a probe (it opens for 1s first, 1.2 times longer after each failed probe)")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Minute, "how long an item stays with a worker that stopped renewing it (heartbeat every third of it); with a shared state, a dead worker's items return after it")
@@ -255,7 +264,7 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 	}
 	remaining := before.Pending + before.Leased + before.Failed
 	p.bar = newCounter(stderr, name, remaining, f.quiet || f.json, func() string {
-		return fmt.Sprintf("retries %d, open breakers %d", p.retries.Load(), p.openBreakers.Load()) + p.board.summary(time.Now())
+		return fmt.Sprintf("retries %d, open breakers %d", p.retries.Load(), p.openBreakers.Load()) + p.pacingLine() + p.board.summary(time.Now())
 	})
 	if p.bar.enabled && p.bar.bar == nil {
 		// Not a terminal: a line per host whose breaker holds its items,
@@ -281,6 +290,7 @@ func runManifest(cmd *cobra.Command, manifest string, f *runFlags) error {
 		p.stopLines()
 	}
 	p.bar.finish()
+	p.writePacing()
 	report(stdout, stderr, p.json, name, sum, f.quiet)
 	switch {
 	case errors.Is(runErr, job.ErrInterrupted):
@@ -375,10 +385,11 @@ func prepareJob(ctx context.Context, st stateStore, name, manifest, statePath st
 type runProgress struct {
 	retries, openBreakers atomic.Int64
 	bar                   *counter
-	json                  *jsonLines    // nil without --json
-	board                 *breakerBoard // the hosts whose breaker is not closed
-	plain                 io.Writer     // where plain host lines go; nil on a terminal, with --json or --quiet
-	stopLines             func()        // stops the plain host lines
+	json                  *jsonLines        // nil without --json
+	board                 *breakerBoard     // the hosts whose breaker is not closed
+	plain                 io.Writer         // where plain host lines go; nil on a terminal, with --json or --quiet
+	stopLines             func()            // stops the plain host lines
+	pacers                *rebound.PacerSet // per-host pacing, for the display
 }
 
 // breakerChanged counts the open breakers and reports the change.
@@ -450,6 +461,14 @@ func runConfig(name string, st checkpoint.Store, f *runFlags, p *runProgress) (j
 	if err := cfg.Retry.Validate(); err != nil {
 		return job.Config{}, usageErr(err)
 	}
+	if cfg.Rate, err = parseRate(f.rate); err != nil {
+		return job.Config{}, usageErr(err)
+	}
+	cfg.Burst, cfg.MaxPerHost = f.burst, f.maxPerHost
+	if cfg.Pacers, err = job.NewPacers(cfg); err != nil {
+		return job.Config{}, usageErr(err)
+	}
+	p.pacers = cfg.Pacers
 	return cfg, nil
 }
 
