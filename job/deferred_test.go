@@ -97,4 +97,3 @@ func TestFailedProbeLeavesTheNextProbeToAnotherItem(t *testing.T) {
 		t.Errorf("refused item due %v, failed probe due %v; want the probe time %v and a poll after it", other.NextAt, probe.NextAt, until)
 	}
 }
-
