@@ -476,7 +476,8 @@ func NewPacers(cfg Config) (*rebound.PacerSet, error) {
 	if conc == 0 {
 		conc = 8
 	}
-	pc := rebound.PaceConfig{MaxLimit: conc, Clock: cfg.Clock}
+	// A Retry-After pauses the host no longer than it may hold the retry.
+	pc := rebound.PaceConfig{MaxLimit: conc, Clock: cfg.Clock, MaxPause: cfg.Retry.MaxRetryAfter}
 	if pc.Clock == nil {
 		pc.Clock = cfg.Retry.Clock
 	}

@@ -1,6 +1,7 @@
 package reboundhttp_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -99,7 +100,9 @@ func TestThrottlingHostNeverOpensItsBreaker(t *testing.T) {
 	defer srv.Close()
 	// Retry-After is honoured up to 1 ns here: the test does not wait. No
 	// retry budget: every call makes its 5 attempts.
-	c := client(t, reboundhttp.Config{DisableBudget: true,
+	// Pacing off: this test is the breaker's accounting alone (pacing a host
+	// that only throttles slows it down in real time, as it should).
+	c := client(t, reboundhttp.Config{DisableBudget: true, DisablePacing: true,
 		Retry: rebound.Retry{Backoff: rebound.NoDelay, MaxRetryAfter: time.Nanosecond}})
 	get := func() (int, error) {
 		resp, err := c.Get(srv.URL)
@@ -135,5 +138,36 @@ func TestThrottlingHostNeverOpensItsBreaker(t *testing.T) {
 	}
 	if calls != 5 || hits.Load() != 21 {
 		t.Fatalf("failing host: refused after %d calls and %d requests, want 5 calls and 21 requests", calls, hits.Load())
+	}
+}
+
+// Retry.MaxRetryAfter caps a server's Retry-After for the host's pause as
+// for the retry's wait: one cap, one meaning. A 429 asking for an hour does
+// not hold the host's next call an hour when the caller allows 1 ns.
+func TestMaxRetryAfterCapsTheHostPause(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			w.Header().Set("Retry-After", "3600")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	}))
+	defer srv.Close()
+	c := client(t, reboundhttp.Config{DisableBudget: true,
+		Retry: rebound.Retry{Backoff: rebound.NoDelay, MaxRetryAfter: time.Nanosecond}})
+	// The bound only stops a broken build from hanging: a capped pause
+	// returns at once.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range 2 {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("call %d: %v (the host's pause outlasted Retry.MaxRetryAfter)", i+1, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("call %d: status %d", i+1, resp.StatusCode)
+		}
 	}
 }

@@ -123,7 +123,8 @@ type Config struct {
 	// Pacing.Rate sets a rate per host (a *rate.Limiter from
 	// golang.org/x/time/rate fits rebound.RateLimiter). A caller waits
 	// in the host's queue, its context's deadline honoured; backoff waits
-	// between attempts hold no slot. Pacing.Clock defaults to Clock.
+	// between attempts hold no slot. Pacing.Clock defaults to Clock, and
+	// Pacing.MaxPause to Retry.MaxRetryAfter (one cap for a Retry-After).
 	Pacing rebound.PaceConfig
 	// DisablePacing turns the per-host pacing off: no limit, no host-wide
 	// pause, no bulkhead.

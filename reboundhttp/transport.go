@@ -105,6 +105,11 @@ func NewTransport(base http.RoundTripper, cfg Config) (*Transport, error) {
 		if pc.Clock == nil {
 			pc.Clock = cfg.Clock
 		}
+		if pc.MaxPause == 0 {
+			// One cap for a Retry-After: the host's pause never outlasts
+			// the wait the retry itself may take.
+			pc.MaxPause = cfg.Retry.MaxRetryAfter
+		}
 		if pc.MaxQueue == 0 {
 			pc.MaxQueue = DefaultMaxQueuePerHost
 		}
