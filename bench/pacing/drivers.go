@@ -30,6 +30,9 @@ type Result struct {
 	// included); Capped says the run was stopped at its time cap.
 	Elapsed time.Duration
 	Capped  bool
+	// Applied95 is when 95 % of the items had been applied (their first
+	// effect on the server), from the start of the run; -1 if never.
+	Applied95 time.Duration
 	// Server is the server's view at the end.
 	Server Counts
 	// Note is anything worth a footnote (exit status, errors).
@@ -98,6 +101,7 @@ func RunCLI(ctx context.Context, bin, dir string, srv *Server, n int, timeout ti
 	res.Elapsed = time.Since(start)
 	res.Capped = ctx.Err() != nil
 	res.Server = srv.Counts()
+	res.Applied95 = res.Server.AppliedBy(start, n, 0.95)
 	var ee *exec.ExitError
 	switch {
 	case werr == nil:
@@ -166,6 +170,7 @@ feed:
 	res.Elapsed = time.Since(start)
 	res.Capped = ctx.Err() != nil && res.Done < n
 	res.Server = srv.Counts()
+	res.Applied95 = res.Server.AppliedBy(start, n, 0.95)
 	return res
 }
 

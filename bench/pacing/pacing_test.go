@@ -134,10 +134,16 @@ func TestOutageCallersRecover(t *testing.T) {
 func TestCountsSeeAnEffectAppliedTwice(t *testing.T) {
 	srv := RateLimited(1000, 1000)
 	defer srv.Close()
+	start := time.Now()
 	post(t, srv.URL+"/items/a")
 	post(t, srv.URL+"/items/a")
 	post(t, srv.URL+"/items/b")
-	if c := srv.Counts(); c.Applied != 2 || c.Twice != 1 || c.Effects != 3 {
+	c := srv.Counts()
+	if c.Applied != 2 || c.Twice != 1 || c.Effects != 3 {
 		t.Fatalf("%+v", c)
+	}
+	// Two distinct items applied: all of 2 were, all of 3 never.
+	if c.AppliedBy(start, 2, 1) < 0 || c.AppliedBy(start, 3, 1) != -1 {
+		t.Fatalf("AppliedBy: %v, %v", c.AppliedBy(start, 2, 1), c.AppliedBy(start, 3, 1))
 	}
 }

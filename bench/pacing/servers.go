@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,18 @@ type Counts struct {
 	Applied, Twice int
 	// LastApply is when the last effect ran (zero if none).
 	LastApply time.Time
+	// firsts are the times of each item's first effect, in order.
+	firsts []time.Time
+}
+
+// AppliedBy returns when the first share (0..1] of n items had been
+// applied, counted from start; -1 if they never were.
+func (c Counts) AppliedBy(start time.Time, n int, share float64) time.Duration {
+	k := int(math.Ceil(share * float64(n)))
+	if k < 1 || k > len(c.firsts) {
+		return -1
+	}
+	return c.firsts[k-1].Sub(start)
 }
 
 // Server is a loopback HTTP server with a hidden capacity. POST
@@ -52,6 +65,7 @@ type Server struct {
 	mu        sync.Mutex
 	applied   map[string]int
 	lastApply time.Time
+	firsts    []time.Time
 }
 
 func newServer(h func(s *Server) http.Handler) *Server {
@@ -71,7 +85,7 @@ func (s *Server) Counts() Counts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := Counts{Requests: s.requests.Load(), Throttled: s.throttled.Load(), Effects: s.effects.Load(),
-		Applied: len(s.applied), LastApply: s.lastApply}
+		Applied: len(s.applied), LastApply: s.lastApply, firsts: slices.Clone(s.firsts)}
 	for _, n := range s.applied {
 		if n > 1 {
 			c.Twice++
@@ -87,6 +101,9 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.applied[id]++
 	s.lastApply = time.Now()
+	if s.applied[id] == 1 {
+		s.firsts = append(s.firsts, s.lastApply)
+	}
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)

@@ -82,8 +82,8 @@ func main() {
 			continue
 		}
 		if !header {
-			fmt.Println("| scenario | client | items | done | applied | time s | ideal s | × ideal | goodput / capacity | requests | 429 % | applied twice | note |")
-			fmt.Println("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+			fmt.Println("| scenario | client | items | done | applied | 95 % applied at s | time s | ideal s | × ideal | goodput / capacity | requests | 429 % | applied twice | note |")
+			fmt.Println("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 			header = true
 		}
 		for _, c := range []string{"cli", "failsafe"} {
@@ -147,8 +147,12 @@ func row(name, label string, capacity float64, r pacing.Result, capRun time.Dura
 	if r.Server.Requests > 0 {
 		share = 100 * float64(r.Server.Throttled) / float64(r.Server.Requests)
 	}
-	return fmt.Sprintf("| %s | %s | %d | %d | %d (%.1f %%) | %s | %s | %s | %s | %d | %.1f | %d | %s |",
-		name, label, r.Items, r.Done, r.Server.Applied, 100*float64(r.Server.Applied)/float64(r.Items), t, ideal, ratio, good,
+	a95 := "never"
+	if r.Applied95 >= 0 {
+		a95 = fmt.Sprintf("%.1f", r.Applied95.Seconds())
+	}
+	return fmt.Sprintf("| %s | %s | %d | %d | %d (%.1f %%) | %s | %s | %s | %s | %s | %d | %.1f | %d | %s |",
+		name, label, r.Items, r.Done, r.Server.Applied, 100*float64(r.Server.Applied)/float64(r.Items), a95, t, ideal, ratio, good,
 		r.Server.Requests, share, r.Server.Twice, r.Note)
 }
 
