@@ -81,7 +81,7 @@ func TestDegradedFailsafeAppliesEachItemOnce(t *testing.T) {
 		Workers: 8, Attempts: 30, Backoff: 10 * time.Millisecond, ReadTimeout: 150 * time.Millisecond, Deadline: time.Minute})
 	c := srv.Counts()
 	if res.Done != n || c.Applied != n || c.Twice != 0 {
-		t.Fatalf("done %d, applied %d, applied twice %d of %d (server %+v)", res.Done, c.Applied, c.Twice, n, c)
+		t.Fatalf("done %d, applied %d, applied twice %d of %d (%d requests, %d effects)", res.Done, c.Applied, c.Twice, n, c.Requests, c.Effects)
 	}
 	if c.Requests <= n {
 		t.Fatalf("%d requests for %d items: the faults did not happen", c.Requests, n)
@@ -115,7 +115,7 @@ func TestDegradedCLIAppliesEachItemOnce(t *testing.T) {
 	}
 	c := srv.Counts()
 	if res.Note != "" || res.Done != n || c.Applied != n || c.Twice != 0 {
-		t.Fatalf("%s: done %d, applied %d, applied twice %d of %d (server %+v)", res.Note, res.Done, c.Applied, c.Twice, n, c)
+		t.Fatalf("%s: done %d, applied %d, applied twice %d of %d (%d requests, %d effects)", res.Note, res.Done, c.Applied, c.Twice, n, c.Requests, c.Effects)
 	}
 }
 
