@@ -40,6 +40,7 @@ type runFlags struct {
 	breakerOpen                       time.Duration
 	rate                              string
 	burst, maxPerHost                 int
+	noPacing                          bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -113,6 +114,7 @@ once, and the state file stays consistent).`,
 	fl.StringVar(&f.rate, "rate", "", "most requests per second to each host, e.g. 100/s or 600/m (default: none; the pacing still adapts to 429s and announced limits)")
 	fl.IntVar(&f.burst, "burst", 1, "with --rate: how many requests may start at once after a quiet spell (a token bucket of this size)")
 	fl.IntVar(&f.maxPerHost, "max-per-host", 0, "most requests in flight to one host (default: --concurrency); the limit adapts below it")
+	fl.BoolVar(&f.noPacing, "no-pacing", false, "no per-host pacing: fixed --concurrency, a Retry-After holds only its own item (long ones still put the host's items off)")
 	fl.IntVar(&f.breakerFailures, "breaker-failures", 5, "consecutive failed items (an item's retries count once) that open a host's circuit breaker")
 	fl.DurationVar(&f.breakerOpen, "breaker-open", 60*time.Second, "longest an open breaker rejects requests before a probe (it opens for 1s first, 1.2 times longer after each failed probe)")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Minute, "how long an item stays with a worker that stopped renewing it (heartbeat every third of it); with a shared state, a dead worker's items return after it")
@@ -465,6 +467,13 @@ func runConfig(name string, st checkpoint.Store, f *runFlags, p *runProgress) (j
 		return job.Config{}, usageErr(err)
 	}
 	cfg.Burst, cfg.MaxPerHost = f.burst, f.maxPerHost
+	if f.noPacing {
+		if cfg.Rate != 0 || cfg.MaxPerHost != 0 {
+			return job.Config{}, usageErr(errors.New("--no-pacing cannot go with --rate or --max-per-host"))
+		}
+		cfg.DisablePacing = true
+		return cfg, nil
+	}
 	if cfg.Pacers, err = job.NewPacers(cfg); err != nil {
 		return job.Config{}, usageErr(err)
 	}

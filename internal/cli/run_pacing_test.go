@@ -80,3 +80,34 @@ func TestRunPacingFlags(t *testing.T) {
 		t.Errorf("--max-per-host -1: exit %d, %s", code, errOut)
 	}
 }
+
+// --no-pacing runs with fixed concurrency: no pacer, so no pacing event,
+// and a 429 holds only its own item; it refuses the pacing flags.
+func TestRunNoPacing(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 3 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	}))
+	defer srv.Close()
+	m := filepath.Join(t.TempDir(), "p.jsonl")
+	var lines []string
+	for i := range 10 {
+		lines = append(lines, fmt.Sprintf(`{"id":"%d","url":"%s/%d"}`, i, srv.URL, i))
+	}
+	if err := os.WriteFile(m, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cliRun("run", m, "--json", "--no-pacing", "--backoff", "1ms")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if strings.Contains(out, `"event":"pacing"`) {
+		t.Errorf("--no-pacing still paced:\n%s", out)
+	}
+	if code, _, errOut := cliRun("run", m, "--no-pacing", "--max-per-host", "2"); code != ExitUsage || !strings.Contains(errOut, "--no-pacing") {
+		t.Errorf("--no-pacing with --max-per-host: exit %d, %s", code, errOut)
+	}
+}
