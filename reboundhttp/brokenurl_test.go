@@ -171,3 +171,37 @@ func TestMaxRetryAfterCapsTheHostPause(t *testing.T) {
 		}
 	}
 }
+
+// A default client is a drop-in: callers that hold requests open together
+// (a server that answers once all of them arrived: long polls, streams) are
+// not queued behind the pacer's slow start. Sixteen arrive at once.
+func TestDefaultPacingQueuesNoConcurrentCallers(t *testing.T) {
+	const n = 16
+	arrived := make(chan struct{}, n)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+	}))
+	defer srv.Close()
+	defer close(release)
+	c := client(t, reboundhttp.Config{})
+	// The bound only stops a broken build from hanging the test.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for range n {
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+			if resp, err := c.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	for i := range n {
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d concurrent requests reached the server: the rest were queued", i, n)
+		}
+	}
+}

@@ -115,7 +115,9 @@ type Config struct {
 	// Retry-After on a 429 or 503 pauses every request to the host, not
 	// only its own; announced limits (ParseRateLimit) are kept to before
 	// the first 429. Its zero value adapts up to 64 requests in flight per
-	// host (Pacing.MaxLimit, the per-host maximum), and lets up to 1024
+	// host (Pacing.MaxLimit, the per-host maximum), starting at that
+	// maximum (Pacing.InitialLimit 0 here means MaxLimit: no host is capped
+	// lower until it throttles or slows), and lets up to 1024
 	// more callers wait per host (Pacing.MaxQueue, the bulkhead; 0 here
 	// means 1024, negative means none wait): beyond that a call fails at
 	// once, unsent, with a *rebound.BulkheadError (errors.Is

@@ -86,8 +86,9 @@
 //
 // Each host also has a rebound.Pacer (Config.Pacing): every attempt takes a
 // slot first, so at most the host's current limit is in flight (adapted
-// between 1 and 64 by default: it grows while answers succeed and shrinks on
-// 429s, timeouts and rising latency). A Retry-After on a 429 or 503 pauses
+// between 1 and 64 by default, starting at 64 so that a drop-in client caps
+// no host until it throttles or slows: it shrinks on 429s, timeouts and
+// rising latency and grows back while answers succeed). A Retry-After on a 429 or 503 pauses
 // every call to the host until then, not only the one that got it, and
 // after a throttle the host is paced to a rate that grows back while
 // answers succeed. Limits the server announces (RateLimit,

@@ -105,6 +105,16 @@ func NewTransport(base http.RoundTripper, cfg Config) (*Transport, error) {
 		if pc.Clock == nil {
 			pc.Clock = cfg.Clock
 		}
+		if pc.InitialLimit == 0 {
+			// A drop-in client caps no host below its maximum until the
+			// host throttles or slows: callers that hold requests open
+			// together (long polls, streams) are not queued behind a
+			// slow start.
+			pc.InitialLimit = pc.MaxLimit
+			if pc.InitialLimit == 0 {
+				pc.InitialLimit = rebound.DefaultPaceMaxLimit
+			}
+		}
 		if pc.MaxPause == 0 {
 			// One cap for a Retry-After: the host's pause never outlasts
 			// the wait the retry itself may take.
