@@ -83,12 +83,16 @@ func (outer view) compose(inner view) view {
 func (s *Secrets) scrubOnce(text string) (string, bool) {
 	var spans [][2]int
 	// Each view is searched for the secrets and their usual percent-encoded
-	// forms too: decoding a view again would read a '%' just before an
-	// encoded secret ("%" + "41%2B…") as part of an escape and miss it.
+	// forms too (once and twice): decoding a view again would read a '%'
+	// just before an encoded secret ("%" + "41%2B…") as part of an escape
+	// and miss it.
 	targets := make([]string, 0, len(s.vals))
 	for _, sec := range s.vals {
+		// Twice-encoded forms too: a '%' just before one shifts the
+		// once-decoded view as well ("%" + "00000%2B" for "00000 ").
 		q, p := url.QueryEscape(sec), url.PathEscape(sec)
-		for _, t := range []string{sec, q, p, lowerHex(q), lowerHex(p)} {
+		qq, pq := url.QueryEscape(q), url.QueryEscape(p)
+		for _, t := range []string{sec, q, p, lowerHex(q), lowerHex(p), qq, pq, lowerHex(qq), lowerHex(pq)} {
 			if !slices.Contains(targets, t) {
 				targets = append(targets, t)
 			}
