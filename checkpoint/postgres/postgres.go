@@ -625,19 +625,7 @@ func (s *Store) Stats(ctx context.Context, job string) (checkpoint.Stats, error)
 		if err := rows.Scan(&state, &n, &attempts, &first, &last); err != nil {
 			return checkpoint.Stats{}, wrap(err)
 		}
-		st.Attempts += attempts
-		switch checkpoint.ItemState(state) {
-		case checkpoint.Pending:
-			st.Pending = n
-		case checkpoint.Leased:
-			st.Leased = n
-		case checkpoint.Done:
-			st.Done, st.FirstDone, st.LastDone = n, spi.FromNano(first), spi.FromNano(last)
-		case checkpoint.Failed:
-			st.Failed = n
-		case checkpoint.Dead:
-			st.Dead = n
-		}
+		spi.CountState(&st, checkpoint.ItemState(state), n, attempts, first, last)
 	}
 	return st, wrap(rows.Err())
 }

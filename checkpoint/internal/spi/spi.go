@@ -160,3 +160,22 @@ func FromNano(n int64) time.Time {
 	}
 	return time.Unix(0, n).UTC()
 }
+
+// CountState adds one row of a SQL store's per-state count to st: n items
+// in state, their attempts, and for Done the first and last completion (unix
+// ns).
+func CountState(st *checkpoint.Stats, state checkpoint.ItemState, n, attempts, first, last int64) {
+	st.Attempts += attempts
+	switch state {
+	case checkpoint.Pending:
+		st.Pending = n
+	case checkpoint.Leased:
+		st.Leased = n
+	case checkpoint.Done:
+		st.Done, st.FirstDone, st.LastDone = n, FromNano(first), FromNano(last)
+	case checkpoint.Failed:
+		st.Failed = n
+	case checkpoint.Dead:
+		st.Dead = n
+	}
+}
